@@ -1,0 +1,36 @@
+# shoal: `make demo` runs the bundled demo, `make test` runs the tests.
+# Both create the virtualenv and install what they need (Debian packages too, when root).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS := dev,browser,parse,notify,aws
+
+.PHONY: demo test setup system-deps lint typecheck bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+setup: system-deps $(VENV)/.installed
+
+demo: setup
+	$(BIN)/shoal demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) shoal-data .pytest_cache .mypy_cache

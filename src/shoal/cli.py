@@ -1,0 +1,336 @@
+"""The ``shoal`` command: thin, it parses arguments and calls the parts.
+
+Errors a user can fix are printed as one message naming the problem and the
+fix (exit 2); a critical stop of a worker exits 3; an interrupted crawl 130.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shoal import __version__
+from shoal.errors import ShoalError
+from shoal.spec import Spec, load_spec, parse_spec
+
+app = typer.Typer(
+    name="shoal",
+    help="Collect web pages into a durable WARC archive through a SQL frontier, then parse them into tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    logging.getLogger("shoal").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _load(path: Path) -> tuple[Spec, str]:
+    spec = load_spec(path)
+    return spec, path.read_text(encoding="utf-8")
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print shoal's version."""
+    out.print(__version__)
+
+
+@app.command()
+def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
+    """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
+    s = load_spec(spec)
+    out.print(f"[green]ok[/]: crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s), "
+              f"frontier {s.frontier_url()}, archive {s.archive_dir()}")
+
+
+def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str, Any]:
+    from shoal.status import collect
+
+    st = collect(frontier, crawl)
+    run = stats.summary()
+    return {
+        "crawl": crawl.name,
+        "finished": finished,
+        "done": st.counts["done"],
+        "failed": st.failed,
+        "skipped": st.skipped,
+        "pending": st.counts["pending"] + st.counts["leased"],
+        "bytes_archived": st.bytes_archived,
+        "lease_lost": st.lease_lost,
+        "elapsed": run["elapsed"],
+        "pages_per_second": run["pages_per_second"],
+        "this_run": run,
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    t = Table(title=f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("done", str(summary["done"]))
+    t.add_row("failed", ", ".join(f"{k}: {v}" for k, v in sorted(summary["failed"].items())) or "0")
+    t.add_row("skipped", ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0")
+    if summary["pending"]:
+        t.add_row("left", f"{summary['pending']} pending (run the same command again to resume)")
+    t.add_row("archived", f"{summary['bytes_archived'] / 1e6:.2f} MB")
+    r = summary["this_run"]
+    t.add_row("this run", f"{r['done']} pages in {r['elapsed']:.1f}s = {r['pages_per_second']:.1f} pages/s")
+    out.print(t)
+
+
+def _crawl(spec: Spec, spec_text: str, db: str | None, progress: bool, summary_json: Path | None) -> dict[str, Any]:
+    from shoal.crawl import run_async, run_loop, start_crawl
+    from shoal.frontier.sql import SqlFrontier
+
+    url = db or spec.frontier_url()
+    frontier = SqlFrontier(url, create=True)
+    try:
+        crawl = start_crawl(frontier, spec, spec_text)
+        show = progress and console.is_terminal
+        from shoal.worker import CriticalStop
+
+        try:
+            stats, finished = run_loop(run_async(spec, frontier, crawl, console=console, progress=show))
+        except CriticalStop as exc:
+            _fail(f"the worker stopped on a critical error: {exc.message}", 3)
+        summary = _summary(frontier, crawl, stats, finished)
+    finally:
+        frontier.close()
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@app.command()
+def crawl(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    db: Annotated[str | None, typer.Option(help="Frontier database URL (default: the spec's [storage] frontier).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+) -> None:
+    """Run a crawl here: SQLite frontier and local WARC files by default. Rerun to resume."""
+    s, text = _load(spec)
+    summary = _crawl(s, text, db, progress, summary_json)
+    _print_summary(summary)
+    if not summary["finished"]:
+        raise typer.Exit(130)
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    db: Annotated[str, typer.Option(help="The shared frontier database URL (postgresql://, mysql://, sqlite:///).")],
+) -> None:
+    """Store a crawl, its spec and its seeds in a shared database for `shoal work` to run."""
+    from shoal.crawl import start_crawl
+    from shoal.frontier.sql import SqlFrontier
+
+    s, text = _load(spec)
+    frontier = SqlFrontier(db, create=True)
+    try:
+        c = start_crawl(frontier, s, text)
+        out.print(f"[green]submitted[/] crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
+                  f"start workers with: shoal work --db URL --crawl {c.name}")
+    finally:
+        frontier.close()
+
+
+@app.command()
+def work(
+    db: Annotated[str, typer.Option(help="The shared frontier database URL.")],
+    crawl: Annotated[str | None, typer.Option(help="Crawl name (default: the latest submitted).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Fetches in flight in each process.")] = None,
+    processes: Annotated[int, typer.Option(help="Worker processes to start on this machine.")] = 1,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = False,
+) -> None:
+    """Work on a submitted crawl until it is finished (any number of machines may do this at once)."""
+    if processes > 1:
+        args = [sys.executable, "-m", "shoal", "work", "--db", db]
+        if crawl:
+            args += ["--crawl", crawl]
+        if concurrency:
+            args += ["--concurrency", str(concurrency)]
+        procs = [subprocess.Popen(args) for _ in range(processes)]
+        codes = [p.wait() for p in procs]
+        bad = [c for c in codes if c != 0]
+        if bad:
+            _fail(f"{len(bad)} of {processes} worker processes exited with an error (codes {bad})", bad[0])
+        return
+    from shoal.crawl import run_async, run_loop
+    from shoal.frontier.sql import SqlFrontier
+    from shoal.worker import CriticalStop
+
+    frontier = SqlFrontier(db, create=False)
+    try:
+        info = frontier.get_crawl(crawl)
+        spec = parse_spec(info.spec, f"crawl {info.name!r} in the database")
+        if concurrency:
+            spec = spec.model_copy(update={"worker": spec.worker.model_copy(update={"concurrency": concurrency})})
+        try:
+            stats, finished = run_loop(run_async(spec, frontier, info, console=console, progress=progress))
+        except CriticalStop as exc:
+            _fail(f"the worker stopped on a critical error: {exc.message}", 3)
+        summary = _summary(frontier, info, stats, finished)
+    finally:
+        frontier.close()
+    _print_summary(summary)
+    if not finished:
+        raise typer.Exit(130)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL.")]) -> None:
+    """Apply schema migrations to a frontier database (safe to run again)."""
+    from shoal.frontier.dialects import make_engine, redact_url
+    from shoal.frontier.schema import current_revision, head_revision, upgrade
+
+    engine = make_engine(db)
+    before = current_revision(engine)
+    upgrade(engine)
+    out.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}")
+
+
+def _resolve_target(target: str | None) -> tuple[str, str | None]:
+    """A status target (spec path, DB URL, or nothing) → (database URL, crawl name)."""
+    if target is None:
+        found = sorted(Path("shoal-data").glob("*/frontier.sqlite"))
+        if len(found) == 1:
+            return f"sqlite:///{found[0]}", None
+        _fail("give a spec file or a database URL: `shoal status SPEC.toml` or `shoal status --db URL`")
+    if "://" in target:
+        return target, None
+    spec = load_spec(target)
+    return spec.frontier_url(), spec.name
+
+
+@app.command()
+def status(
+    target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
+    db: Annotated[str | None, typer.Option(help="The frontier database URL.")] = None,
+    crawl: Annotated[str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    watch: Annotated[float, typer.Option(help="Refresh every N seconds (0: once).")] = 0,
+    html: Annotated[Path | None, typer.Option(help="Also write a page with charts (throughput, errors by class).")] = None,
+) -> None:
+    """Counts by status, error class and host; throughput; workers; the last errors. Works while a crawl runs."""
+    from shoal.frontier.sql import SqlFrontier
+    from shoal.status import collect
+
+    url, name = _resolve_target(db or target)
+    if not (url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists()):
+        frontier = SqlFrontier(url, create=False)
+    else:
+        _fail(f"no frontier database at {url}: has the crawl been started? (`shoal crawl SPEC`)")
+    try:
+        info = frontier.get_crawl(crawl or name)
+        while True:
+            st = collect(frontier, info)
+            if as_json:
+                out.print_json(json.dumps(st.as_dict(), default=str))
+            else:
+                from shoal.render import render_status
+
+                out.print(render_status(st))
+            if html is not None:
+                from shoal.render import status_page
+
+                html.write_text(status_page(st), encoding="utf-8")
+                console.print(f"wrote {html}")
+            if not watch:
+                break
+            time.sleep(watch)
+    finally:
+        frontier.close()
+
+
+@app.command("serve-demo")
+def serve_demo(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765) -> None:
+    """Serve the bundled demo site on 127.0.0.1 until Ctrl-C."""
+    from shoal.demo.site import start_in_thread
+
+    server = start_in_thread(port=port)
+    out.print(f"demo site at {server.base_url}/ (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@app.command()
+def demo(
+    data: Annotated[Path, typer.Option(help="Where the demo's frontier, archive and tables go.")] = Path("shoal-data/demo"),
+    fresh: Annotated[bool, typer.Option(help="Start from an empty frontier and archive.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+) -> None:
+    """Serve the bundled demo site on 127.0.0.1, crawl it and print the summary. Safe to rerun."""
+    from shoal.demo import demo_spec_text
+    from shoal.demo.site import start_in_thread
+
+    if fresh and data.exists():
+        import shutil
+
+        shutil.rmtree(data)
+    server = start_in_thread()
+    try:
+        text = demo_spec_text(server.base_url, data)
+        spec_path = data / "demo.toml"
+        data.mkdir(parents=True, exist_ok=True)
+        spec_path.write_text(text, encoding="utf-8")
+        out.print(f"demo site at {server.base_url}/ — spec written to {spec_path}")
+        spec = parse_spec(text, str(spec_path))
+        summary = _crawl(spec, text, None, progress, data / "summary.json")
+        _print_summary(summary)
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Entry point of the ``shoal`` console script."""
+    try:
+        app()
+    except ShoalError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: no bare traceback for users
+        if os.environ.get("SHOAL_DEBUG"):
+            raise
+        console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}")
+        console.print("This is a bug in shoal; rerun with SHOAL_DEBUG=1 to see the traceback and report it.")
+        sys.exit(1)

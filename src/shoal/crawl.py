@@ -1,0 +1,215 @@
+"""Running a crawl in this process: seeds in, one worker, a live progress display.
+
+``shoal crawl`` (embedded, SQLite) and ``shoal work`` (a fleet member) both come
+here; they differ only in where the spec comes from and whether seeds are added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psutil
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from shoal.archive import WarcWriter, recover_orphans
+from shoal.errors import SpecError
+from shoal.fetch.address import AddressPolicy
+from shoal.fetch.base import Fetcher
+from shoal.fetch.http import HttpFetcher
+from shoal.fetch.robots import RobotsCache
+from shoal.frontier.contract import CrawlInfo, NewURL
+from shoal.frontier.sql import SqlFrontier
+from shoal.spec import Spec
+from shoal.urls import URLError, canonicalize
+from shoal.worker import Worker, WorkerStats, make_worker_id
+from shoal.worker.links import Router
+
+__all__ = ["build_fetchers", "run_async", "run_loop", "seed_urls", "start_crawl"]
+
+log = logging.getLogger(__name__)
+
+
+def seed_urls(spec: Spec) -> list[NewURL]:
+    """The spec's seeds as frontier rows; a seed no rule matches is a list page."""
+    router = Router(spec.rules)
+    out = []
+    for s in spec.crawl.seeds:
+        try:
+            c = canonicalize(s)
+        except URLError as exc:
+            raise SpecError(f"crawl.seeds: {exc} (got {s!r})") from None
+        t = router.match(c.url)
+        rule, kind, prio = (t.rule, t.kind, t.priority) if t is not None else (-1, "list", 0)
+        out.append(NewURL(c.url, c.url_key, c.host, c.host_key, rule, kind, 0, prio))
+    return out
+
+
+def start_crawl(frontier: SqlFrontier, spec: Spec, spec_text: str) -> CrawlInfo:
+    """Store the crawl and its spec, add the seeds (existing ones untouched)."""
+    crawl = frontier.open_crawl(spec.name, spec_text)
+    delay_ms = int(spec.politeness.delay * 1000)
+    frontier.update_host_delays(crawl.id, delay_ms)
+    frontier.add_urls(crawl.id, seed_urls(spec), delay_ms)
+    return crawl
+
+
+def build_fetchers(spec: Spec, policy: AddressPolicy) -> dict[str, Fetcher]:
+    """The HTTP fetcher, plus the browser fetcher when a rule renders with a browser."""
+    fetchers: dict[str, Fetcher] = {
+        "http": HttpFetcher(
+            policy,
+            user_agent=spec.politeness.user_agent,
+            max_body_bytes=spec.limits.max_body_bytes,
+            connect_timeout=spec.limits.connect_timeout,
+            concurrency=spec.worker.concurrency,
+        )
+    }
+    if any(r.render == "browser" for r in spec.rules):
+        try:
+            from shoal.fetch.browser import BrowserFetcher
+        except ImportError as exc:
+            raise SpecError(
+                f"a rule has render = \"browser\" but the browser fetcher cannot load ({exc}): "
+                "install shoal[browser] and Debian's chromium + chromium-driver, then run `shoal doctor`"
+            ) from None
+        fetchers["browser"] = BrowserFetcher(
+            policy,
+            pool_size=max(1, spec.worker.browsers),
+            recycle_pages=spec.worker.browser_recycle_pages,
+            user_agent=spec.politeness.user_agent,
+        )
+    return fetchers
+
+
+def _robots_getter(http: HttpFetcher, timeout: float) -> Callable[[str], Awaitable[tuple[int, bytes, str | None]]]:
+    async def get(url: str) -> tuple[int, bytes, str | None]:
+        res = await http.fetch(url, None, deadline=time.monotonic() + timeout)
+        if res.truncated == "length":
+            pass  # RFC 9309: a parser must read at least 500 KiB; the rest may be dropped
+        body = res.body
+        enc = res.header("content-encoding")
+        if enc and enc.strip().lower() not in ("", "identity"):
+            from shoal.archive import content_decode
+
+            body, _ = content_decode(body, enc, 512 * 1024)
+        return res.status, body, res.header("location")
+
+    return get
+
+
+async def run_async(
+    spec: Spec,
+    frontier: SqlFrontier,
+    crawl: CrawlInfo,
+    *,
+    worker_id: str | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+    install_signals: bool = True,
+) -> tuple[WorkerStats, bool]:
+    """Run one worker on ``crawl`` until it is finished or stopped; returns its stats and whether it finished."""
+    archive_dir = spec.archive_dir()
+    os.makedirs(archive_dir, exist_ok=True)
+    recovered = recover_orphans(archive_dir)
+    if recovered:
+        log.info("closed %d WARC file(s) left open by a stopped process", len(recovered))
+    released = frontier.release_dead_local(crawl.id, socket.gethostname(), psutil.pid_exists)
+    if released:
+        log.info("%d URL(s) leased by a dead worker on this machine are pending again", released)
+    policy = AddressPolicy(spec.scope.allow_private, spec.scope.allow_cidrs)
+    fetchers = build_fetchers(spec, policy)
+    http = fetchers["http"]
+    assert isinstance(http, HttpFetcher)
+    robots = (
+        RobotsCache(_robots_getter(http, min(30.0, spec.limits.fetch_timeout)), spec.politeness.user_agent)
+        if spec.politeness.robots
+        else None
+    )
+    wid = worker_id or make_worker_id()
+    archive = WarcWriter(
+        archive_dir,
+        prefix=f"{spec.name}-{wid}",
+        max_bytes=spec.storage.warc_max_bytes,
+        fsync=spec.storage.fsync,
+        operator_info={"crawl": spec.name, "worker": wid},
+    )
+    worker = Worker(spec=spec, frontier=frontier, crawl_id=crawl.id, fetchers=fetchers, archive=archive,
+                    robots=robots, worker_id=wid)
+    loop = asyncio.get_running_loop()
+    stops = {"n": 0}
+
+    def on_signal() -> None:
+        stops["n"] += 1
+        if stops["n"] > 1:
+            os._exit(130)
+        (console or Console(stderr=True)).print(
+            "[yellow]stopping: finishing fetches in flight and giving back leases (Ctrl-C again to quit at once)[/]"
+        )
+        worker.stop()
+
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, on_signal)
+    display = asyncio.create_task(_progress(worker, spec, console)) if progress and console is not None else None
+    try:
+        stats = await worker.run()
+    finally:
+        if display is not None:
+            display.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await display
+        for f in fetchers.values():
+            with contextlib.suppress(Exception):
+                await f.close()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+    return stats, worker.finished
+
+
+def run_loop(coro: Awaitable[Any]) -> Any:
+    """Run a coroutine on uvloop when available (faster sockets), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def _progress_table(worker: Worker, spec: Spec) -> Group:
+    s = worker.stats
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(s.failed.items())) or "0"
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "0"
+    t.add_row("crawl", f"{spec.name}  [dim]{worker.frontier.safe_url}[/]")
+    t.add_row("done", f"[green]{s.done}[/]   {s.rate():.1f} pages/s now, {s.done / max(s.elapsed, 1e-9):.1f} average")
+    t.add_row("failed", f"[red]{failed}[/]")
+    t.add_row("skipped", f"[yellow]{skipped}[/]")
+    t.add_row("retries", f"{s.retries}   in flight {s.inflight}, queued {worker._queue.qsize()}")
+    t.add_row("archived", f"{s.bytes_archived / 1e6:.1f} MB   elapsed {s.elapsed:.0f}s")
+    if s.db_errors:
+        t.add_row("database", f"[red]{s.db_errors} unreachable error(s)[/]")
+    return Group(Text("shoal crawl — Ctrl-C stops cleanly", style="dim"), t)
+
+
+async def _progress(worker: Worker, spec: Spec, console: Console | None) -> None:
+    with Live(_progress_table(worker, spec), console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            await asyncio.sleep(0.5)
+            worker.stats.inflight = worker._inflight
+            live.update(_progress_table(worker, spec))

@@ -1,0 +1,123 @@
+"""Error classes and the one exception tree of shoal.
+
+Every failure a worker meets is turned into an :class:`ErrorClass` (the table in
+DESIGN.md says what happens to each). Driver and library errors are translated
+into this tree at the boundary where they occur::
+
+    ShoalError
+    ├── SpecError                  invalid crawl spec (nothing starts)
+    ├── FrontierError              the frontier database
+    │   ├── SchemaVersionError     database schema unknown to this version
+    │   └── DatabaseUnavailable    cannot reach the database (critical after grace)
+    ├── ArchiveError               WARC writing or reading
+    └── FetchError                 one fetch failed; carries its ErrorClass
+        ├── PolicyRefusal          not fetched on purpose (skipped with a reason)
+        └── BrowserError           the browser could not render a page
+
+A ``FetchError`` never stops a worker: it becomes an outcome of the URL. Only
+``ErrorClass.CRITICAL`` stops a worker, cleanly.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "ArchiveError",
+    "BrowserError",
+    "DatabaseUnavailable",
+    "ErrorClass",
+    "FetchError",
+    "FrontierError",
+    "PolicyRefusal",
+    "SchemaVersionError",
+    "ShoalError",
+    "SkipReason",
+    "SpecError",
+]
+
+
+class ErrorClass(StrEnum):
+    """What kind of failure a fetch met, which decides what happens next."""
+
+    TRANSIENT = "transient"
+    """Timeouts, resets, DNS failure, 5xx, 408, 429: retried with backoff."""
+    PERMANENT = "permanent"
+    """404/410 and other 4xx, invalid URL, over the size cap: failed, no retry."""
+    BLOCKED = "blocked"
+    """Repeated 403/429, captcha or login wall: the host is paused."""
+    MISSING = "missing"
+    """The page rendered but an expected element is absent: a few retries."""
+    CRITICAL = "critical"
+    """The worker itself cannot go on (database, disk, browser): it stops cleanly."""
+    UNKNOWN = "unknown"
+    """Anything else: recorded with a signature, retried a few times."""
+
+
+class SkipReason(StrEnum):
+    """Why a URL was deliberately not fetched (its status is ``skipped``)."""
+
+    ROBOTS = "robots"
+    ADDRESS_POLICY = "address_policy"
+    SCOPE = "scope"
+    MAX_DEPTH = "max_depth"
+    MAX_PAGES = "max_pages"
+    URL_TOO_LONG = "url_too_long"
+    REPEATED_SEGMENTS = "repeated_segments"
+    TOO_MANY_SEGMENTS = "too_many_segments"
+    CONTENT_TYPE = "content_type"
+    DEADLINE = "deadline"
+
+
+class ShoalError(Exception):
+    """Base of every error shoal raises on purpose."""
+
+
+class SpecError(ShoalError):
+    """The crawl spec is invalid. The message names the key, the value and what was expected."""
+
+
+class FrontierError(ShoalError):
+    """The frontier database failed in a way the caller must hear about."""
+
+
+class SchemaVersionError(FrontierError):
+    """The database schema is older or newer than this version of shoal knows."""
+
+
+class DatabaseUnavailable(FrontierError):
+    """The database cannot be reached (connection refused, server gone)."""
+
+
+class ArchiveError(ShoalError):
+    """A WARC file could not be written or a record could not be read back."""
+
+
+class FetchError(ShoalError):
+    """One fetch failed. ``error_class`` says what the worker does with the URL."""
+
+    def __init__(
+        self,
+        error_class: ErrorClass,
+        detail: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{error_class}: {detail}")
+        self.error_class = error_class
+        self.detail = detail
+        self.http_status = http_status
+        self.retry_after = retry_after
+
+
+class PolicyRefusal(FetchError):
+    """The URL is not fetched on purpose; it ends ``skipped`` with ``reason``."""
+
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(ErrorClass.PERMANENT, detail)
+        self.reason = reason
+
+
+class BrowserError(FetchError):
+    """The browser failed to render a page (crash, driver death, timeout)."""

@@ -1,0 +1,88 @@
+"""The address policy: which IP addresses a fetch may connect to (SSRF defence).
+
+By default only globally routable addresses are allowed. The check is made on
+the addresses a host name resolves to, which are the only ones the HTTP client
+is then allowed to connect to, so a name that resolves to 127.0.0.2 or
+169.254.169.254 is refused. IPv4-mapped IPv6 addresses are unwrapped first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+__all__ = ["BLOCKED_NETWORKS", "AddressPolicy"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+BLOCKED_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "fe80::/10",
+        "fc00::/7",
+        "ff00::/8",
+    )
+)
+
+
+class AddressPolicy:
+    """Allows globally routable addresses, plus the private ones the spec names.
+
+    ``allow_private`` allows every address (loopback included); ``allow_cidrs``
+    allows the named networks only.
+    """
+
+    def __init__(self, allow_private: bool = False, allow_cidrs: Iterable[str] = ()) -> None:
+        self.allow_private = allow_private
+        self.allowed = tuple(ipaddress.ip_network(c, strict=False) for c in allow_cidrs)
+        self._cache: dict[str, bool] = {}
+
+    def allows(self, ip: str | IPAddress) -> bool:
+        """True when a connection to ``ip`` is allowed."""
+        if self.allow_private:
+            return True
+        key = str(ip)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        ok = self._decide(key)
+        if len(self._cache) < 10_000:
+            self._cache[key] = ok
+        return ok
+
+    def _decide(self, text: str) -> bool:
+        try:
+            addr: IPAddress = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address):
+            if addr.ipv4_mapped is not None:
+                addr = addr.ipv4_mapped
+            elif addr.sixtofour is not None:
+                addr = addr.sixtofour
+        if any(addr in net for net in self.allowed):
+            return True
+        if any(addr.version == net.version and addr in net for net in BLOCKED_NETWORKS):
+            return False
+        return addr.is_global
+
+    def is_ip_literal(self, host: str) -> bool:
+        """True when ``host`` (without port, brackets allowed) is an IP address, not a name."""
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return True

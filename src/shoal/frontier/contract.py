@@ -1,0 +1,209 @@
+"""The frontier contract: what a worker may ask of the shared URL table.
+
+One implementation (:class:`shoal.frontier.sql.SqlFrontier`) serves SQLite,
+PostgreSQL and MySQL/MariaDB; the contract is what the behavioural tests pin
+down for all three. All times are integer milliseconds on the database clock
+(:meth:`Frontier.now_ms`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+__all__ = [
+    "ClaimedURL",
+    "CrawlInfo",
+    "Frontier",
+    "HostUpdate",
+    "NewURL",
+    "Outcome",
+    "Status",
+    "SyncResult",
+]
+
+
+class Status(StrEnum):
+    """The state of a URL row. ``done``, ``failed`` and ``skipped`` are terminal."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlInfo:
+    """A crawl row: its id, name, stored spec text and state."""
+
+    id: int
+    name: str
+    spec: str
+    state: str
+
+
+@dataclass(slots=True)
+class NewURL:
+    """A URL to add to the frontier (a seed, a discovered link or a redirect target).
+
+    ``status`` is ``pending`` unless the URL is recorded as already decided
+    (``skipped`` with ``skip_reason``, e.g. beyond the depth limit). Adding a
+    URL whose canonical form is already in the crawl does nothing.
+    """
+
+    url: str
+    url_key: int
+    host: str
+    host_key: int
+    rule: int
+    kind: str
+    depth: int
+    priority: int = 0
+    parent_id: int | None = None
+    redirects: int = 0
+    status: Status = Status.PENDING
+    skip_reason: str | None = None
+
+
+@dataclass(slots=True)
+class ClaimedURL:
+    """A URL leased to one worker; ``lease_token`` fences its completion.
+
+    ``not_before`` is the politeness slot (ms) reserved for it on its host: the
+    worker must not send the request earlier.
+    """
+
+    id: int
+    url: str
+    host_key: int
+    rule: int
+    kind: str
+    depth: int
+    redirects: int
+    attempts: int
+    lease_token: int
+    not_before: int
+
+
+@dataclass(slots=True)
+class HostUpdate:
+    """A change to a host's politeness state that an outcome brings.
+
+    ``min_delay_ms`` raises the host's interval (robots Crawl-delay);
+    ``not_before`` pushes its next slot (Retry-After); ``pause_until`` with
+    ``pause_reason`` pauses it (blocked).
+    """
+
+    host_key: int
+    min_delay_ms: int | None = None
+    not_before: int | None = None
+    pause_until: int | None = None
+    pause_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one claimed URL, written by :meth:`Frontier.sync`.
+
+    ``status`` is terminal, or ``pending`` with ``next_attempt_at`` for a retry.
+    The outcome is applied only while the lease (``url_id``, ``lease_token``)
+    is still held; ``links`` are added in the same transaction.
+    """
+
+    url_id: int
+    lease_token: int
+    status: Status
+    host_key: int = 0
+    error_class: str | None = None
+    error_detail: str | None = None
+    skip_reason: str | None = None
+    http_status: int | None = None
+    final_url: str | None = None
+    content_type: str | None = None
+    body_bytes: int | None = None
+    fetched_at: int | None = None
+    fetch_ms: int | None = None
+    warc_file: str | None = None
+    warc_offset: int | None = None
+    warc_length: int | None = None
+    warc_record_id: str | None = None
+    next_attempt_at: int | None = None
+    refund_attempt: bool = False
+    """The attempt does not count (the worker stopped or the host was paused)."""
+    links: list[NewURL] = field(default_factory=list)
+    host_update: HostUpdate | None = None
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What one :meth:`Frontier.sync` transaction did.
+
+    ``accepted`` holds, per outcome given, whether it was applied (False: the
+    lease was lost and another worker owns the URL now). ``claimed`` are the
+    newly leased URLs.
+    """
+
+    accepted: list[bool]
+    claimed: list[ClaimedURL]
+    links_added: int = 0
+    leases_reaped: int = 0
+
+
+class Frontier(Protocol):
+    """The shared URL table. Every method is one short transaction."""
+
+    def now_ms(self) -> int:
+        """The database clock in milliseconds (local clock plus a measured offset)."""
+        ...
+
+    def open_crawl(self, name: str, spec_text: str) -> CrawlInfo:
+        """Create the crawl, or return the existing one of that name (its spec updated)."""
+        ...
+
+    def get_crawl(self, name: str | None = None) -> CrawlInfo:
+        """The crawl of that name, or the only/latest one; raises FrontierError if none."""
+        ...
+
+    def add_urls(self, crawl_id: int, new: list[NewURL], default_delay_ms: int) -> int:
+        """Add URLs (seeds); existing canonical URLs are left alone. Returns how many were new."""
+        ...
+
+    def sync(
+        self,
+        crawl_id: int,
+        owner: str,
+        outcomes: list[Outcome],
+        *,
+        claim: int,
+        lease_ms: int,
+        per_host: int,
+        default_delay_ms: int,
+        jitter: float,
+        horizon_ms: int,
+        reap: bool,
+    ) -> SyncResult:
+        """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs.
+
+        One transaction. A claimed URL's host has its next slot advanced so the
+        minimum interval holds across the fleet; ``reap`` first returns expired
+        leases to ``pending`` (counted in ``lease_lost``).
+        """
+        ...
+
+    def heartbeat(self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int]) -> int:
+        """Extend every lease ``owner`` holds and record its liveness; returns leases held."""
+        ...
+
+    def release(self, crawl_id: int, owner: str) -> int:
+        """Give back every lease ``owner`` holds (clean stop); returns how many."""
+        ...
+
+    def reserve_slot(self, crawl_id: int, host_key: int, jitter: float) -> int:
+        """Reserve the next politeness slot of a host (ms) outside a claim."""
+        ...
+
+    def pending_left(self, crawl_id: int) -> bool:
+        """True while any URL is pending or leased."""
+        ...

@@ -1,0 +1,1 @@
+"""Alembic migrations of the frontier schema (run through :mod:`shoal.frontier.schema`)."""

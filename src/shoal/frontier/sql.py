@@ -1,0 +1,666 @@
+"""The SQL frontier: one implementation of the contract for SQLite, PostgreSQL and MySQL/MariaDB.
+
+Claims lease a batch of due URLs with ``SELECT ... FOR UPDATE SKIP LOCKED``
+(PostgreSQL, MySQL 8, MariaDB >= 10.6) at READ COMMITTED, or inside one
+``BEGIN IMMEDIATE`` transaction (SQLite). Host rows are locked together with
+their URLs, so the minimum interval per host holds for the whole fleet.
+Outcomes are fenced by the lease token. Dialect differences live in
+:mod:`shoal.frontier.dialects`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shoal.errors import DatabaseUnavailable, FrontierError
+from shoal.frontier import dialects, policy
+from shoal.frontier.contract import (
+    ClaimedURL,
+    CrawlInfo,
+    NewURL,
+    Outcome,
+    Status,
+    SyncResult,
+)
+from shoal.frontier.schema import ensure_schema
+from shoal.frontier.tables import crawls, events, hosts, urls, workers
+
+__all__ = ["SqlFrontier"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_U = urls.c
+_H = hosts.c
+
+
+class SqlFrontier:
+    """The frontier on a SQL database reached by a SQLAlchemy URL.
+
+    ``create`` migrates an empty database; otherwise the schema must already be
+    at this version's revision (see :mod:`shoal.frontier.schema`).
+    """
+
+    def __init__(self, url: str, *, create: bool = True, pool_size: int = 4) -> None:
+        self.url = dialects.normalize_url(url)
+        self.engine = dialects.make_engine(self.url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        self._skip_locked = dialects.uses_skip_locked(self.engine)
+        self._known_hosts: set[tuple[int, int]] = set()
+        self._rng = random.Random()
+        try:
+            ensure_schema(self.engine, create=create)
+        except OperationalError as exc:
+            raise DatabaseUnavailable(f"cannot open the frontier database {self.safe_url}: {exc.orig}") from None
+        self._offset_ms = 0
+        self._measure_clock()
+        self._build_statements()
+
+    # -- plumbing ---------------------------------------------------------
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL without its password."""
+        return dialects.redact_url(self.url)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def _measure_clock(self) -> None:
+        q = dialects.clock_sql(self.engine)
+        if q is None:
+            return
+        with self.engine.connect() as conn:
+            t0 = time.time()
+            db_ms = int(conn.execute(q).scalar_one())
+            t1 = time.time()
+        self._offset_ms = db_ms - int((t0 + t1) * 500)
+
+    def now_ms(self) -> int:
+        """The database clock in milliseconds (local clock plus the offset measured at start)."""
+        return int(time.time() * 1000) + self._offset_ms
+
+    def _tx(self, fn: Callable[[Connection], T], *, readonly: bool = False, attempts: int = 8) -> T:
+        """Run ``fn`` in one transaction, again on deadlock; translate a lost server."""
+        delay = 0.01
+        for i in range(attempts):
+            try:
+                if readonly:
+                    with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+                        return fn(conn)
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except DBAPIError as exc:
+                if dialects.is_unavailable(exc):
+                    raise DatabaseUnavailable(f"the frontier database {self.safe_url} is unreachable: {exc.orig}") from exc
+                if dialects.is_retryable(exc) and i + 1 < attempts:
+                    time.sleep(delay * (1 + self._rng.random()))
+                    delay = min(delay * 2, 1.0)
+                    continue
+                raise
+        raise FrontierError("transaction retries exhausted")  # pragma: no cover
+
+    def _lock(self, q: Any, *, skip: bool = True) -> Any:
+        if not self._skip_locked:
+            return q
+        return q.with_for_update(skip_locked=skip)
+
+    def _build_statements(self) -> None:
+        self._ins_url = dialects.insert_ignore(self.engine, urls, ["crawl_id", "url_key"])
+        # RETURNING tells how many rows were really new (executemany rowcounts are not
+        # reliable across drivers); MySQL has no RETURNING but an exact rowcount.
+        self._ins_url_counted = self._ins_url.returning(_U.id) if self.dialect != "mysql" else self._ins_url
+        self._ins_host = dialects.insert_ignore(self.engine, hosts, ["crawl_id", "host_key"])
+        self._upd_outcome = (
+            update(urls)
+            .where(_U.id == bindparam("_id"))
+            .values(
+                status=bindparam("_status"),
+                error_class=bindparam("_error_class"),
+                error_detail=bindparam("_error_detail"),
+                skip_reason=bindparam("_skip_reason"),
+                http_status=bindparam("_http_status"),
+                final_url=bindparam("_final_url"),
+                content_type=bindparam("_content_type"),
+                body_bytes=bindparam("_body_bytes"),
+                fetched_at=bindparam("_fetched_at"),
+                fetch_ms=bindparam("_fetch_ms"),
+                fetched_by=bindparam("_owner"),
+                warc_file=bindparam("_warc_file"),
+                warc_offset=bindparam("_warc_offset"),
+                warc_length=bindparam("_warc_length"),
+                warc_record_id=bindparam("_warc_record_id"),
+                next_attempt_at=bindparam("_next_attempt_at"),
+                attempts=_U.attempts - bindparam("_refund"),
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+        )
+
+    # -- crawls -----------------------------------------------------------
+
+    def open_crawl(self, name: str, spec_text: str) -> CrawlInfo:
+        """Create the crawl, or return the existing one of that name with its spec updated."""
+        digest = hashlib.sha256(spec_text.encode()).hexdigest()
+
+        def run(conn: Connection) -> CrawlInfo:
+            now = self.now_ms()
+            row = conn.execute(select(crawls).where(crawls.c.name == name)).first()
+            if row is None:
+                conn.execute(
+                    crawls.insert().values(
+                        name=name, spec=spec_text, spec_hash=digest, state="running", created_at=now, updated_at=now
+                    )
+                )
+            elif row.spec_hash != digest or row.state != "running":
+                conn.execute(
+                    update(crawls)
+                    .where(crawls.c.id == row.id)
+                    .values(spec=spec_text, spec_hash=digest, state="running", updated_at=now, finished_at=None)
+                )
+            r = conn.execute(select(crawls).where(crawls.c.name == name)).one()
+            return CrawlInfo(r.id, r.name, r.spec, r.state)
+
+        return self._tx(run)
+
+    def get_crawl(self, name: str | None = None) -> CrawlInfo:
+        """The crawl of that name, else the most recently created; raises FrontierError if none."""
+
+        def run(conn: Connection) -> CrawlInfo | None:
+            q = select(crawls)
+            q = q.where(crawls.c.name == name) if name else q.order_by(crawls.c.id.desc()).limit(1)
+            r = conn.execute(q).first()
+            return None if r is None else CrawlInfo(r.id, r.name, r.spec, r.state)
+
+        info = self._tx(run, readonly=True)
+        if info is None:
+            what = f"no crawl named {name!r}" if name else "no crawl"
+            raise FrontierError(f"{what} in {self.safe_url}: submit one with `shoal submit SPEC --db URL`")
+        return info
+
+    def list_crawls(self) -> list[CrawlInfo]:
+        """Every crawl in the database, oldest first."""
+        return self._tx(
+            lambda c: [CrawlInfo(r.id, r.name, r.spec, r.state) for r in c.execute(select(crawls).order_by(crawls.c.id))],
+            readonly=True,
+        )
+
+    def set_crawl_state(self, crawl_id: int, state: str) -> None:
+        """Mark a crawl running, finished or stopped."""
+        now = self.now_ms()
+        values: dict[str, Any] = {"state": state, "updated_at": now}
+        if state == "finished":
+            values["finished_at"] = now
+        self._tx(lambda c: c.execute(update(crawls).where(crawls.c.id == crawl_id).values(**values)))
+
+    def update_host_delays(self, crawl_id: int, default_delay_ms: int) -> None:
+        """Apply a changed spec delay to known hosts (a robots Crawl-delay still wins)."""
+        self._tx(
+            lambda c: c.execute(
+                update(hosts)
+                .where(_H.crawl_id == crawl_id)
+                .values(
+                    min_delay_ms=case(
+                        (_H.robots_delay_ms > default_delay_ms, _H.robots_delay_ms), else_=default_delay_ms
+                    )
+                )
+            )
+        )
+
+    # -- adding URLs ------------------------------------------------------
+
+    def _add(self, conn: Connection, crawl_id: int, new: Sequence[NewURL], default_delay_ms: int, now: int) -> tuple[int, list[tuple[int, int]]]:
+        if not new:
+            return 0, []
+        fresh_hosts: dict[int, str] = {}
+        for n in new:
+            if (crawl_id, n.host_key) not in self._known_hosts:
+                fresh_hosts[n.host_key] = n.host
+        if fresh_hosts:
+            conn.execute(
+                self._ins_host,
+                [
+                    {"crawl_id": crawl_id, "host_key": k, "host": h[:255], "min_delay_ms": default_delay_ms,
+                     "next_fetch_at": 0, "paused_until": 0}
+                    for k, h in fresh_hosts.items()
+                ],
+            )
+        res = conn.execute(
+            self._ins_url_counted,
+            [
+                {
+                    "crawl_id": crawl_id,
+                    "url_key": n.url_key,
+                    "url": n.url,
+                    "host_key": n.host_key,
+                    "status": n.status.value,
+                    "rule": n.rule,
+                    "kind": n.kind,
+                    "depth": n.depth,
+                    "priority": n.priority,
+                    "parent_id": n.parent_id,
+                    "redirects": n.redirects,
+                    "discovered_at": now,
+                    "next_attempt_at": now,
+                    "attempts": 0,
+                    "skip_reason": n.skip_reason,
+                }
+                for n in new
+            ],
+        )
+        if self.dialect == "mysql":
+            added = max(res.rowcount or 0, 0)
+        else:
+            added = len(res.all())
+        return added, [(crawl_id, k) for k in fresh_hosts]
+
+    def add_urls(self, crawl_id: int, new: list[NewURL], default_delay_ms: int) -> int:
+        """Add URLs (seeds); existing canonical URLs are left alone. Returns how many were new."""
+
+        def run(conn: Connection) -> tuple[int, list[tuple[int, int]]]:
+            return self._add(conn, crawl_id, new, default_delay_ms, self.now_ms())
+
+        added, fresh = self._tx(run)
+        self._known_hosts.update(fresh)
+        return added
+
+    # -- the claim/complete cycle ----------------------------------------
+
+    def sync(
+        self,
+        crawl_id: int,
+        owner: str,
+        outcomes: list[Outcome],
+        *,
+        claim: int,
+        lease_ms: int,
+        per_host: int,
+        default_delay_ms: int,
+        jitter: float,
+        horizon_ms: int = 2000,
+        reap: bool = False,
+    ) -> SyncResult:
+        """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs, in one transaction."""
+
+        def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
+            now = self.now_ms()
+            reaped = self._reap(conn, crawl_id, now) if reap else 0
+            accepted, added, fresh = self._complete(conn, crawl_id, owner, outcomes, default_delay_ms, now)
+            claimed = self._claim(conn, crawl_id, owner, claim, lease_ms, per_host, jitter, horizon_ms, now) if claim > 0 else []
+            return SyncResult(accepted, claimed, added, reaped), fresh
+
+        result, fresh = self._tx(run)
+        self._known_hosts.update(fresh)
+        return result
+
+    def _reap(self, conn: Connection, crawl_id: int, now: int) -> int:
+        res = conn.execute(
+            update(urls)
+            .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now)
+            .values(status="pending", lease_owner=None, lease_token=None, lease_expires_at=None,
+                    lease_lost=_U.lease_lost + 1, next_attempt_at=now)
+        )
+        n = max(res.rowcount or 0, 0)
+        if n:
+            log.info("returned %d expired leases to pending", n)
+        return n
+
+    def _complete(
+        self, conn: Connection, crawl_id: int, owner: str, outcomes: list[Outcome], default_delay_ms: int, now: int
+    ) -> tuple[list[bool], int, list[tuple[int, int]]]:
+        if not outcomes:
+            return [], 0, []
+        ids = sorted({o.url_id for o in outcomes})
+        held: dict[int, int] = {}
+        for chunk in _chunks(ids, 500):
+            q = select(_U.id, _U.lease_token).where(_U.id.in_(chunk), _U.status == "leased")
+            for row in conn.execute(self._lock(q, skip=False)):
+                held[row.id] = row.lease_token
+        accepted = [held.get(o.url_id) == o.lease_token for o in outcomes]
+        params = []
+        links: list[NewURL] = []
+        done = 0
+        host_updates = []
+        for ok, o in zip(accepted, outcomes, strict=True):
+            if not ok:
+                continue
+            held.pop(o.url_id, None)  # one outcome per lease
+            if o.status is Status.DONE:
+                done += 1
+            params.append(
+                {
+                    "_id": o.url_id,
+                    "_status": o.status.value,
+                    "_error_class": o.error_class,
+                    "_error_detail": o.error_detail[:2000] if o.error_detail else None,
+                    "_skip_reason": o.skip_reason,
+                    "_http_status": o.http_status,
+                    "_final_url": o.final_url,
+                    "_content_type": o.content_type[:128] if o.content_type else None,
+                    "_body_bytes": o.body_bytes,
+                    "_fetched_at": o.fetched_at,
+                    "_fetch_ms": o.fetch_ms,
+                    "_owner": owner,
+                    "_warc_file": o.warc_file,
+                    "_warc_offset": o.warc_offset,
+                    "_warc_length": o.warc_length,
+                    "_warc_record_id": o.warc_record_id,
+                    "_next_attempt_at": o.next_attempt_at if o.next_attempt_at is not None else now,
+                    "_refund": 1 if o.refund_attempt else 0,
+                }
+            )
+            links.extend(o.links)
+            if o.host_update is not None:
+                host_updates.append(o.host_update)
+        if params:
+            conn.execute(self._upd_outcome, params)
+        added, fresh = self._add(conn, crawl_id, links, default_delay_ms, now)
+        for hu in host_updates:
+            self._apply_host_update(conn, crawl_id, hu)
+        if done:
+            conn.execute(
+                update(crawls).where(crawls.c.id == crawl_id).values(fetched=crawls.c.fetched + done, updated_at=now)
+            )
+        return accepted, added, fresh
+
+    def _apply_host_update(self, conn: Connection, crawl_id: int, hu: Any) -> None:
+        values: dict[str, Any] = {}
+        if hu.min_delay_ms is not None:
+            values["robots_delay_ms"] = hu.min_delay_ms
+            values["min_delay_ms"] = case((_H.min_delay_ms < hu.min_delay_ms, hu.min_delay_ms), else_=_H.min_delay_ms)
+        if hu.not_before is not None:
+            values["next_fetch_at"] = case((_H.next_fetch_at < hu.not_before, hu.not_before), else_=_H.next_fetch_at)
+        if hu.pause_until is not None:
+            values["paused_until"] = hu.pause_until
+            values["pause_reason"] = hu.pause_reason
+        if values:
+            conn.execute(update(hosts).where(_H.crawl_id == crawl_id, _H.host_key == hu.host_key).values(**values))
+
+    def _claim(
+        self,
+        conn: Connection,
+        crawl_id: int,
+        owner: str,
+        want: int,
+        lease_ms: int,
+        per_host: int,
+        jitter: float,
+        horizon_ms: int,
+        now: int,
+    ) -> list[ClaimedURL]:
+        due = (
+            select(_U.id)
+            .where(
+                _U.crawl_id == _H.crawl_id,
+                _U.host_key == _H.host_key,
+                _U.status == "pending",
+                _U.next_attempt_at <= now,
+            )
+            .exists()
+        )
+        hq = (
+            select(_H.host_key, _H.min_delay_ms, _H.next_fetch_at)
+            .where(_H.crawl_id == crawl_id, _H.paused_until <= now, _H.next_fetch_at <= now + horizon_ms, due)
+            .order_by(_H.next_fetch_at)
+            .limit(min(max(want, 1), 256))
+        )
+        host_rows = conn.execute(self._lock(hq)).all()
+        token = self._rng.getrandbits(62)
+        expires = now + lease_ms
+        out: list[ClaimedURL] = []
+        for hrow in host_rows:
+            if len(out) >= want:
+                break
+            leased = 0
+            if per_host < want:
+                leased = conn.execute(
+                    select(func.count())
+                    .select_from(urls)
+                    .where(_U.crawl_id == crawl_id, _U.host_key == hrow.host_key, _U.status == "leased")
+                ).scalar_one()
+            quota = policy.host_quota(per_host, leased, hrow.min_delay_ms, horizon_ms, want - len(out))
+            if quota <= 0:
+                continue
+            uq = (
+                select(_U.id, _U.url, _U.rule, _U.kind, _U.depth, _U.redirects, _U.attempts)
+                .where(
+                    _U.crawl_id == crawl_id,
+                    _U.host_key == hrow.host_key,
+                    _U.status == "pending",
+                    _U.next_attempt_at <= now,
+                )
+                .order_by(_U.priority, _U.id)
+                .limit(quota)
+            )
+            rows = conn.execute(self._lock(uq)).all()
+            if not rows:
+                continue
+            slots, next_free = policy.assign_slots(now, hrow.next_fetch_at, hrow.min_delay_ms, jitter, len(rows), self._rng)
+            ids = [r.id for r in rows]
+            for chunk in _chunks(ids, 500):
+                conn.execute(
+                    update(urls)
+                    .where(_U.id.in_(chunk))
+                    .values(status="leased", lease_owner=owner, lease_token=token, lease_expires_at=expires,
+                            attempts=_U.attempts + 1)
+                )
+            if hrow.min_delay_ms > 0:
+                conn.execute(
+                    update(hosts)
+                    .where(_H.crawl_id == crawl_id, _H.host_key == hrow.host_key)
+                    .values(next_fetch_at=next_free, fetches=_H.fetches + len(rows))
+                )
+            for r, slot in zip(rows, slots, strict=True):
+                out.append(
+                    ClaimedURL(r.id, r.url, hrow.host_key, r.rule, r.kind, r.depth, r.redirects, r.attempts + 1, token, slot)
+                )
+        return out
+
+    def reserve_slot(self, crawl_id: int, host_key: int, jitter: float) -> int:
+        """Reserve the next politeness slot of a host outside a claim (redirect hops, robots)."""
+
+        def run(conn: Connection) -> int:
+            now = self.now_ms()
+            row = conn.execute(
+                self._lock(select(_H.min_delay_ms, _H.next_fetch_at).where(_H.crawl_id == crawl_id, _H.host_key == host_key), skip=False)
+            ).first()
+            if row is None:
+                return now
+            slots, nxt = policy.assign_slots(now, row.next_fetch_at, row.min_delay_ms, jitter, 1, self._rng)
+            if row.min_delay_ms > 0:
+                conn.execute(update(hosts).where(_H.crawl_id == crawl_id, _H.host_key == host_key).values(next_fetch_at=nxt))
+            return slots[0]
+
+        return self._tx(run)
+
+    def heartbeat(self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int] | None = None) -> int:
+        """Extend every lease ``owner`` holds and record its liveness; returns leases held."""
+
+        def run(conn: Connection) -> int:
+            now = self.now_ms()
+            res = conn.execute(
+                update(urls)
+                .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == owner)
+                .values(lease_expires_at=now + lease_ms)
+            )
+            values: dict[str, Any] = {"heartbeat_at": now}
+            if stats:
+                values.update(stats)
+            conn.execute(update(workers).where(workers.c.id == owner).values(**values))
+            return max(res.rowcount or 0, 0)
+
+        return self._tx(run)
+
+    def release(self, crawl_id: int, owner: str) -> int:
+        """Give back every lease ``owner`` holds without charging an attempt; returns how many."""
+
+        def run(conn: Connection) -> int:
+            res = conn.execute(
+                update(urls)
+                .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == owner)
+                .values(status="pending", lease_owner=None, lease_token=None, lease_expires_at=None,
+                        attempts=_U.attempts - 1, next_attempt_at=self.now_ms())
+            )
+            return max(res.rowcount or 0, 0)
+
+        return self._tx(run)
+
+    def release_dead_local(self, crawl_id: int, hostname: str, alive: Callable[[int], bool]) -> int:
+        """Return the leases of workers on this machine whose process is gone (after kill -9)."""
+        rows = self._tx(
+            lambda c: c.execute(
+                select(workers.c.id, workers.c.pid).where(
+                    workers.c.crawl_id == crawl_id, workers.c.hostname == hostname, workers.c.state == "running"
+                )
+            ).all(),
+            readonly=True,
+        )
+        total = 0
+        for r in rows:
+            if alive(r.pid):
+                continue
+
+            def run(conn: Connection, wid: str = r.id) -> int:
+                res = conn.execute(
+                    update(urls)
+                    .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == wid)
+                    .values(status="pending", lease_owner=None, lease_token=None, lease_expires_at=None,
+                            lease_lost=_U.lease_lost + 1, next_attempt_at=self.now_ms())
+                )
+                conn.execute(update(workers).where(workers.c.id == wid).values(state="dead", stopped_at=self.now_ms()))
+                return max(res.rowcount or 0, 0)
+
+            total += self._tx(run)
+        return total
+
+    def pending_left(self, crawl_id: int) -> bool:
+        """True while any URL is pending or leased."""
+        q = select(_U.id).where(_U.crawl_id == crawl_id, _U.status.in_(("pending", "leased"))).limit(1)
+        return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
+
+    def next_due(self, crawl_id: int) -> int | None:
+        """The earliest time (ms) at which a pending URL may become claimable, or None."""
+
+        def run(conn: Connection) -> int | None:
+            t_url = conn.execute(
+                select(func.min(_U.next_attempt_at)).where(_U.crawl_id == crawl_id, _U.status == "pending")
+            ).scalar()
+            if t_url is None:
+                return None
+            return int(t_url)
+
+        return self._tx(run, readonly=True)
+
+    def count_done(self, crawl_id: int) -> int:
+        """Pages fetched so far (the crawl's counter)."""
+        return int(self._tx(lambda c: c.execute(select(crawls.c.fetched).where(crawls.c.id == crawl_id)).scalar_one(), readonly=True))
+
+    def skip_pending(self, crawl_id: int, reason: str) -> int:
+        """Mark every pending URL ``skipped`` with ``reason`` (e.g. max_pages reached)."""
+
+        def run(conn: Connection) -> int:
+            res = conn.execute(
+                update(urls)
+                .where(_U.crawl_id == crawl_id, _U.status == "pending")
+                .values(status="skipped", skip_reason=reason)
+            )
+            return max(res.rowcount or 0, 0)
+
+        return self._tx(run)
+
+    def redirect_chain(self, url_id: int, limit: int) -> list[int]:
+        """The url_keys of the URLs that redirected to this one (nearest first), up to ``limit``."""
+
+        def run(conn: Connection) -> list[int]:
+            keys: list[int] = []
+            current: int | None = url_id
+            for _ in range(limit + 1):
+                row = conn.execute(select(_U.url_key, _U.parent_id, _U.redirects).where(_U.id == current)).first()
+                if row is None:
+                    break
+                keys.append(row.url_key)
+                if row.redirects <= 0 or row.parent_id is None:
+                    break
+                current = row.parent_id
+            return keys
+
+        return self._tx(run, readonly=True)
+
+    # -- workers and events ----------------------------------------------
+
+    def register_worker(self, crawl_id: int, worker_id: str, *, hostname: str, ip: str | None, pid: int,
+                        version: str, concurrency: int) -> None:
+        """Record a worker as running."""
+        now = self.now_ms()
+        self._tx(
+            lambda c: c.execute(
+                workers.insert().values(
+                    id=worker_id, crawl_id=crawl_id, hostname=hostname, ip=ip, pid=pid, version=version,
+                    state="running", started_at=now, heartbeat_at=now, concurrency=concurrency,
+                )
+            )
+        )
+
+    def stop_worker(self, worker_id: str, state: str = "stopped", detail: str | None = None) -> None:
+        """Record a worker as stopped (or ``failed`` with a detail)."""
+        now = self.now_ms()
+        self._tx(
+            lambda c: c.execute(
+                update(workers).where(workers.c.id == worker_id).values(state=state, stopped_at=now, heartbeat_at=now, detail=detail)
+            )
+        )
+
+    def record_event(self, crawl_id: int, kind: str, message: str, *, severity: str = "info", worker_id: str | None = None,
+                     url: str | None = None, host: str | None = None, error_class: str | None = None,
+                     signature: str | None = None) -> None:
+        """Append an event (finished, critical, new_error, blocked, quality, ...)."""
+        now = self.now_ms()
+        self._tx(
+            lambda c: c.execute(
+                events.insert().values(
+                    crawl_id=crawl_id, at=now, kind=kind, severity=severity, worker_id=worker_id, url=url, host=host,
+                    error_class=error_class, signature=signature, message=message[:4000],
+                )
+            )
+        )
+
+    def has_signature(self, crawl_id: int, signature: str) -> bool:
+        """True when an error of this signature was already recorded for the crawl."""
+        q = select(events.c.id).where(events.c.crawl_id == crawl_id, events.c.kind == "new_error", events.c.signature == signature).limit(1)
+        return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
+
+    def pending_events(self, crawl_id: int | None = None, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Events not yet notified (oldest first)."""
+        q = select(events).where(events.c.notified == 0)
+        if crawl_id is not None:
+            q = q.where(events.c.crawl_id == crawl_id)
+        if kinds is not None:
+            q = q.where(events.c.kind.in_(list(kinds)))
+        q = q.order_by(events.c.id).limit(500)
+        return self._tx(lambda c: [dict(r._mapping) for r in c.execute(q)], readonly=True)
+
+    def mark_notified(self, ids: list[int]) -> None:
+        """Mark events as sent."""
+        if ids:
+            self._tx(lambda c: c.execute(update(events).where(events.c.id.in_(ids)).values(notified=1)))
+
+    # -- reading for status and parse ---------------------------------------
+
+    def query(self, q: Any) -> list[Any]:
+        """Run a read-only SELECT built by a caller (status, parse) and return its rows."""
+        return self._tx(lambda c: c.execute(q).all(), readonly=True)
+
+
+def _chunks(seq: Sequence[int], n: int) -> Iterable[Sequence[int]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

@@ -1,0 +1,145 @@
+"""The frontier schema as SQLAlchemy Core tables: the canonical definition.
+
+Migrations in ``migrations/versions`` must produce exactly this schema (a test
+compares them). Times are integer milliseconds since the epoch on the
+database's clock, which every dialect compares cheaply and without time zones.
+Every row carries its crawl and (for URLs and hosts) its host key, so crawls
+and host ranges can later be partitioned across databases.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["crawls", "events", "hosts", "metadata", "urls", "workers"]
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid); elsewhere 64 bits.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+crawls = Table(
+    "crawls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False, server_default="running"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("fetched", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("name", name="uq_crawls_name"),
+)
+
+hosts = Table(
+    "hosts",
+    metadata,
+    Column("crawl_id", Integer, primary_key=True, autoincrement=False),
+    Column("host_key", BigInteger, primary_key=True, autoincrement=False),
+    Column("host", String(255), nullable=False),
+    Column("min_delay_ms", Integer, nullable=False),
+    Column("next_fetch_at", BigInteger, nullable=False, server_default="0"),
+    Column("paused_until", BigInteger, nullable=False, server_default="0"),
+    Column("pause_reason", String(32), nullable=True),
+    Column("robots_delay_ms", Integer, nullable=True),
+    Column("fetches", BigInteger, nullable=False, server_default="0"),
+    Column("errors", BigInteger, nullable=False, server_default="0"),
+    Index("ix_hosts_due", "crawl_id", "next_fetch_at"),
+)
+
+urls = Table(
+    "urls",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("crawl_id", Integer, nullable=False),
+    Column("url_key", BigInteger, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("host_key", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("rule", Integer, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("parent_id", BigInteger, nullable=True),
+    Column("redirects", Integer, nullable=False, server_default="0"),
+    Column("discovered_at", BigInteger, nullable=False),
+    Column("next_attempt_at", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_owner", String(96), nullable=True),
+    Column("lease_token", BigInteger, nullable=True),
+    Column("lease_expires_at", BigInteger, nullable=True),
+    Column("lease_lost", Integer, nullable=False, server_default="0"),
+    Column("error_class", String(16), nullable=True),
+    Column("error_detail", Text, nullable=True),
+    Column("skip_reason", String(32), nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("final_url", Text, nullable=True),
+    Column("content_type", String(128), nullable=True),
+    Column("body_bytes", BigInteger, nullable=True),
+    Column("fetched_at", BigInteger, nullable=True),
+    Column("fetch_ms", Integer, nullable=True),
+    Column("fetched_by", String(96), nullable=True),
+    Column("warc_file", String(255), nullable=True),
+    Column("warc_offset", BigInteger, nullable=True),
+    Column("warc_length", BigInteger, nullable=True),
+    Column("warc_record_id", String(64), nullable=True),
+    UniqueConstraint("crawl_id", "url_key", name="uq_urls_crawl_key"),
+    # The claim: equality on (crawl, host, status), ORDER BY (priority, id).
+    Index("ix_urls_claim", "crawl_id", "host_key", "status", "priority", "id"),
+    # Counts by status, the lease reaper and "is anything left?".
+    Index("ix_urls_status", "crawl_id", "status", "lease_expires_at"),
+    # Throughput over time and "latest capture" for the parse stage.
+    Index("ix_urls_fetched", "crawl_id", "fetched_at"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(96), primary_key=True),
+    Column("crawl_id", Integer, nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("heartbeat_at", BigInteger, nullable=False),
+    Column("stopped_at", BigInteger, nullable=True),
+    Column("concurrency", Integer, nullable=False),
+    Column("pages_done", BigInteger, nullable=False, server_default="0"),
+    Column("pages_failed", BigInteger, nullable=False, server_default="0"),
+    Column("bytes_archived", BigInteger, nullable=False, server_default="0"),
+    Column("detail", Text, nullable=True),
+    Index("ix_workers_crawl", "crawl_id", "heartbeat_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("crawl_id", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("worker_id", String(96), nullable=True),
+    Column("url", Text, nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("error_class", String(16), nullable=True),
+    Column("signature", String(64), nullable=True),
+    Column("message", Text, nullable=False),
+    Column("notified", Integer, nullable=False, server_default="0"),
+    Index("ix_events_crawl", "crawl_id", "kind", "signature"),
+    Index("ix_events_at", "crawl_id", "at"),
+)

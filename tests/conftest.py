@@ -1,0 +1,122 @@
+"""Shared fixtures: a fresh frontier database on each backend, the demo site, test data paths.
+
+PostgreSQL and MariaDB are the servers on 127.0.0.1 (override with
+SHOAL_TEST_PG / SHOAL_TEST_MYSQL). Each test gets a database of its own, dropped
+afterwards. When a server is missing the test fails under CI=true and is
+skipped elsewhere with a message saying how to start one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+PG_ADMIN = os.environ.get("SHOAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MYSQL_ADMIN = os.environ.get("SHOAL_TEST_MYSQL", "mysql://root@127.0.0.1:3306/")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb),
+]
+
+
+def missing(what: str, hint: str) -> None:
+    """Fail under CI (a missing service is a broken CI machine), skip elsewhere with a hint."""
+    message = f"{what} is not available: {hint}"
+    if IN_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _pg_create() -> tuple[str, str]:
+    import psycopg
+
+    name = f"shoal_t_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(PG_ADMIN.replace("postgresql://", "postgresql://", 1), autocommit=True, connect_timeout=5) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        missing("PostgreSQL", f"{exc}; start it with `pg_ctlcluster 15 main start` or set SHOAL_TEST_PG")
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{name}", name
+
+
+def _pg_drop(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _mysql_params() -> dict[str, object]:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(MYSQL_ADMIN.replace("mysql://", "mysql+pymysql://", 1))
+    return {"host": u.host or "127.0.0.1", "port": u.port or 3306, "user": u.username or "root", "password": u.password or ""}
+
+
+def _mysql_create() -> tuple[str, str]:
+    import pymysql
+
+    name = f"shoal_t_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = pymysql.connect(connect_timeout=5, **_mysql_params())  # type: ignore[arg-type]
+    except pymysql.err.OperationalError as exc:
+        missing("MariaDB/MySQL", f"{exc}; start it with `start-stop-daemon --start --background --exec /usr/sbin/mariadbd` or set SHOAL_TEST_MYSQL")
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    conn.close()
+    return f"{MYSQL_ADMIN.rstrip('/')}/{name}", name
+
+
+def _mysql_drop(name: str) -> None:
+    import pymysql
+
+    conn = pymysql.connect(connect_timeout=5, **_mysql_params())  # type: ignore[arg-type]
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+def make_db(backend: str, tmp_path: Path) -> tuple[str, object]:
+    """Create an empty database; returns its URL and a callable that drops it."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'frontier.sqlite'}", lambda: None
+    if backend == "postgresql":
+        url, name = _pg_create()
+        return url, lambda: _pg_drop(name)
+    url, name = _mysql_create()
+    return url, lambda: _mysql_drop(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty frontier database URL on each backend."""
+    url, drop = make_db(request.param, tmp_path)
+    yield url
+    drop()  # type: ignore[operator]
+
+
+@pytest.fixture
+def testdata() -> Path:
+    """The shared third-party test vectors (never copied into the repo)."""
+    if not TESTDATA.is_dir():
+        missing("shared/testdata", f"expected at {TESTDATA}")
+    return TESTDATA
+
+
+@pytest.fixture
+def demo_server() -> Iterator[object]:
+    """The bundled demo site served on 127.0.0.1 in a background thread."""
+    from shoal.demo.site import start_in_thread
+
+    server = start_in_thread()
+    yield server
+    server.stop()
