@@ -293,22 +293,25 @@ def serve_demo(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8
 @app.command()
 def demo(
     data: Annotated[Path, typer.Option(help="Where the demo's frontier, archive and tables go.")] = Path("shoal-data/demo"),
+    port: Annotated[int, typer.Option(help="Port of the demo site on 127.0.0.1 (fixed, so a rerun resumes).")] = 8765,
     fresh: Annotated[bool, typer.Option(help="Start from an empty frontier and archive.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
 ) -> None:
     """Serve the bundled demo site on 127.0.0.1, crawl it and print the summary. Safe to rerun."""
-    from shoal.demo import demo_spec_text
-    from shoal.demo.site import start_in_thread
+    from shoal.demo.site import spec_text, start_in_thread
 
     if fresh and data.exists():
         import shutil
 
         shutil.rmtree(data)
-    server = start_in_thread()
     try:
-        text = demo_spec_text(server.base_url, data)
-        spec_path = data / "demo.toml"
+        server = start_in_thread(port=port)
+    except OSError as exc:
+        _fail(f"cannot serve the demo site on 127.0.0.1:{port} ({exc.strerror}): choose another port with --port")
+    try:
         data.mkdir(parents=True, exist_ok=True)
+        text = spec_text(server.base_url, data.resolve())
+        spec_path = data / "demo.toml"
         spec_path.write_text(text, encoding="utf-8")
         out.print(f"demo site at {server.base_url}/ — spec written to {spec_path}")
         spec = parse_spec(text, str(spec_path))

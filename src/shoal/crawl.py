@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from shoal.archive import WarcWriter, recover_orphans
+from shoal.archive import WarcWriter, recover
 from shoal.errors import SpecError
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.base import Fetcher
@@ -92,11 +92,12 @@ def build_fetchers(spec: Spec, policy: AddressPolicy) -> dict[str, Fetcher]:
     return fetchers
 
 
-def _robots_getter(http: HttpFetcher, timeout: float) -> Callable[[str], Awaitable[tuple[int, bytes, str | None]]]:
+def _robots_getter(
+    http: HttpFetcher, timeout: float, before: Callable[[str], Awaitable[None]]
+) -> Callable[[str], Awaitable[tuple[int, bytes, str | None]]]:
     async def get(url: str) -> tuple[int, bytes, str | None]:
+        await before(url)  # robots.txt requests keep the host's interval too
         res = await http.fetch(url, None, deadline=time.monotonic() + timeout)
-        if res.truncated == "length":
-            pass  # RFC 9309: a parser must read at least 500 KiB; the rest may be dropped
         body = res.body
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("", "identity"):
@@ -121,7 +122,7 @@ async def run_async(
     """Run one worker on ``crawl`` until it is finished or stopped; returns its stats and whether it finished."""
     archive_dir = spec.archive_dir()
     os.makedirs(archive_dir, exist_ok=True)
-    recovered = recover_orphans(archive_dir)
+    recovered = recover(archive_dir)
     if recovered:
         log.info("closed %d WARC file(s) left open by a stopped process", len(recovered))
     released = frontier.release_dead_local(crawl.id, socket.gethostname(), psutil.pid_exists)
@@ -131,21 +132,28 @@ async def run_async(
     fetchers = build_fetchers(spec, policy)
     http = fetchers["http"]
     assert isinstance(http, HttpFetcher)
+    holder: list[Worker] = []
+
+    async def before_robots(url: str) -> None:
+        if holder:
+            await holder[0].wait_host_slot(url)
+
     robots = (
-        RobotsCache(_robots_getter(http, min(30.0, spec.limits.fetch_timeout)), spec.politeness.user_agent)
+        RobotsCache(_robots_getter(http, min(30.0, spec.limits.fetch_timeout), before_robots), spec.politeness.user_agent)
         if spec.politeness.robots
         else None
     )
     wid = worker_id or make_worker_id()
     archive = WarcWriter(
         archive_dir,
-        prefix=f"{spec.name}-{wid}",
+        prefix=spec.name,
         max_bytes=spec.storage.warc_max_bytes,
         fsync=spec.storage.fsync,
         operator_info={"crawl": spec.name, "worker": wid},
     )
     worker = Worker(spec=spec, frontier=frontier, crawl_id=crawl.id, fetchers=fetchers, archive=archive,
                     robots=robots, worker_id=wid)
+    holder.append(worker)
     loop = asyncio.get_running_loop()
     stops = {"n": 0}
 

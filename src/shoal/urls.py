@@ -84,11 +84,14 @@ def canonicalize(href: str, base: str | None = None, strip: re.Pattern[str] | No
         raise URLError(f"only http and https URLs are crawled, not {u.protocol[:-1]!r}")
     if not u.hostname:
         raise URLError(f"URL has no host: {href[:200]!r}")
-    if u.hash:
-        u.hash = ""
     if strip is not None and u.search:
         u.search = _strip_params(u.search, strip)
     text = u.href
+    # Cut at "#" rather than test u.hash: an empty fragment ("/page#") has hash "" but
+    # still serialises its "#". A serialised URL has no other "#" than the fragment's.
+    cut = text.find("#")
+    if cut >= 0:
+        text = text[:cut]
     host = u.host
     return Canonical(text, host, key64(text), key64(host))
 
@@ -98,9 +101,31 @@ def host_of(url: str) -> str:
     return resolve(url).host
 
 
+def _split_port(host: str) -> tuple[str, str]:
+    """``(name, ":port" or "")`` of ``name[:port]``; IPv6 names keep their brackets."""
+    if host.startswith("["):
+        end = host.find("]") + 1
+        return (host[:end], host[end:]) if end > 0 else (host, "")
+    if host.count(":") == 1:
+        name, _, port = host.partition(":")
+        return name, ":" + port
+    return host, ""
+
+
+def _host_name(name: str) -> str:
+    """A host name as WHATWG URLs serialise it (IDNA to punycode, lower case), else as given."""
+    try:
+        return URL(f"http://{name}/").hostname or name
+    except ValueError:
+        return name
+
+
 class HostScope:
     """Decides which hosts are in scope: exact names, ``*.suffix`` patterns, or any host.
 
+    Entries are normalised as URL hosts are (IDNA names to punycode, lower case),
+    so ``한국.kr`` matches the host ``xn--3e0b707e.kr`` of a canonical URL. An
+    entry with a port matches that port only; one without matches every port.
     Decisions are cached per host because a crawl meets the same hosts millions of times.
     """
 
@@ -113,9 +138,10 @@ class HostScope:
             if h == "*":
                 self.any = True
             elif h.startswith("*."):
-                self.suffixes.append(h[1:])
+                self.suffixes.append("." + _host_name(h[2:]))
             else:
-                self.exact.add(h)
+                name, port = _split_port(h)
+                self.exact.add(_host_name(name) + port)
         self.strip = _strip_pattern(strip_params)
         self._cache: dict[str, bool] = {}
 
@@ -124,10 +150,11 @@ class HostScope:
         hit = self._cache.get(host)
         if hit is not None:
             return hit
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        host_lc = host.lower()
+        name = _split_port(host_lc)[0]
         ok = (
             self.any
-            or host in self.exact
+            or host_lc in self.exact
             or name in self.exact
             or any(name.endswith(s) or name == s[1:] for s in self.suffixes)
         )

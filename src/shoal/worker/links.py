@@ -101,6 +101,19 @@ class LinkExtractor:
                     out.append(href)
         return out, base
 
+    def srcs(self, html: str | bytes, selector: str) -> list[str]:
+        """The ``src`` of the elements the selector picks (images to archive)."""
+        tree = LexborHTMLParser(html)
+        out = []
+        for node in tree.css(selector):
+            src = node.attributes.get("src")
+            if not src:
+                img = node.css_first("img[src]")
+                src = img.attributes.get("src") if img is not None else None
+            if src:
+                out.append(src)
+        return out
+
     def resolve(self, href: str, base_url: str, origin: str) -> Canonical | None:
         """Canonical form of ``href`` on a page at ``base_url``, or None if it is not a crawlable URL."""
         href = href.strip()

@@ -431,10 +431,32 @@ class Worker:
                 update = HostUpdate(c.host_key, min_delay_ms=ms)
         return True, update
 
-    async def _wait_slot(self, not_before_ms: int) -> None:
-        wait = (not_before_ms - self.frontier.now_ms()) / 1000
-        if wait > 0:
-            await asyncio.sleep(wait)
+    async def _wait_slot(self, not_before_ms: int, host_key: int) -> None:
+        """Wait for a politeness slot; a slot missed by more than the tolerance is reserved anew.
+
+        Slots are one interval apart, so starting late would bring this request
+        closer to the next worker's; a late start takes a fresh slot instead.
+        """
+        tolerance = max(50, self.delay_ms // 10)
+        for _ in range(5):
+            wait = not_before_ms - self.frontier.now_ms()
+            if wait > 0:
+                await asyncio.sleep(wait / 1000)
+                wait = not_before_ms - self.frontier.now_ms()
+            if self.delay_ms <= 0 or -wait <= tolerance:
+                return
+            not_before_ms = await self._db_retry(self.frontier.reserve_slot, self.crawl_id, host_key, self.spec.politeness.jitter)
+
+    async def wait_host_slot(self, url: str) -> None:
+        """Take a politeness slot of ``url``'s host outside a claim (robots.txt fetches)."""
+        if self.delay_ms <= 0:
+            return
+        try:
+            key = canonicalize(url).host_key
+        except URLError:
+            return
+        slot = await self._db_retry(self.frontier.reserve_slot, self.crawl_id, key, self.spec.politeness.jitter)
+        await self._wait_slot(slot, key)
 
     async def _fetch_and_decide(self, c: ClaimedURL) -> Outcome:
         mem = self._host(c.host_key)
@@ -449,7 +471,7 @@ class Worker:
                 f"rule {rule.label if rule else '?'} asks for render = {render!r} but this worker has no {render} "
                 "fetcher (run `shoal doctor` to check the browser installation)"
             )
-        await self._wait_slot(c.not_before)
+        await self._wait_slot(c.not_before, c.host_key)
         deadline = time.monotonic() + self.spec.limits.fetch_timeout
         try:
             result = await fetcher.fetch(c.url, rule, deadline=deadline)
@@ -505,8 +527,11 @@ class Worker:
         self._attach(o, ref, res)
         if is_redirect(status):
             return await self._redirect(c, res, o)
-        if c.kind == "list" and res.content_type in HTML_TYPES:
-            o.links = self._extract(c, rule, res)
+        if res.content_type in HTML_TYPES:
+            if c.kind == "list":
+                o.links = self._extract(c, rule, res)
+            elif c.kind == "detail" and rule is not None and rule.images:
+                o.links = self._assets(c, rule.images, res)
         return o
 
     async def _redirect(self, c: ClaimedURL, res: FetchResult, o: Outcome) -> Outcome:
@@ -542,16 +567,34 @@ class Worker:
         self._seen.add(target.url_key)
         return o
 
-    def _extract(self, c: ClaimedURL, rule: Any, res: FetchResult) -> list[NewURL]:
+    def _html_of(self, res: FetchResult) -> str | bytes:
+        """The document to look for links in: the rendered DOM, or the decoded body."""
         if res.rendered_html is not None:
-            html: str | bytes = res.rendered_html
-        else:
-            body = res.body
-            enc = res.header("content-encoding")
-            if enc and enc.strip().lower() not in ("identity", ""):
-                body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
-            text, codec = decode_html(body, res.header("content-type"))
-            html = body if codec in ("utf-8", "utf_8") else text
+            return res.rendered_html
+        body = res.body
+        enc = res.header("content-encoding")
+        if enc and enc.strip().lower() not in ("identity", ""):
+            body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
+        text, codec = decode_html(body, res.header("content-type"))
+        return body if codec in ("utf-8", "utf_8") else text
+
+    def _assets(self, c: ClaimedURL, selector: str, res: FetchResult) -> list[NewURL]:
+        """Images the rule asks for (for OCR at parse time), fetched as ``asset`` URLs of any host."""
+        out = []
+        for src in self.links.srcs(self._html_of(res), selector):
+            try:
+                canon = canonicalize(src, c.url, self.scope.strip)
+            except URLError:
+                continue
+            if canon.url_key in self._seen:
+                continue
+            self._seen.add(canon.url_key)
+            out.append(NewURL(canon.url, canon.url_key, canon.host, canon.host_key, c.rule, "asset", c.depth,
+                              priority=c.depth * 100 - 1, parent_id=c.id))
+        return out
+
+    def _extract(self, c: ClaimedURL, rule: Any, res: FetchResult) -> list[NewURL]:
+        html = self._html_of(res)
         hrefs, base = self.links.hrefs(html, rule.follow if rule is not None else None)
         base_url = c.url
         if base:

@@ -1,0 +1,200 @@
+"""The embedded crawl end to end: the demo site on 127.0.0.1 → SQLite frontier → WARC files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from shoal.archive import WarcRef, read_record
+from shoal.crawl import run_async, run_loop, start_crawl
+from shoal.demo.site import expected, spec_text
+from shoal.frontier import SqlFrontier
+from shoal.frontier.tables import urls
+from shoal.spec import Spec, parse_spec
+
+
+def set_key(text: str, section: str, key: str, value: str) -> str:
+    """``text`` with ``key = value`` set in ``[section]`` (replaced, or added after the header)."""
+    head = text.index(f"[{section}]\n") + len(section) + 3
+    nxt = text.find("\n[", head)
+    body = text[head : nxt if nxt >= 0 else len(text)]
+    new_body, n = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", body)
+    if n == 0:
+        new_body = f"{key} = {value}\n" + body
+    return text[:head] + new_body + (text[nxt:] if nxt >= 0 else "")
+
+
+def demo_spec(base_url: str, data: Path, **overrides: str) -> tuple[Spec, str]:
+    """The demo spec with its storage under ``data``; overrides are ``section__key=value``."""
+    text = spec_text(base_url, data)
+    for name, value in overrides.items():
+        section, key = name.split("__")
+        text = set_key(text, section, key, value)
+    return parse_spec(text), text
+
+
+def final_rows(db: str) -> dict[str, Any]:
+    f = SqlFrontier(db, create=False)
+    try:
+        return {r.url: r for r in f.query(select(urls))}
+    finally:
+        f.close()
+
+
+def outcome_sets(rows: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "done": {u for u, r in rows.items() if r.status == "done"},
+        "failed": {u: r.error_class for u, r in rows.items() if r.status == "failed"},
+        "skipped": {u: r.skip_reason for u, r in rows.items() if r.status == "skipped"},
+        "other": {u: r.status for u, r in rows.items() if r.status not in ("done", "failed", "skipped")},
+    }
+
+
+def crawl_here(spec: Spec, text: str) -> tuple[Any, bool]:
+    frontier = SqlFrontier(spec.frontier_url())
+    try:
+        crawl = start_crawl(frontier, spec, text)
+        return run_loop(run_async(spec, frontier, crawl, progress=False, install_signals=False))
+    finally:
+        frontier.close()
+
+
+def test_demo_crawl_ends_with_the_exact_expected_sets(demo_server: Any, tmp_path: Path) -> None:
+    """Every URL of the demo ends done, failed with its class or skipped with its reason, exactly as the site defines."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path)
+    stats, finished = crawl_here(spec, text)
+    assert finished
+    want = expected(demo_server.base_url)
+    got = outcome_sets(final_rows(spec.frontier_url()))
+    assert got["other"] == {}
+    assert got["done"] == want["done"]
+    assert got["failed"] == want["failed"]
+    assert got["skipped"] == want["skipped"]
+    # robots.txt was obeyed: the disallowed page was never requested.
+    paths = Counter(h.path_qs for h in demo_server.log)
+    assert not [p for p in paths if p.startswith("/private/")]
+    # Pages that succeeded at once were requested exactly once.
+    assert paths["/blog/posts/1"] == 1 and paths["/board/free/read?no=5"] == 1
+    assert stats.fenced == 0
+
+
+def test_every_archived_record_reads_back_by_its_reference(demo_server: Any, tmp_path: Path) -> None:
+    """Each done or failed URL with a WARC reference reads back as its own response, and every file passes warcio check."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path)
+    crawl_here(spec, text)
+    rows = final_rows(spec.frontier_url())
+    refs = [r for r in rows.values() if r.warc_file]
+    assert len(refs) >= len([r for r in rows.values() if r.status == "done"])
+    for r in refs:
+        rec = read_record(spec.archive_dir(), WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id))
+        assert rec.url == r.url
+        assert rec.http_status == r.http_status
+    files = sorted(Path(spec.archive_dir()).glob("*.warc.gz"))
+    assert files and not list(Path(spec.archive_dir()).glob("*.open"))
+    for f in files:
+        warcio = Path(sys.executable).with_name("warcio")
+        check = subprocess.run([str(warcio), "check", "-v", str(f)], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_euckr_board_links_are_followed(demo_server: Any, tmp_path: Path) -> None:
+    """The EUC-KR board (no charset header) is crawled: its posts are reached through its list pages."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path)
+    crawl_here(spec, text)
+    done = outcome_sets(final_rows(spec.frontier_url()))["done"]
+    assert {u for u in done if "/euckr/read/" in u} == {f"{demo_server.base_url}/euckr/read/{i}" for i in range(1, 17)}
+
+
+def _shoal(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "shoal", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_resume_after_sigkill_loses_nothing(demo_server: Any, tmp_path: Path) -> None:
+    """A crawl killed with SIGKILL mid-way and started again ends with the same done set as an uninterrupted one."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path, politeness__delay="0.12", worker__concurrency="4")
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(text)
+    proc = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
+    db = spec.frontier_url()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if Path(db.split("///", 1)[1]).exists():
+            try:
+                done = sum(1 for r in final_rows(db).values() if r.status == "done")
+            except Exception:
+                continue
+            if done >= 15:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    mid = outcome_sets(final_rows(db))
+    assert 15 <= len(mid["done"]) < len(expected(demo_server.base_url)["done"])
+    assert list(Path(spec.archive_dir()).glob("*.open")), "the killed run left its WARC open"
+    again = _shoal("crawl", str(spec_path), "--no-progress", "--summary-json", str(tmp_path / "s.json"), cwd=tmp_path)
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, output
+    got = outcome_sets(final_rows(db))
+    want = expected(demo_server.base_url)
+    assert got["done"] == want["done"] and got["failed"] == want["failed"] and got["other"] == {}
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["finished"] and summary["done"] == len(want["done"])
+    assert not list(Path(spec.archive_dir()).glob("*.open"))
+
+
+def test_sigint_stops_cleanly_and_gives_back_leases(demo_server: Any, tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) ends the crawl with exit 130, no URL left leased, and a rerun finishes it."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path, politeness__delay="0.15")
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(text)
+    proc = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "leased" not in outcome_sets(final_rows(spec.frontier_url()))["other"].values()
+    again = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, output
+
+
+def test_status_reports_counts_classes_and_hosts(demo_server: Any, tmp_path: Path) -> None:
+    """`shoal status --json` on a finished crawl gives the same counts as the frontier, by class, reason and host."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path)
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(text)
+    crawl_here(spec, text)
+    res = subprocess.run([sys.executable, "-m", "shoal", "status", str(spec_path), "--json", "--html", str(tmp_path / "s.html")],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert res.returncode == 0, res.stderr
+    st = json.loads(res.stdout)
+    want = expected(demo_server.base_url)
+    assert st["counts"]["done"] == len(want["done"])
+    assert sum(st["failed"].values()) == len(want["failed"])
+    assert st["skipped"] == dict(Counter(want["skipped"].values()))
+    assert st["hosts"][0]["host"] == demo_server.base_url.split("//")[1]
+    assert "<svg" in (tmp_path / "s.html").read_text()
+
+
+@pytest.mark.parametrize("spec_text_bad", ['[crawl]\nname = "x"\nseeds = []\n'])
+def test_crawl_refuses_a_bad_spec_before_starting(tmp_path: Path, spec_text_bad: str) -> None:
+    """`shoal crawl` on an invalid spec exits 2 with the key named and creates no database."""
+    p = tmp_path / "bad.toml"
+    p.write_text(spec_text_bad)
+    res = subprocess.run([sys.executable, "-m", "shoal", "crawl", str(p)], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2
+    assert "crawl.seeds" in res.stderr
+    assert not (tmp_path / "shoal-data").exists()
