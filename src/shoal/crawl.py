@@ -102,8 +102,12 @@ def _robots_getter(
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("", "identity"):
             from shoal.archive import content_decode
+            from shoal.errors import ArchiveError
 
-            body, _ = content_decode(body, enc, 512 * 1024)
+            try:
+                body, _ = content_decode(body, enc, 512 * 1024)
+            except ArchiveError:
+                pass  # mislabelled coding: parse the bytes as they came
         return res.status, body, res.header("location")
 
     return get

@@ -300,6 +300,7 @@ SPECIAL_PAGES: tuple[SpecialPage, ...] = (
     SpecialPage("/flaky", "가끔 실패하는 페이지 (503 후 200)", first_status=503),
     SpecialPage("/redirect/1", "리다이렉트 체인 (302 → 301 → 302)"),
     SpecialPage("/gone", "삭제된 페이지 (410)", status=410),
+    SpecialPage("/notice/2019", "옛 공지 (깨진 링크, 404)", status=404),
 )
 
 REDIRECTS: dict[str, tuple[int, str]] = {

@@ -111,6 +111,7 @@ class HttpFetcher:
         t0 = time.monotonic()
         req_headers = self.headers if headers is None else {**self.headers, **headers}
         resp: aiohttp.ClientResponse | None = None
+        peer_ip: str | None = None
         body = bytearray()
         truncated: str | None = None
         try:
@@ -171,10 +172,10 @@ class HttpFetcher:
             status=resp.status,
             reason=resp.reason or "",
             http_version=_HTTP_VERSION.get((resp.version.major, resp.version.minor), "1.1") if resp.version else "1.1",
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers],
+            headers=[(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in resp.raw_headers],
             body=bytes(body),
             request_headers=[(k, v) for k, v in sent.items()],
-            peer_ip=peer_ip if resp is not None else None,
+            peer_ip=peer_ip,
             started_at=started,
             elapsed=time.monotonic() - t0,
             truncated=truncated,

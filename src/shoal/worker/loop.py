@@ -22,11 +22,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from shoal import __version__
 from shoal.archive import WarcWriter, content_decode
 from shoal.errors import (
+    ArchiveError,
     DatabaseUnavailable,
     ErrorClass,
     FetchError,
@@ -482,7 +484,7 @@ class Worker:
             return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key, skip_reason=exc.reason.value,
                            error_detail=exc.detail)
         loop = asyncio.get_running_loop()
-        ref = await loop.run_in_executor(self._io, self.archive.write_exchange, result)
+        ref = await loop.run_in_executor(self._io, partial(self.archive.write_exchange, result, fetched_at=result.started_at or None))
         self._unsynced_writes += 1
         self.stats.bytes_archived += ref.length
         return await self._decide(c, rule, result, ref, robots_update, mem)
@@ -574,7 +576,10 @@ class Worker:
         body = res.body
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("identity", ""):
-            body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
+            try:
+                body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
+            except ArchiveError:
+                pass  # mislabelled (e.g. a plain body called gzip): look at the bytes as they are
         text, codec = decode_html(body, res.header("content-type"))
         return body if codec in ("utf-8", "utf_8") else text
 
