@@ -55,7 +55,10 @@ class GraphSite:
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve(ready))
+        try:
+            self._loop.run_until_complete(self._serve(ready))
+        finally:
+            self._loop.close()
 
     async def _serve(self, ready: threading.Event) -> None:
         self._stop = asyncio.Event()

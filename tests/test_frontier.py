@@ -108,8 +108,20 @@ def test_heartbeat_keeps_a_lease_alive(frontier: SqlFrontier) -> None:
     for _ in range(3):
         time.sleep(0.15)
         assert frontier.heartbeat(cid, "w1", 300, {"pages_done": 1}) == 1
-    assert sync(frontier, cid, "other", reap=True).leases_reaped == 0
+    assert sync(frontier, cid, "other", lease_ms=300, reap=True).leases_reaped == 0
     assert sync(frontier, cid, "w1", [done(c)], claim=0).accepted == [True]
+
+
+def test_lease_of_a_worker_that_stops_heartbeating_is_reaped(frontier: SqlFrontier) -> None:
+    """A registered worker whose heartbeat is older than the lease loses its URLs to the next claimer."""
+    cid = frontier.open_crawl("c", "s").id
+    frontier.register_worker(cid, "w1", hostname="h", ip=None, pid=1, version="t", concurrency=1)
+    frontier.add_urls(cid, [new("http://a.test/p")], 0)
+    stale = sync(frontier, cid, "w1", lease_ms=200).claimed[0]
+    time.sleep(0.3)
+    res = sync(frontier, cid, "w2", lease_ms=200, reap=True)
+    assert res.leases_reaped == 1 and res.claimed[0].id == stale.id
+    assert sync(frontier, cid, "w1", [done(stale)], claim=0).accepted == [False]
 
 
 def test_release_gives_leases_back_without_charging_an_attempt(frontier: SqlFrontier) -> None:

@@ -101,10 +101,10 @@ def test_every_page_is_fetched_exactly_once(db_url: str, tmp_path: Path, process
 
 @pytest.mark.slow
 def test_host_interval_holds_across_eight_worker_processes(db_url: str, tmp_path: Path) -> None:
-    """With 8 worker processes, the server sees no two requests to one host closer than the delay (20 ms tolerance)."""
+    """With 8 worker processes, the server sees no two requests to one host closer than the delay (10 % tolerance)."""
     hosts = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-    delay = 0.25
-    site = GraphSite(n=24, hosts=hosts).start()
+    delay = 0.5
+    site = GraphSite(n=16, hosts=hosts).start()
     try:
         spec = tmp_path / "polite.toml"
         spec.write_text(graph_spec(site, tmp_path, name="polite", delay=delay, per_host=4, concurrency=4))
@@ -124,8 +124,8 @@ def test_host_interval_holds_across_eight_worker_processes(db_url: str, tmp_path
     for host, times in by_host.items():
         times.sort()
         gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-        assert sum(1 for (h, p) in pages if h == host and p.startswith("/p/")) == 24
+        assert sum(1 for (h, p) in pages if h == host and p.startswith("/p/")) == 16
         assert all(c == 1 for (h, p), c in pages.items() if p.startswith("/p/"))
-        assert min(gaps) >= delay - 0.02, f"{host}: smallest gap {min(gaps):.3f}s"
+        assert min(gaps) >= delay * 0.9, f"{host}: smallest gap {min(gaps):.3f}s"
     # The hosts were crawled in parallel, each at its own pace.
     assert elapsed < 3 * 25 * delay + 20

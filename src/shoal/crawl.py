@@ -223,5 +223,6 @@ async def _progress(worker: Worker, spec: Spec, console: Console | None) -> None
     with Live(_progress_table(worker, spec), console=console, refresh_per_second=4, transient=False) as live:
         while True:
             await asyncio.sleep(0.5)
+            worker.stats.sample()
             worker.stats.inflight = worker._inflight
             live.update(_progress_table(worker, spec))

@@ -187,13 +187,14 @@ class Frontier(Protocol):
         """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs.
 
         One transaction. A claimed URL's host has its next slot advanced so the
-        minimum interval holds across the fleet; ``reap`` first returns expired
-        leases to ``pending`` (counted in ``lease_lost``).
+        minimum interval holds across the fleet; ``reap`` first returns to
+        ``pending`` the URLs whose lease expired and whose owner stopped
+        heartbeating (counted in ``lease_lost``).
         """
         ...
 
     def heartbeat(self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int]) -> int:
-        """Extend every lease ``owner`` holds and record its liveness; returns leases held."""
+        """Record that ``owner`` is alive, which keeps its leases; returns 1 if it is registered."""
         ...
 
     def release(self, crawl_id: int, owner: str) -> int:

@@ -89,7 +89,7 @@ class SqlFrontier:
         """The database clock in milliseconds (local clock plus the offset measured at start)."""
         return int(time.time() * 1000) + self._offset_ms
 
-    def _tx(self, fn: Callable[[Connection], T], *, readonly: bool = False, attempts: int = 8) -> T:
+    def _tx(self, fn: Callable[[Connection], T], *, readonly: bool = False, attempts: int = 20) -> T:
         """Run ``fn`` in one transaction, again on deadlock; translate a lost server."""
         delay = 0.01
         for i in range(attempts):
@@ -222,6 +222,24 @@ class SqlFrontier:
     def _add(self, conn: Connection, crawl_id: int, new: Sequence[NewURL], default_delay_ms: int, now: int) -> tuple[int, list[tuple[int, int]]]:
         if not new:
             return 0, []
+        # Rows are inserted in key order: two transactions inserting overlapping
+        # keys then wait for each other in the same order instead of deadlocking.
+        unique = {n.url_key: n for n in reversed(new)}
+        keys = sorted(unique)
+        if self._skip_locked:
+            # On PostgreSQL an INSERT ... ON CONFLICT waits for any uncommitted
+            # change to a row with the same key (a claim or an outcome of that
+            # URL), which deadlocks against a worker completing it. Rows that
+            # already exist are known from a plain (non-waiting) read first.
+            existing: set[int] = set()
+            for chunk in _chunks(keys, 500):
+                existing.update(
+                    r[0] for r in conn.execute(select(_U.url_key).where(_U.crawl_id == crawl_id, _U.url_key.in_(chunk)))
+                )
+            keys = [k for k in keys if k not in existing]
+            if not keys:
+                return 0, []
+        new = [unique[k] for k in keys]
         fresh_hosts: dict[int, str] = {}
         for n in new:
             if (crawl_id, n.host_key) not in self._known_hosts:
@@ -230,9 +248,9 @@ class SqlFrontier:
             conn.execute(
                 self._ins_host,
                 [
-                    {"crawl_id": crawl_id, "host_key": k, "host": h[:255], "min_delay_ms": default_delay_ms,
+                    {"crawl_id": crawl_id, "host_key": k, "host": fresh_hosts[k][:255], "min_delay_ms": default_delay_ms,
                      "next_fetch_at": 0, "paused_until": 0}
-                    for k, h in fresh_hosts.items()
+                    for k in sorted(fresh_hosts)
                 ],
             )
         res = conn.execute(
@@ -294,19 +312,38 @@ class SqlFrontier:
 
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
             now = self.now_ms()
-            reaped = self._reap(conn, crawl_id, now) if reap else 0
-            accepted, added, fresh = self._complete(conn, crawl_id, owner, outcomes, default_delay_ms, now)
+            reaped = self._reap(conn, crawl_id, now, lease_ms) if reap else 0
+            accepted, added, fresh, done = self._complete(conn, crawl_id, owner, outcomes, default_delay_ms, now)
             claimed = self._claim(conn, crawl_id, owner, claim, lease_ms, per_host, jitter, horizon_ms, now) if claim > 0 else []
+            if done:
+                # The crawl's one shared row is written last, so it is held for the shortest time.
+                conn.execute(
+                    update(crawls).where(crawls.c.id == crawl_id).values(fetched=crawls.c.fetched + done, updated_at=now)
+                )
             return SyncResult(accepted, claimed, added, reaped), fresh
 
         result, fresh = self._tx(run)
         self._known_hosts.update(fresh)
         return result
 
-    def _reap(self, conn: Connection, crawl_id: int, now: int) -> int:
+    def _reap(self, conn: Connection, crawl_id: int, now: int, lease_ms: int) -> int:
+        """Return to pending the URLs whose lease expired and whose owner stopped heartbeating.
+
+        A live worker's heartbeat touches only its ``workers`` row, never the URL
+        rows, so heartbeats take no row locks that claims or completions wait on.
+        """
+        alive = (
+            select(workers.c.id)
+            .where(
+                workers.c.id == _U.lease_owner,
+                workers.c.state == "running",
+                workers.c.heartbeat_at >= now - lease_ms,
+            )
+            .exists()
+        )
         res = conn.execute(
             update(urls)
-            .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now)
+            .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now, ~alive)
             .values(status="pending", lease_owner=None, lease_token=None, lease_expires_at=None,
                     lease_lost=_U.lease_lost + 1, next_attempt_at=now)
         )
@@ -317,9 +354,9 @@ class SqlFrontier:
 
     def _complete(
         self, conn: Connection, crawl_id: int, owner: str, outcomes: list[Outcome], default_delay_ms: int, now: int
-    ) -> tuple[list[bool], int, list[tuple[int, int]]]:
+    ) -> tuple[list[bool], int, list[tuple[int, int]], int]:
         if not outcomes:
-            return [], 0, []
+            return [], 0, [], 0
         ids = sorted({o.url_id for o in outcomes})
         held: dict[int, int] = {}
         for chunk in _chunks(ids, 500):
@@ -365,13 +402,9 @@ class SqlFrontier:
         if params:
             conn.execute(self._upd_outcome, params)
         added, fresh = self._add(conn, crawl_id, links, default_delay_ms, now)
-        for hu in host_updates:
+        for hu in sorted(host_updates, key=lambda h: h.host_key):
             self._apply_host_update(conn, crawl_id, hu)
-        if done:
-            conn.execute(
-                update(crawls).where(crawls.c.id == crawl_id).values(fetched=crawls.c.fetched + done, updated_at=now)
-            )
-        return accepted, added, fresh
+        return accepted, added, fresh, done
 
     def _apply_host_update(self, conn: Connection, crawl_id: int, hu: Any) -> None:
         values: dict[str, Any] = {}
@@ -484,19 +517,18 @@ class SqlFrontier:
         return self._tx(run)
 
     def heartbeat(self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int] | None = None) -> int:
-        """Extend every lease ``owner`` holds and record its liveness; returns leases held."""
+        """Record that ``owner`` is alive, which keeps every lease it holds; returns 1 if it is registered.
+
+        Leases are kept by the owner's heartbeat, not by rewriting each URL row:
+        the reaper takes a URL only when its lease time passed *and* its owner's
+        heartbeat is older than ``lease_ms``.
+        """
 
         def run(conn: Connection) -> int:
-            now = self.now_ms()
-            res = conn.execute(
-                update(urls)
-                .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == owner)
-                .values(lease_expires_at=now + lease_ms)
-            )
-            values: dict[str, Any] = {"heartbeat_at": now}
+            values: dict[str, Any] = {"heartbeat_at": self.now_ms()}
             if stats:
                 values.update(stats)
-            conn.execute(update(workers).where(workers.c.id == owner).values(**values))
+            res = conn.execute(update(workers).where(workers.c.id == owner, workers.c.crawl_id == crawl_id).values(**values))
             return max(res.rowcount or 0, 0)
 
         return self._tx(run)

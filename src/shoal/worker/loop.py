@@ -125,6 +125,9 @@ class Worker:
         self.delay_ms = int(spec.politeness.delay * 1000)
         self._db = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="shoal-warc")
+        # Heartbeats have their own thread (and connection) so that a slow sync
+        # transaction never delays them past the lease.
+        self._hb = ThreadPoolExecutor(1, thread_name_prefix="shoal-heartbeat")
         self._queue: asyncio.Queue[ClaimedURL] = asyncio.Queue()
         self._outcomes: list[Outcome] = []
         self._wake = asyncio.Event()
@@ -204,6 +207,7 @@ class Worker:
             await asyncio.get_running_loop().run_in_executor(self._io, self.archive.close)
             self._db.shutdown(wait=True)
             self._io.shutdown(wait=True)
+            self._hb.shutdown(wait=True)
 
     # -- the sync task: outcomes out, claims in ---------------------------
 
@@ -302,15 +306,14 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _heartbeat_loop(self) -> None:
-        every = max(0.5, self.lease_ms / 3000)
+        every = max(0.5, self.lease_ms / 4000)
         while True:
             await asyncio.sleep(every)
-            self.stats.sample()
+            stats = {"pages_done": self.stats.done, "pages_failed": sum(self.stats.failed.values()),
+                     "bytes_archived": self.stats.bytes_archived}
             try:
-                await self._call(
-                    self.frontier.heartbeat, self.crawl_id, self.id, self.lease_ms,
-                    {"pages_done": self.stats.done, "pages_failed": sum(self.stats.failed.values()),
-                     "bytes_archived": self.stats.bytes_archived},
+                await asyncio.get_running_loop().run_in_executor(
+                    self._hb, self.frontier.heartbeat, self.crawl_id, self.id, self.lease_ms, stats
                 )
             except DatabaseUnavailable as exc:
                 # Leases are not extended while the database is away: they may expire and
@@ -439,7 +442,7 @@ class Worker:
         Slots are one interval apart, so starting late would bring this request
         closer to the next worker's; a late start takes a fresh slot instead.
         """
-        tolerance = max(50, self.delay_ms // 10)
+        tolerance = min(250, max(10, self.delay_ms // 20))
         for _ in range(5):
             wait = not_before_ms - self.frontier.now_ms()
             if wait > 0:
