@@ -50,7 +50,9 @@ def serve(port_queue: multiprocessing.Queue[int], delay_ms: int) -> None:
     async def page(request: web.Request) -> web.Response:
         n = int(request.match_info["n"])
         filler = "본문 텍스트 " * 400
-        return web.Response(text=PAGE % {"n": n, "delay": delay_ms, "filler": filler}, content_type="text/html")
+        return web.Response(
+            text=PAGE % {"n": n, "delay": delay_ms, "filler": filler}, content_type="text/html"
+        )
 
     async def rows(request: web.Request) -> web.Response:
         n = int(request.match_info["n"])
@@ -104,21 +106,33 @@ def sample(stop: threading.Event, exclude: set[int], peak: Peak) -> None:
 async def run(pool: int, base: str, pages: int) -> tuple[float, float, int]:
     """(startup seconds, render seconds, browsers started) for one pool size."""
     fetcher = BrowserFetcher(
-        AddressPolicy(allow_cidrs=["127.0.0.1/32"]), pool_size=pool, recycle_pages=100, user_agent="shoal-bench"
+        AddressPolicy(allow_cidrs=["127.0.0.1/32"]),
+        pool_size=pool,
+        recycle_pages=100,
+        user_agent="shoal-bench",
     )
     rule = Rule(glob="*", render="browser", wait_for=".row", wait_timeout=10)
     try:
         t0 = time.monotonic()
         await asyncio.gather(
-            *(fetcher.fetch(f"{base}/page/{10_000 + i}", rule, deadline=time.monotonic() + 60) for i in range(pool))
+            *(
+                fetcher.fetch(f"{base}/page/{10_000 + i}", rule, deadline=time.monotonic() + 60)
+                for i in range(pool)
+            )
         )
         startup = time.monotonic() - t0
         t0 = time.monotonic()
         results = await asyncio.gather(
-            *(fetcher.fetch(f"{base}/page/{i}", rule, deadline=time.monotonic() + 120) for i in range(pages))
+            *(
+                fetcher.fetch(f"{base}/page/{i}", rule, deadline=time.monotonic() + 120)
+                for i in range(pages)
+            )
         )
         took = time.monotonic() - t0
-        assert all(r.rendered_html is not None and r.rendered_html.count('class="row"') == 30 for r in results)
+        assert all(
+            r.rendered_html is not None and r.rendered_html.count('class="row"') == 30
+            for r in results
+        )
         return startup, took, fetcher.browsers_started
     finally:
         await fetcher.close()
@@ -140,7 +154,9 @@ def main() -> None:
     assert site.pid is not None
     exclude = {site.pid}
 
-    print(f"{args.pages} pages, Ajax list after {args.delay_ms} ms, wait_for='.row'; cpus={os.cpu_count()}")
+    print(
+        f"{args.pages} pages, Ajax list after {args.delay_ms} ms, wait_for='.row'; cpus={os.cpu_count()}"
+    )
     header = f"{'pool':>4} | {'startup s':>9} | {'render s':>8} | {'pages/s':>7} | {'peak RSS MiB':>12} | {'peak PSS MiB':>12}"
     print(header)
     print("-" * len(header))

@@ -284,10 +284,10 @@ def test_log_records_every_request(fresh: DemoServer) -> None:
 
 
 def test_expected_counts(server: DemoServer) -> None:
-    """A correct demo crawl ends with 72 URLs done, 4 failed and 1 skipped by robots."""
+    """A correct demo crawl ends with 73 URLs done (the notice image included), 4 failed and 1 skipped by robots."""
     e = expected(server.base_url)
     b = server.base_url
-    assert len(e["done"]) == 72
+    assert len(e["done"]) == 73
     assert e["failed"] == {
         f"{b}/gone": "permanent",
         f"{b}/notice/2019": "permanent",
@@ -344,6 +344,9 @@ def _walk(s: DemoServer, rules: list[Rule] | None) -> dict[str, object]:
             targets = [r.headers["Location"]]
         elif rules is None:
             targets = r.links()
+            if r.headers.get("Content-Type", "").startswith("text/html"):
+                tree = HTMLParser(r.body.decode("latin-1"))
+                targets += [str(i.attributes.get("src")) for i in tree.css("img.notice") if i.attributes.get("src")]
         else:
             rule = _first_rule(rules, url)
             assert rule is not None, url
@@ -352,6 +355,9 @@ def _walk(s: DemoServer, rules: list[Rule] | None) -> dict[str, object]:
                 tree = HTMLParser(r.body.decode("latin-1"))
                 for sel in rule.follow or ["a"]:
                     targets += [str(a.attributes.get("href")) for a in tree.css(sel) if a.attributes.get("href")]
+            elif rule.images and r.headers.get("Content-Type", "").startswith("text/html"):
+                tree = HTMLParser(r.body.decode("latin-1"))
+                targets += [str(i.attributes.get("src")) for i in tree.css(rule.images) if i.attributes.get("src")]
         for href in targets:
             parts = urlsplit(urljoin(url, href))
             nxt = parts.path + ("?" + parts.query if parts.query else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -76,7 +77,7 @@ def test_outcome_and_links_are_written_together_and_fenced(frontier: SqlFrontier
     links = [new("http://a.test/1", depth=1), new("http://a.test/2", depth=1), new("http://a.test/1", depth=1)]
     res = sync(frontier, cid, "w1", [done(c, links)], claim=0)
     assert res.accepted == [True]
-    again = sync(frontier, cid, "w1", [done(c, links + [new("http://a.test/3")])], claim=0)
+    again = sync(frontier, cid, "w1", [done(c, [*links, new("http://a.test/3")])], claim=0)
     assert again.accepted == [False]
     r = rows(frontier, cid)
     assert r["http://a.test/"][0] == "done"
@@ -162,7 +163,7 @@ def test_host_interval_holds_across_claims(frontier: SqlFrontier) -> None:
     assert second[0].not_before - first[0].not_before >= 300
     # A wider horizon reserves several slots at once, still one interval apart.
     many = sync(frontier, cid, "w3", delay_ms=300, horizon_ms=1000).claimed
-    gaps = [b.not_before - a.not_before for a, b in zip(many, many[1:], strict=False)]
+    gaps = [b.not_before - a.not_before for a, b in itertools.pairwise(many)]
     assert len(many) == 3 and all(g >= 300 for g in gaps)
 
 

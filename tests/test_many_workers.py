@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_host_interval_holds_across_eight_worker_processes(db_url: str, tmp_path
     assert set(by_host) == set(hosts)
     for host, times in by_host.items():
         times.sort()
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert sum(1 for (h, p) in pages if h == host and p.startswith("/p/")) == 16
         assert all(c == 1 for (h, p), c in pages.items() if p.startswith("/p/"))
         assert min(gaps) >= delay * 0.9, f"{host}: smallest gap {min(gaps):.3f}s"

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
-from shoal.frontier.policy import HostState, assign_slots, host_claimable, host_quota, retry_at, url_claimable
+from shoal.frontier.policy import (
+    HostState,
+    assign_slots,
+    host_claimable,
+    host_quota,
+    retry_at,
+    url_claimable,
+)
 
 
 def test_slots_are_at_least_the_delay_apart_and_start_at_the_hosts_next_slot() -> None:
@@ -12,7 +20,7 @@ def test_slots_are_at_least_the_delay_apart_and_start_at_the_hosts_next_slot() -
     rng = random.Random(1)
     slots, nxt = assign_slots(now=1000, next_fetch_at=5000, delay_ms=2000, jitter=0.5, n=4, rng=rng)
     assert slots[0] == 5000
-    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert all(2000 <= g <= 3000 for g in gaps)
     assert 2000 <= nxt - slots[-1] <= 3000
 

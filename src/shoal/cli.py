@@ -34,7 +34,7 @@ db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 console = Console(stderr=True)
-out = Console()
+term = Console()
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -65,14 +65,14 @@ def _main(
 @app.command()
 def version() -> None:
     """Print shoal's version."""
-    out.print(__version__)
+    term.print(__version__)
 
 
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
     """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
     s = load_spec(spec)
-    out.print(f"[green]ok[/]: crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s), "
+    term.print(f"[green]ok[/]: crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s), "
               f"frontier {s.frontier_url()}, archive {s.archive_dir()}")
 
 
@@ -108,7 +108,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     t.add_row("archived", f"{summary['bytes_archived'] / 1e6:.2f} MB")
     r = summary["this_run"]
     t.add_row("this run", f"{r['done']} pages in {r['elapsed']:.1f}s = {r['pages_per_second']:.1f} pages/s")
-    out.print(t)
+    term.print(t)
 
 
 def _crawl(spec: Spec, spec_text: str, db: str | None, progress: bool, summary_json: Path | None) -> dict[str, Any]:
@@ -162,7 +162,7 @@ def submit(
     frontier = SqlFrontier(db, create=True)
     try:
         c = start_crawl(frontier, s, text)
-        out.print(f"[green]submitted[/] crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
+        term.print(f"[green]submitted[/] crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
                   f"start workers with: shoal work --db URL --crawl {c.name}")
     finally:
         frontier.close()
@@ -220,7 +220,7 @@ def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL."
     engine = make_engine(db)
     before = current_revision(engine)
     upgrade(engine)
-    out.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}")
+    term.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}")
 
 
 def _resolve_target(target: str | None) -> tuple[str, str | None]:
@@ -259,11 +259,11 @@ def status(
         while True:
             st = collect(frontier, info)
             if as_json:
-                out.print_json(json.dumps(st.as_dict(), default=str))
+                term.print_json(json.dumps(st.as_dict(), default=str))
             else:
                 from shoal.render import render_status
 
-                out.print(render_status(st))
+                term.print(render_status(st))
             if html is not None:
                 from shoal.render import status_page
 
@@ -276,13 +276,68 @@ def status(
         frontier.close()
 
 
+@app.command()
+def parse(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML) with its [parse] tables.")],
+    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable).")] = None,
+    to: Annotated[str | None, typer.Option(help="parquet, csv, jsonl or sql (default: [parse] to, else parquet).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder, or with --to sql a database URL (default: the frontier's).")] = None,
+    db: Annotated[str | None, typer.Option(help="The frontier database URL (default: the spec's).")] = None,
+    all_captures: Annotated[bool, typer.Option("--all-captures", help="Every capture of a URL, not only the latest.")] = False,
+    processes: Annotated[int | None, typer.Option(help="Parser processes (default: the CPU count).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+) -> None:
+    """Turn the archived pages into tables (Parquet/CSV/JSON lines/SQL) and a data-quality report."""
+    from shoal.parse import run_parse
+
+    result = run_parse(load_spec(spec), db_url=db, tables=table, to=to, out=out, all_captures=all_captures,
+                       processes=processes, progress=progress and console.is_terminal, console=console)
+    for line in result.summary_lines():
+        term.print(line, soft_wrap=True)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def report(
+    target: Annotated[str, typer.Argument(help="A spec, the parse output folder, or its quality.json.")],
+    out: Annotated[str | None, typer.Option(help="The parse output folder, when not the spec's.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write the report as an HTML page.")] = None,
+    fields: Annotated[bool, typer.Option(help="Show the per-field table.")] = True,
+) -> None:
+    """Show the data-quality report of the last `shoal parse`."""
+    from shoal.parse import show_report
+
+    show_report(target, out=out, console=term, as_json=as_json, html=html, fields=fields)
+
+
+@app.command()
+def doctor(
+    chromium: Annotated[str | None, typer.Option(help="Path of the Chromium binary.")] = None,
+    chromedriver: Annotated[str | None, typer.Option(help="Path of chromedriver.")] = None,
+) -> None:
+    """Check that Chromium and chromedriver are present and render a page; say how to install them if not."""
+    from shoal.fetch.doctor import check_browser
+
+    checks = check_browser(chromium, chromedriver)
+    t = Table(title="shoal doctor", show_header=True)
+    for col in ("check", "ok", "detail", "what to do"):
+        t.add_column(col)
+    for c in checks:
+        t.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, "" if c.ok else c.hint)
+    term.print(t)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
 @app.command("serve-demo")
 def serve_demo(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765) -> None:
     """Serve the bundled demo site on 127.0.0.1 until Ctrl-C."""
     from shoal.demo.site import start_in_thread
 
     server = start_in_thread(port=port)
-    out.print(f"demo site at {server.base_url}/ (Ctrl-C to stop)")
+    term.print(f"demo site at {server.base_url}/ (Ctrl-C to stop)")
     try:
         while True:
             time.sleep(3600)
@@ -313,12 +368,19 @@ def demo(
         text = spec_text(server.base_url, data.resolve())
         spec_path = data / "demo.toml"
         spec_path.write_text(text, encoding="utf-8")
-        out.print(f"demo site at {server.base_url}/ — spec written to {spec_path}")
+        term.print(f"demo site at {server.base_url}/ — spec written to {spec_path}")
         spec = parse_spec(text, str(spec_path))
         summary = _crawl(spec, text, None, progress, data / "summary.json")
         _print_summary(summary)
     finally:
         server.stop()
+    from shoal.parse import run_parse
+
+    result = run_parse(spec, progress=progress and console.is_terminal, console=console)
+    for line in result.summary_lines():
+        term.print(line, soft_wrap=True)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

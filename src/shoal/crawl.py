@@ -88,6 +88,10 @@ def build_fetchers(spec: Spec, policy: AddressPolicy) -> dict[str, Fetcher]:
             pool_size=max(1, spec.worker.browsers),
             recycle_pages=spec.worker.browser_recycle_pages,
             user_agent=spec.politeness.user_agent,
+            chromium=spec.worker.chromium,
+            chromedriver=spec.worker.chromedriver,
+            page_load_timeout=spec.limits.fetch_timeout,
+            max_body_bytes=spec.limits.max_body_bytes,
         )
     return fetchers
 
@@ -104,10 +108,8 @@ def _robots_getter(
             from shoal.archive import content_decode
             from shoal.errors import ArchiveError
 
-            try:
+            with contextlib.suppress(ArchiveError):  # mislabelled coding: parse the bytes as they came
                 body, _ = content_decode(body, enc, 512 * 1024)
-            except ArchiveError:
-                pass  # mislabelled coding: parse the bytes as they came
         return res.status, body, res.header("location")
 
     return get

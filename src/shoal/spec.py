@@ -177,6 +177,10 @@ class WorkerSpec(_Model):
     """Seconds between batched writes of outcomes and discovered links."""
     browsers: int = Field(default=1, ge=0, le=64)
     browser_recycle_pages: int = Field(default=100, ge=1)
+    chromium: str | None = None
+    """Path of the Chromium binary (default: found on PATH or /usr/bin/chromium)."""
+    chromedriver: str | None = None
+    """Path of chromedriver (default: found on PATH or /usr/bin/chromedriver); never downloaded."""
     db_grace_seconds: float = Field(default=120.0, ge=0)
     """How long a worker keeps retrying an unreachable database before it stops."""
 

@@ -25,6 +25,7 @@ same on every run and on every port (all links are root-relative):
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import math
 import threading
@@ -461,6 +462,8 @@ def render_blog_post(post: BlogPost) -> str:
     if broken:
         content += f'\n<p>자세한 사양은 <a href="{broken}">예전 글</a>에 정리해 두었습니다.</p>'
     content += f"\n<p>{E(_pick(KO_POOL, post.no, 1, salt=11)[0])}</p>"
+    if post.no in NOTICE_POSTS:
+        content += f'\n<p><img class="notice" src="{NOTICE_IMAGE}" alt="공지 이미지"></p>'
     tags = "".join(f'<li class="tag">#{E(t)}</li>' for t in post.tags)
     page = _page_of(post.no, len(BLOG_POSTS), BLOG_PER_PAGE)
     body = (
@@ -777,6 +780,23 @@ def _special_handler(page: SpecialPage) -> Callable[[web.Request], Awaitable[web
     return handler
 
 
+NOTICE_IMAGE = "/img/notice.png"
+"""A picture of a notice (Korean and English text) that the parse stage reads with OCR."""
+NOTICE_POSTS = frozenset({3})
+"""Blog posts that show the notice image."""
+
+
+@functools.cache
+def _notice_bytes() -> bytes:
+    from shoal.demo.images import notice_png  # Pillow is needed only for this picture
+
+    return notice_png()
+
+
+async def _notice_png(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=_notice_bytes(), content_type="image/png")
+
+
 def make_app(log: RequestLog | None = None) -> web.Application:
     """The demo site as an aiohttp application; requests are recorded into ``log`` if given.
 
@@ -796,6 +816,7 @@ def make_app(log: RequestLog | None = None) -> web.Application:
     r.add_get("/euckr/list", _euckr_list)
     r.add_get("/euckr/read/{no}", _euckr_read)
     r.add_get("/redirect/{n}", _redirect)
+    r.add_get(NOTICE_IMAGE, _notice_png)
     for page in SPECIAL_PAGES:
         if page.path not in REDIRECTS:
             r.add_get(page.path, _special_handler(page))
@@ -959,7 +980,7 @@ def expected(base_url: str, *, detail_links: bool = False) -> dict[str, Any]:
     fetch_timeout = float(limits.get("fetch_timeout", 60.0))
     max_retries = int(limits.get("max_retries", 3))
 
-    done = {url("/")} | {url(p) for p in all_site_paths()}
+    done = {url("/")} | {url(p) for p in all_site_paths()} | {url(NOTICE_IMAGE)}
     failed: dict[str, str] = {}
     skipped: dict[str, str] = {}
     for page in SPECIAL_PAGES:

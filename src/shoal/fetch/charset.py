@@ -6,8 +6,8 @@ The order follows the HTML standard's encoding sniffing algorithm:
 2. the ``charset`` parameter of the HTTP ``Content-Type`` header;
 3. the meta prescan of the first 1024 bytes (``<meta charset>`` and
    ``<meta http-equiv="Content-Type" content="...; charset=...">``), then the
-   same scan over the first 64 KiB, which stands in for the parser's late
-   "change the encoding" when a ``<meta>`` comes after a long head;
+   same scan up to ``<body`` (64 KiB at most), which stands in for the
+   parser's late "change the encoding" when a ``<meta>`` ends a long head;
 4. detection, only when the bytes are not plain ASCII: valid UTF-8 first, then
    Korean (cp949) by a strict decode and its share of Hangul syllables, then
    charset-normalizer on a bounded sample;
@@ -424,6 +424,7 @@ def prescan(data: bytes, limit: int = 1024) -> str | None:
 
 _HEADER_CHARSET: Final = re.compile(r"""(?i)(?:^|;)[\t ]*charset[\t ]*=[\t ]*(?:"([^"]*)"?|([^;\t ]*))""")
 _LATE_META_LIMIT: Final = 64 * 1024
+_BODY_START: Final = re.compile(rb"<[bB][oO][dD][yY][\t\n\x0c\r />]")
 _DETECT_SAMPLE: Final = 64 * 1024
 _NORMALIZER_SAMPLE: Final = 32 * 1024
 _NON_ASCII: Final = re.compile(rb"[\x80-\xff]")
@@ -507,10 +508,18 @@ def _detect(body: bytes) -> str | None:
     for match in matches:
         codec = _normalize_detected(match.encoding)
         if codec is not None:
-            if codec in ("johab", "euc_kr"):
-                return "cp949"
             return codec
     return None
+
+
+def _late_meta(body: bytes) -> str | None:
+    """A ``<meta>`` past the first 1024 bytes but before ``<body`` (and within 64 KiB).
+
+    The HTML parser changes the encoding when it meets such a ``<meta>`` in the
+    head; one quoted in the page's content (a pasted snippet) must not count.
+    """
+    end = _BODY_START.search(body, 0, _LATE_META_LIMIT)
+    return prescan(body, end.start() if end is not None else _LATE_META_LIMIT)
 
 
 def sniff(body: bytes, content_type: str | None) -> tuple[str, Source]:
@@ -533,7 +542,7 @@ def sniff(body: bytes, content_type: str | None) -> tuple[str, Source]:
             return codec, "header"
     codec = prescan(body)
     if codec is None and len(body) > 1024:
-        codec = prescan(body, _LATE_META_LIMIT)
+        codec = _late_meta(body)
     if codec is not None:
         return codec, "meta"
     codec = _detect(body)

@@ -9,9 +9,10 @@ follow:
 - user agents: our product token is the crawler's User-Agent up to its first
   ``/`` or space (``shoal`` of ``shoal/0.1 (...)``); a group applies when the
   leading run of ``[A-Za-z_-]`` of its ``User-agent`` value equals it, ignoring
-  case (``User-agent: shoal/2.0`` names ``shoal``). protego would also let
-  ``barbarbot`` apply to ``barbarbot-prod``, and ``AB42bot`` to ``AB42bot``
-  where Google's parser and the spec tests read that line as naming ``AB``.
+  case (``User-agent: shoal/2.0`` names ``shoal``). protego alone finds a
+  group's name anywhere in our token (``barbarbot`` would apply to
+  ``barbarbot-prod``) and reads ``User-agent: AB42bot`` as naming
+  ``AB42bot``, where Google's parser and the spec tests read ``AB``.
 - a (possibly partial) UTF-8 byte order mark at the start of the file is skipped.
 - the body is cut at 500 KiB (RFC 9309 section 2.5), dropping the incomplete last line.
 

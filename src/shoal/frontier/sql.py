@@ -276,10 +276,7 @@ class SqlFrontier:
                 for n in new
             ],
         )
-        if self.dialect == "mysql":
-            added = max(res.rowcount or 0, 0)
-        else:
-            added = len(res.all())
+        added = max(res.rowcount or 0, 0) if self.dialect == "mysql" else len(res.all())
         return added, [(crawl_id, k) for k in fresh_hosts]
 
     def add_urls(self, crawl_id: int, new: list[NewURL], default_delay_ms: int) -> int:
@@ -690,7 +687,7 @@ class SqlFrontier:
 
     def query(self, q: Any) -> list[Any]:
         """Run a read-only SELECT built by a caller (status, parse) and return its rows."""
-        return self._tx(lambda c: c.execute(q).all(), readonly=True)
+        return self._tx(lambda c: list(c.execute(q).all()), readonly=True)
 
 
 def _chunks(seq: Sequence[int], n: int) -> Iterable[Sequence[int]]:

@@ -35,7 +35,7 @@ from shoal.errors import (
     PolicyRefusal,
     SkipReason,
 )
-from shoal.fetch.base import FetchResult, Fetcher
+from shoal.fetch.base import Fetcher, FetchResult
 from shoal.fetch.charset import decode_html
 from shoal.fetch.classify import classify_status, error_signature, is_redirect, parse_retry_after
 from shoal.fetch.robots import RobotsCache
@@ -579,10 +579,8 @@ class Worker:
         body = res.body
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("identity", ""):
-            try:
+            with contextlib.suppress(ArchiveError):  # mislabelled (a plain body called gzip): use the bytes
                 body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
-            except ArchiveError:
-                pass  # mislabelled (e.g. a plain body called gzip): look at the bytes as they are
         text, codec = decode_html(body, res.header("content-type"))
         return body if codec in ("utf-8", "utf_8") else text
 
@@ -606,10 +604,8 @@ class Worker:
         hrefs, base = self.links.hrefs(html, rule.follow if rule is not None else None)
         base_url = c.url
         if base:
-            try:
+            with contextlib.suppress(URLError):
                 base_url = canonicalize(base, c.url).url
-            except URLError:
-                pass
         cut = base_url.find("/", base_url.find("//") + 2)
         origin = base_url[:cut] if cut >= 0 else base_url
         seen = self._seen

@@ -1,0 +1,59 @@
+"""The parse stage: offline, from the archive to tables, with OCR, redaction, dedup and a quality report.
+
+Collect first, parse later: the crawl only archives; :func:`run_parse` (``shoal
+parse``) reads the archived pages again as often as wanted and writes the
+tables the spec's ``[parse]`` section declares (see :mod:`shoal.parse.spec`).
+From Python::
+
+    import shoal.parse as sp
+
+    result = sp.run_parse("demo.toml")           # write every table + quality report
+    posts = sp.read_table("demo.toml", "posts")  # what was written, as a DataFrame
+    draft = sp.parse_table("demo.toml", "posts") # parse now, write nothing
+
+Modules: :mod:`~shoal.parse.spec` (the section's models), :mod:`~shoal.parse.extract`
+(page → rows), :mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.redact`
+(personal data), :mod:`~shoal.parse.quality` (the report), :mod:`~shoal.parse.run`
+(processes, dedup, outputs).
+"""
+
+from __future__ import annotations
+
+from shoal.parse.extract import Page, TableExtractor
+from shoal.parse.ocr import OcrUnavailable, check_tesseract, ocr_image
+from shoal.parse.quality import QualityReport, load_report
+from shoal.parse.redact import Redactor, redact_text
+from shoal.parse.run import (
+    FORMATS,
+    QUALITY_EXIT_CODE,
+    ParseResult,
+    parse_table,
+    read_table,
+    run_parse,
+    show_report,
+)
+from shoal.parse.spec import FieldSpec, ParseError, ParseSpec, TableSpec, parse_config
+
+__all__ = [
+    "FORMATS",
+    "QUALITY_EXIT_CODE",
+    "FieldSpec",
+    "OcrUnavailable",
+    "Page",
+    "ParseError",
+    "ParseResult",
+    "ParseSpec",
+    "QualityReport",
+    "Redactor",
+    "TableExtractor",
+    "TableSpec",
+    "check_tesseract",
+    "load_report",
+    "ocr_image",
+    "parse_config",
+    "parse_table",
+    "read_table",
+    "redact_text",
+    "run_parse",
+    "show_report",
+]

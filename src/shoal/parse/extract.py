@@ -1,0 +1,532 @@
+"""Page → rows: selectors (CSS and XPath through parsel), built-in columns, casts, user functions.
+
+A :class:`Page` is one archived capture, decoded: its URLs, fetch time,
+status, headers and HTML text, with lazily built views (a parsel selector,
+the title, the main text through trafilatura, the language through
+py3langid, the images). A :class:`TableExtractor` turns a page into the rows
+of one table and says which required fields were missing and which values
+did not cast; it never raises for a bad page, it reports it.
+
+User functions (``module:function``) receive the :class:`Page`. A field
+function returns the field's value; a table function returns a dict (one
+row, merged over the declared columns), a list of dicts (one row each), or
+None (no row). In a table with a ``rows`` selector both are called once per
+row element, which they find in ``page.row``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from shoal.parse.spec import FieldSpec, TableSpec, load_function
+
+if TYPE_CHECKING:
+    from parsel import Selector, SelectorList
+
+__all__ = [
+    "CastError",
+    "ExtractResult",
+    "Page",
+    "TableExtractor",
+    "cast_value",
+    "detect_language",
+    "element_text",
+    "is_missing",
+    "main_text",
+    "normalize_text",
+]
+
+BLOCK_TAGS = frozenset({
+    "address", "article", "aside", "blockquote", "body", "br", "caption", "dd", "details", "dialog", "div",
+    "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+    "header", "hr", "html", "legend", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table",
+    "tbody", "tfoot", "thead", "tr", "ul",
+})  # fmt: skip
+CELL_TAGS = frozenset({"td", "th"})
+SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head"})
+
+def normalize_text(text: str) -> str:
+    """Runs of whitespace collapsed to one space, lines stripped, blank lines dropped."""
+    if "\u200b" in text:
+        text = text.replace("\u200b", " ")
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def element_text(el: Any) -> str:
+    """The visible text of an lxml element: block elements become line breaks, cells spaces.
+
+    Inline markup adds nothing (``<b>서울</b>시`` is ``서울시``); scripts and
+    styles are left out; the element's own tail is not part of it.
+    """
+    parts: list[str] = []
+
+    def walk(e: Any) -> None:
+        tag = e.tag if isinstance(e.tag, str) else None
+        if tag is not None:
+            tag = tag.lower()
+            if tag in SKIP_TAGS:
+                return
+            sep = "\n" if tag in BLOCK_TAGS else " " if tag in CELL_TAGS else ""
+            parts.append(sep)
+            if e.text:
+                parts.append(e.text)
+        for child in e:
+            walk(child)
+            if child.tail:
+                parts.append(child.tail)
+        if tag is not None:
+            parts.append(sep)
+
+    walk(el)
+    return normalize_text("".join(parts))
+
+
+def is_missing(value: Any) -> bool:
+    """True for None, empty or blank strings and empty lists: what a required field must not be."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple)):
+        return len(value) == 0
+    return False
+
+
+class CastError(ValueError):
+    """A value that does not convert to its field's type."""
+
+
+_INT = re.compile(r"[-+]?\d+")
+_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_THOUSANDS = re.compile(r"(?<=\d)[,_ '\u00a0\u202f](?=\d{3}(?!\d))")
+_TRUE = frozenset({"true", "yes", "y", "1", "on", "t", "예", "네", "참"})
+_FALSE = frozenset({"false", "no", "n", "0", "off", "f", "아니오", "아니요", "거짓"})
+
+
+def cast_value(value: Any, type_: str, date_format: str | None = None) -> Any:
+    """Convert one extracted value to ``type_``; raises CastError when it does not convert.
+
+    Numbers lose their thousands separators (``12,000원`` → 12000) and the first
+    number in the text is taken; dates use ``date_format`` (``strptime``) or ISO 8601.
+    """
+    if value is None or type_ == "str":
+        return value if value is None or isinstance(value, str) else str(value)
+    if isinstance(value, bool) and type_ == "bool":
+        return value
+    if type_ in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value) if type_ == "int" else float(value)
+    text = str(value).strip()
+    if type_ == "int":
+        m = _INT.search(_THOUSANDS.sub("", text))
+        if m is None:
+            raise CastError(f"no integer in {text[:60]!r}")
+        return int(m.group(0))
+    if type_ == "float":
+        m = _FLOAT.search(_THOUSANDS.sub("", text))
+        if m is None:
+            raise CastError(f"no number in {text[:60]!r}")
+        return float(m.group(0))
+    if type_ == "bool":
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise CastError(f"not a yes/no value: {text[:60]!r}")
+    if type_ in ("date", "datetime"):
+        try:
+            dt = datetime.strptime(text, date_format) if date_format else _iso(text)
+        except ValueError as exc:
+            raise CastError(f"not a date ({date_format or 'ISO 8601'}): {text[:60]!r}: {exc}") from None
+        return dt.date() if type_ == "date" else dt
+    raise CastError(f"unknown type {type_!r}")  # pragma: no cover - the spec forbids it
+
+
+def _iso(text: str) -> datetime:
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time())
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def main_text(html: str, url: str | None = None) -> str | None:
+    """The main text of a page (trafilatura: boilerplate, navigation and footers removed), or None."""
+    import trafilatura
+
+    text = trafilatura.extract(
+        html,
+        url=url,
+        include_comments=False,
+        include_tables=True,
+        include_images=False,
+        include_links=False,
+        deduplicate=False,
+        with_metadata=False,
+        output_format="txt",
+    )
+    if not text:
+        return None
+    return normalize_text(str(text)) or None
+
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+LANGUAGE_SAMPLE = 1500
+"""Characters of the main text the language is detected on (more costs time and changes nothing)."""
+
+
+def detect_language(text: str | None, declared: str | None = None) -> str | None:
+    """ISO 639-1 code of ``text`` (py3langid); falls back to the page's declared ``lang`` on short text."""
+    sample = (text or "").strip()
+    if len(sample) >= 20:
+        try:
+            import py3langid
+        except ImportError:  # pragma: no cover - py3langid is in shoal[parse]
+            py3langid = None
+        if py3langid is not None:
+            code, _score = py3langid.classify(sample[:LANGUAGE_SAMPLE])
+            return str(code)
+        if len(_HANGUL.findall(sample)) > len(sample) / 5:
+            return "ko"
+    if declared:
+        return declared.split("-")[0].strip().lower() or None
+    return None
+
+
+@dataclass
+class Page:
+    """One archived capture, decoded, as extractors and user functions see it."""
+
+    url: str
+    """The URL as the frontier knows it (canonical)."""
+    final_url: str
+    """Where the content came from (after redirects followed within the fetch)."""
+    fetched_at: datetime | None
+    http_status: int | None
+    content_type: str | None
+    headers: list[tuple[str, str]]
+    body: bytes
+    """The response body, content-decoded (gzip/br removed) but not charset-decoded."""
+    text: str
+    """The body decoded to text (charset from header, BOM, meta or detection)."""
+    encoding: str
+    rule: str | None = None
+    kind: str = "detail"
+    url_id: int | None = None
+    warc_record_id: str | None = None
+    row: Selector | None = None
+    """The current row element in tables with a ``rows`` selector."""
+
+    @cached_property
+    def selector(self) -> Selector:
+        """The page as a parsel selector (CSS and XPath)."""
+        from parsel import Selector
+
+        return Selector(text=self.text or "<html></html>", type="html", base_url=self.final_url)
+
+    def css(self, query: str) -> SelectorList[Selector]:
+        """Elements matching a CSS selector (parsel: ``::text`` and ``::attr(x)`` work)."""
+        return self.selector.css(query)
+
+    def xpath(self, query: str) -> SelectorList[Selector]:
+        """Nodes matching an XPath expression."""
+        return self.selector.xpath(query)
+
+    def header(self, name: str) -> str | None:
+        """The first response header of that name (case-insensitive), or None."""
+        low = name.lower()
+        return next((v for k, v in self.headers if k.lower() == low), None)
+
+    @cached_property
+    def base_url(self) -> str:
+        """What relative links resolve against: ``<base href>`` if any, else the final URL."""
+        href = self.selector.xpath("//base/@href").get()
+        if href:
+            try:
+                from shoal.urls import resolve
+
+                return str(resolve(href.strip(), self.final_url).href)
+            except ValueError:
+                pass
+        return self.final_url
+
+    def absolute(self, href: str) -> str | None:
+        """``href`` resolved against the page, or None when it is not a valid http(s) URL."""
+        from shoal.urls import resolve
+
+        try:
+            u = resolve(href.strip(), self.base_url)
+        except ValueError:
+            return None
+        return str(u.href) if u.protocol in ("http:", "https:") else None
+
+    @cached_property
+    def title(self) -> str | None:
+        """The text of ``<title>``, or None."""
+        nodes = self.selector.xpath("//title")
+        if not nodes:
+            return None
+        return element_text(nodes[0].root) or None
+
+    @cached_property
+    def main_text(self) -> str | None:
+        """The main text (trafilatura), or None when the page has none."""
+        return main_text(self.text, self.final_url) if self.text else None
+
+    @cached_property
+    def declared_language(self) -> str | None:
+        """The ``lang`` attribute of ``<html>``, if any."""
+        lang = self.selector.xpath("/html/@lang").get()
+        return lang.strip() if lang and lang.strip() else None
+
+    @cached_property
+    def language(self) -> str | None:
+        """The language of the main text (py3langid), else the declared one."""
+        text = self.main_text
+        if not text:
+            body = self.selector.xpath("//body")
+            text = element_text(body[0].root) if body else None
+        return detect_language(text, self.declared_language)
+
+    @cached_property
+    def images(self) -> list[str]:
+        """Absolute URLs of the page's ``<img src>``, in order, without repeats."""
+        seen: dict[str, None] = {}
+        for src in self.selector.xpath("//img/@src").getall():
+            if src.strip().startswith("data:"):
+                continue
+            u = self.absolute(src)
+            if u is not None:
+                seen.setdefault(u, None)
+        return list(seen)
+
+    def builtin(self, name: str) -> Any:
+        """The value of a built-in column (see :data:`shoal.parse.spec.BUILTINS`)."""
+        match name:
+            case "url":
+                return self.url
+            case "final_url":
+                return self.final_url
+            case "fetched_at":
+                return self.fetched_at
+            case "http_status":
+                return self.http_status
+            case "title":
+                return self.title
+            case "main_text":
+                return self.main_text
+            case "language":
+                return self.language
+            case "images":
+                return self.images
+            case "content_type":
+                return self.content_type
+            case "encoding":
+                return self.encoding
+            case "rule":
+                return self.rule
+            case "warc_record_id":
+                return self.warc_record_id
+            case "html":
+                return self.text
+        raise KeyError(name)
+
+
+def fetched_datetime(ms: int | None) -> datetime | None:
+    """A frontier time (ms since the epoch) as an aware UTC datetime."""
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+@dataclass
+class ExtractResult:
+    """The rows one page gave one table, and what went wrong on the way."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """Required fields missing, once per row that misses them."""
+    cast_errors: Counter[str] = field(default_factory=Counter)
+    cast_samples: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+    """Why the page gave no rows at all (an exception in a selector or a user function)."""
+
+
+ImageReader = Callable[[str], str | None]
+"""An absolute image URL → its OCR text ('' when unreadable), or None when the image is not archived."""
+
+
+class TableExtractor:
+    """Turns pages into the rows of one table, following its :class:`TableSpec`."""
+
+    def __init__(self, name: str, spec: TableSpec, *, image_reader: ImageReader | None = None) -> None:
+        self.name = name
+        self.spec = spec
+        self.image_reader = image_reader
+        self.field_functions: dict[str, Callable[..., Any]] = {
+            n: load_function(f.function, f"parse.tables.{name}.fields.{n}.function")
+            for n, f in spec.fields.items()
+            if f.function is not None
+        }
+        self.table_function = (
+            load_function(spec.function, f"parse.tables.{name}.function") if spec.function is not None else None
+        )
+        self.required = spec.required_fields()
+        self.ocr_stats: Counter[str] = Counter()
+
+    # -- one field -------------------------------------------------------
+
+    def _raw_values(self, f: FieldSpec, scope: Selector, page: Page) -> list[str]:
+        nodes = scope.css(f.css) if f.css is not None else scope.xpath(f.xpath or "")
+        if not f.all:
+            nodes = nodes[:1]
+        values: list[str] = []
+        mode = f.mode
+        for node in nodes:
+            root = node.root
+            if isinstance(root, str):  # a text or attribute node (XPath, ::text, ::attr)
+                values.append(root.strip() if mode == "text" else root)
+                continue
+            if isinstance(root, (int, float, bool)):  # XPath count(), boolean()
+                values.append(str(root))
+                continue
+            if mode == "text":
+                values.append(element_text(root))
+            elif mode == "attr":
+                v = root.get(f.attr or "")
+                if v is not None:
+                    values.append(v.strip())
+            elif mode == "html":
+                values.append(node.get())
+            else:  # inner_html
+                from lxml import html as lxml_html
+
+                inner = (root.text or "") + "".join(lxml_html.tostring(c, encoding="unicode") for c in root)
+                values.append(inner)
+        return values
+
+    def _post(self, f: FieldSpec, values: list[str], page: Page) -> list[str]:
+        if f.regex is not None:
+            pattern = re.compile(f.regex)
+            out = []
+            for v in values:
+                m = pattern.search(v)
+                if m is not None:
+                    out.append(m.group(1) if pattern.groups else m.group(0))
+            values = out
+        if f.absolute:
+            values = [u for u in (page.absolute(v) for v in values) if u is not None]
+        return values
+
+    def _cast(self, name: str, f: FieldSpec, value: Any, result: ExtractResult) -> Any:
+        try:
+            return cast_value(value, f.type, f.date_format)
+        except CastError:
+            result.cast_errors[name] += 1
+            samples = result.cast_samples.setdefault(name, [])
+            if len(samples) < 5:
+                samples.append(str(value)[:200])
+            return None
+
+    def field_value(self, name: str, f: FieldSpec, scope: Selector, page: Page, result: ExtractResult) -> Any:
+        """The value of one field on one page (or row element)."""
+        fn = self.field_functions.get(name)
+        if fn is not None:
+            value = fn(page)
+            if f.type != "str" and not isinstance(value, list):
+                value = self._cast(name, f, value, result)
+            return value if not is_missing(value) else f.default
+        values = self._post(f, self._raw_values(f, scope, page), page)
+        if f.all:
+            cast = [self._cast(name, f, v, result) for v in values] if f.type != "str" else list(values)
+            cast = [v for v in cast if v is not None]
+            if f.join is not None:
+                joined = f.join.join(str(v) for v in cast)
+                return joined if joined else f.default
+            return cast if cast or f.default is None else [f.default]
+        if not values or values[0] == "":
+            return None if f.default is None else self._cast(name, f, f.default, result)
+        return self._cast(name, f, values[0], result)
+
+    # -- OCR -------------------------------------------------------------
+
+    def _ocr(self, page: Page) -> str | None:
+        if self.spec.ocr is None or self.image_reader is None:
+            return None
+        texts: list[str] = []
+        found = False
+        for src in page.css(self.spec.ocr).xpath("@src").getall():
+            url = page.absolute(src)
+            if url is None:
+                continue
+            self.ocr_stats["images"] += 1
+            text = self.image_reader(url)
+            if text is None:
+                self.ocr_stats["not_archived"] += 1
+                continue
+            found = True
+            if text:
+                self.ocr_stats["read"] += 1
+                texts.append(text)
+            else:
+                self.ocr_stats["no_text"] += 1
+        if not found:
+            return None
+        return "\n".join(texts)
+
+    # -- one page --------------------------------------------------------
+
+    def _scopes(self, page: Page) -> list[Selector | None]:
+        if self.spec.rows is not None:
+            return list(page.css(self.spec.rows))
+        if self.spec.rows_xpath is not None:
+            return list(page.xpath(self.spec.rows_xpath))
+        return [None]
+
+    def extract(self, page: Page) -> ExtractResult:
+        """The rows of ``page`` for this table; an exception becomes ``result.error``, never a raise."""
+        result = ExtractResult()
+        try:
+            self._extract(page, result)
+        except Exception as exc:
+            result.rows = []
+            result.missing = []
+            result.error = f"{type(exc).__name__}: {exc}"[:500]
+        finally:
+            page.row = None
+        return result
+
+    def _extract(self, page: Page, result: ExtractResult) -> None:
+        spec = self.spec
+        base: dict[str, Any] = {b: page.builtin(b) for b in spec.builtins}
+        if spec.ocr is not None:
+            base[spec.ocr_column] = self._ocr(page)
+        for scope in self._scopes(page):
+            page.row = scope
+            row = dict(base)
+            context = scope if scope is not None else page.selector
+            for name, f in spec.fields.items():
+                row[name] = self.field_value(name, f, context, page, result)
+            rows = [row]
+            if self.table_function is not None:
+                got = self.table_function(page)
+                if got is None:
+                    rows = []
+                elif isinstance(got, dict):
+                    rows = [{**row, **got}]
+                elif isinstance(got, Iterable) and not isinstance(got, (str, bytes)):
+                    rows = []
+                    for item in got:
+                        if not isinstance(item, dict):
+                            raise TypeError(f"{spec.function} returned a list holding {type(item).__name__}, not dicts")
+                        rows.append({**row, **item})
+                else:
+                    raise TypeError(f"{spec.function} returned {type(got).__name__}, not a dict, a list of dicts or None")
+            for r in rows:
+                for name in self.required:
+                    if is_missing(r.get(name)):
+                        result.missing.append(name)
+                result.rows.append(r)
