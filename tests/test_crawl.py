@@ -198,3 +198,14 @@ def test_crawl_refuses_a_bad_spec_before_starting(tmp_path: Path, spec_text_bad:
     assert res.returncode == 2
     assert "crawl.seeds" in res.stderr
     assert not (tmp_path / "shoal-data").exists()
+
+
+def test_max_pages_stops_the_crawl_and_skips_the_rest(demo_server: Any, tmp_path: Path) -> None:
+    """With max_pages = 10 exactly 10 pages are fetched; every other known URL ends skipped (max_pages)."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path, limits__max_pages="10")
+    _, finished = crawl_here(spec, text)
+    assert finished
+    got = outcome_sets(final_rows(spec.frontier_url()))
+    assert len(got["done"]) == 10
+    assert got["other"] == {}
+    assert set(got["skipped"].values()) <= {"max_pages", "robots"} and "max_pages" in got["skipped"].values()

@@ -71,7 +71,7 @@ def count_warc_responses(folder: Path) -> Counter[str]:
 @pytest.mark.parametrize("processes", [1, 4, 16])
 def test_every_page_is_fetched_exactly_once(db_url: str, tmp_path: Path, processes: int) -> None:
     """N worker processes crawl a link graph: server log, archive and frontier agree that each page was fetched once."""
-    n = 600
+    n = 2000
     site = GraphSite(n=n).start()
     try:
         spec = tmp_path / "graph.toml"
