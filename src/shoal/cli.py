@@ -118,22 +118,27 @@ def _print_summary(summary: dict[str, Any]) -> None:
     term.print(t)
 
 
+def _run_worker(spec: Spec, frontier: Any, crawl: Any, progress: bool) -> dict[str, Any]:
+    """One worker in this process until the crawl ends or is stopped; a critical stop exits 3."""
+    from shoal.crawl import run_async, run_loop
+    from shoal.worker import CriticalStop
+
+    try:
+        stats, finished = run_loop(run_async(spec, frontier, crawl, console=console, progress=progress))
+    except CriticalStop as exc:
+        _fail(f"the worker stopped on a critical error: {exc.message}", 3)
+    return _summary(frontier, crawl, stats, finished)
+
+
 def _crawl(spec: Spec, spec_text: str, db: str | None, progress: bool, summary_json: Path | None) -> dict[str, Any]:
-    from shoal.crawl import run_async, run_loop, start_crawl
+    from shoal.crawl import start_crawl
     from shoal.frontier.sql import SqlFrontier
 
     url = db or spec.frontier_url()
     frontier = SqlFrontier(url, create=True)
     try:
         crawl = start_crawl(frontier, spec, spec_text)
-        show = progress and console.is_terminal
-        from shoal.worker import CriticalStop
-
-        try:
-            stats, finished = run_loop(run_async(spec, frontier, crawl, console=console, progress=show))
-        except CriticalStop as exc:
-            _fail(f"the worker stopped on a critical error: {exc.message}", 3)
-        summary = _summary(frontier, crawl, stats, finished)
+        summary = _run_worker(spec, frontier, crawl, progress and console.is_terminal)
     finally:
         frontier.close()
     if summary_json is not None:
@@ -196,9 +201,7 @@ def work(
         if bad:
             _fail(f"{len(bad)} of {processes} worker processes exited with an error (codes {bad})", bad[0])
         return
-    from shoal.crawl import run_async, run_loop
     from shoal.frontier.sql import SqlFrontier
-    from shoal.worker import CriticalStop
 
     frontier = SqlFrontier(db, create=False)
     try:
@@ -206,15 +209,11 @@ def work(
         spec = parse_spec(info.spec, f"crawl {info.name!r} in the database")
         if concurrency:
             spec = spec.model_copy(update={"worker": spec.worker.model_copy(update={"concurrency": concurrency})})
-        try:
-            stats, finished = run_loop(run_async(spec, frontier, info, console=console, progress=progress))
-        except CriticalStop as exc:
-            _fail(f"the worker stopped on a critical error: {exc.message}", 3)
-        summary = _summary(frontier, info, stats, finished)
+        summary = _run_worker(spec, frontier, info, progress)
     finally:
         frontier.close()
     _print_summary(summary)
-    if not finished:
+    if not summary["finished"]:
         raise typer.Exit(130)
 
 
@@ -257,10 +256,9 @@ def status(
     from shoal.status import collect
 
     url, name = _resolve_target(db or target)
-    if not (url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists()):
-        frontier = SqlFrontier(url, create=False)
-    else:
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
         _fail(f"no frontier database at {url}: has the crawl been started? (`shoal crawl SPEC`)")
+    frontier = SqlFrontier(url, create=False)
     try:
         info = frontier.get_crawl(crawl or name)
         while True:

@@ -29,6 +29,7 @@ __all__ = [
     "Spec",
     "StorageSpec",
     "WorkerSpec",
+    "format_validation_error",
     "load_spec",
     "parse_spec",
 ]
@@ -234,11 +235,14 @@ class Spec(_Model):
         return self.storage.archive.replace("{name}", self.crawl.name)
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: the crawl spec is invalid ({exc.error_count()} problem(s)):"]
+def format_validation_error(exc: ValidationError, source: str, *, what: str = "crawl spec",
+                            prefix: tuple[str, ...] = ()) -> str:
+    """One line per problem: ``key.path: what was expected (got value)``; shared by every spec section."""
+    lines = [f"{source}: the {what} is invalid ({exc.error_count()} problem(s)):"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
+        key = ".".join([*prefix, *loc]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; see the README's spec reference)"
         elif err["type"] == "missing":
@@ -258,7 +262,7 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_format_errors(exc, source)) from None
+        raise SpecError(format_validation_error(exc, source)) from None
     _check_seeds(spec, source)
     return spec
 

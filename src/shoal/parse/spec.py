@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shoal.errors import ShoalError, SpecError
 from shoal.parse.redact import DEFAULT_KINDS
-from shoal.spec import Spec
+from shoal.spec import Spec, format_validation_error
 
 __all__ = [
     "BUILTINS",
@@ -363,19 +363,7 @@ class ParseSpec(_Model):
 
 
 def _format(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: the [parse] section is invalid ({exc.error_count()} problem(s)):"]
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
-        key = ".".join(["parse", *loc])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        value = err.get("input")
-        shown = "" if err["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  - {key}: {msg}{shown}")
-    return "\n".join(lines)
+    return format_validation_error(exc, source, what="[parse] section", prefix=("parse",))
 
 
 def load_function(ref: str, key: str = "function") -> Callable[..., Any]:
