@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := dev,browser,parse
+EXTRAS := dev,browser,parse,notify
 
 .PHONY: demo test setup system-deps lint typecheck bench clean
 

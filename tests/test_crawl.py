@@ -25,7 +25,9 @@ from shoal.spec import Spec, parse_spec
 
 
 def set_key(text: str, section: str, key: str, value: str) -> str:
-    """``text`` with ``key = value`` set in ``[section]`` (replaced, or added after the header)."""
+    """``text`` with ``key = value`` set in ``[section]`` (replaced, or added after the header, or a new section)."""
+    if f"[{section}]\n" not in text:
+        return text + f"\n[{section}]\n{key} = {value}\n"
     head = text.index(f"[{section}]\n") + len(section) + 3
     nxt = text.find("\n[", head)
     body = text[head : nxt if nxt >= 0 else len(text)]

@@ -30,6 +30,7 @@ from shoal.fetch.http import HttpFetcher
 from shoal.fetch.robots import RobotsCache
 from shoal.frontier.contract import CrawlInfo, NewURL
 from shoal.frontier.sql import SqlFrontier
+from shoal.notify import Notifier
 from shoal.spec import Spec
 from shoal.urls import URLError, canonicalize
 from shoal.worker import Worker, WorkerStats, make_worker_id
@@ -158,7 +159,7 @@ async def run_async(
         operator_info={"crawl": spec.name, "worker": wid},
     )
     worker = Worker(spec=spec, frontier=frontier, crawl_id=crawl.id, fetchers=fetchers, archive=archive,
-                    robots=robots, worker_id=wid)
+                    robots=robots, worker_id=wid, notifier=Notifier(spec.notify))
     holder.append(worker)
     loop = asyncio.get_running_loop()
     stops = {"n": 0}

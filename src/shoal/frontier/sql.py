@@ -195,13 +195,16 @@ class SqlFrontier:
             readonly=True,
         )
 
-    def set_crawl_state(self, crawl_id: int, state: str) -> None:
-        """Mark a crawl running, finished or stopped."""
+    def set_crawl_state(self, crawl_id: int, state: str) -> bool:
+        """Mark a crawl running, finished or stopped; True when this call changed it (one worker of a fleet)."""
         now = self.now_ms()
         values: dict[str, Any] = {"state": state, "updated_at": now}
         if state == "finished":
             values["finished_at"] = now
-        self._tx(lambda c: c.execute(update(crawls).where(crawls.c.id == crawl_id).values(**values)))
+        res = self._tx(
+            lambda c: c.execute(update(crawls).where(crawls.c.id == crawl_id, crawls.c.state != state).values(**values))
+        )
+        return bool(res.rowcount)
 
     def update_host_delays(self, crawl_id: int, default_delay_ms: int) -> None:
         """Apply a changed spec delay to known hosts (a robots Crawl-delay still wins)."""
@@ -360,15 +363,17 @@ class SqlFrontier:
             q = select(_U.id, _U.lease_token).where(_U.id.in_(chunk), _U.status == "leased")
             for row in conn.execute(self._lock(q, skip=False)):
                 held[row.id] = row.lease_token
-        accepted = [held.get(o.url_id) == o.lease_token for o in outcomes]
+        accepted: list[bool] = []
         params = []
         links: list[NewURL] = []
         done = 0
         host_updates = []
-        for ok, o in zip(accepted, outcomes, strict=True):
+        for o in outcomes:
+            ok = held.get(o.url_id) == o.lease_token
+            accepted.append(ok)
             if not ok:
                 continue
-            held.pop(o.url_id, None)  # one outcome per lease
+            del held[o.url_id]  # one outcome per lease: a second one for it is refused
             if o.status is Status.DONE:
                 done += 1
             params.append(

@@ -42,6 +42,7 @@ from shoal.fetch.robots import RobotsCache
 from shoal.frontier.contract import ClaimedURL, HostUpdate, NewURL, Outcome, Status
 from shoal.frontier.policy import retry_at
 from shoal.frontier.sql import SqlFrontier
+from shoal.notify import Notifier
 from shoal.spec import Spec
 from shoal.urls import HostScope, URLError, canonicalize, host_of
 from shoal.worker.links import LinkExtractor, Router
@@ -105,6 +106,7 @@ class Worker:
         worker_id: str | None = None,
         stats: WorkerStats | None = None,
         exit_when_idle: bool = True,
+        notifier: Notifier | None = None,
     ) -> None:
         self.spec = spec
         self.frontier = frontier
@@ -115,6 +117,7 @@ class Worker:
         self.id = worker_id or make_worker_id()
         self.stats = stats or WorkerStats()
         self.exit_when_idle = exit_when_idle
+        self.notifier = notifier
         self.router = Router(spec.rules)
         self.scope = HostScope(_allowed_hosts(spec), spec.scope.strip_query_params)
         self.links = LinkExtractor(self.router, self.scope, spec.limits)
@@ -201,6 +204,7 @@ class Worker:
             if self._critical:
                 await self._call(self.frontier.record_event, self.crawl_id, "critical", self._critical,
                                  severity="error", worker_id=self.id, error_class="critical")
+            await self._notify()
         except DatabaseUnavailable as exc:
             log.error("could not record the worker's stop: %s", exc)
         finally:
@@ -289,7 +293,11 @@ class Worker:
                     await self._call(self.frontier.skip_pending, self.crawl_id, SkipReason.MAX_PAGES.value)
                 if not await self._db_retry(self.frontier.pending_left, self.crawl_id):
                     self._finished = True
-                    await self._call(self.frontier.set_crawl_state, self.crawl_id, "finished")
+                    if await self._call(self.frontier.set_crawl_state, self.crawl_id, "finished"):
+                        await self._call(
+                            self.frontier.record_event, self.crawl_id, "finished", await self._call(self._finish_message),
+                            worker_id=self.id,
+                        )
                     return
                 if not self.exit_when_idle and self._stop.is_set():
                     return
@@ -305,10 +313,36 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
+    def _finish_message(self) -> str:
+        from sqlalchemy import func, select
+
+        from shoal.frontier.tables import urls
+
+        u = urls.c
+        rows = self.frontier.query(
+            select(u.status, func.count()).where(u.crawl_id == self.crawl_id).group_by(u.status)
+        )
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(rows))
+        return f"crawl {self.spec.name} finished: {counts}"
+
+    async def _notify(self) -> None:
+        if self.notifier is None or not self.notifier.enabled():
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._hb, self.notifier.send_pending, self.frontier, self.crawl_id, self.spec.name
+            )
+        except Exception as exc:  # notifications never stop a crawl
+            log.warning("notify failed: %s", exc)
+
     async def _heartbeat_loop(self) -> None:
         every = max(0.5, self.lease_ms / 4000)
+        last_notify = time.monotonic()
         while True:
             await asyncio.sleep(every)
+            if time.monotonic() - last_notify > 30:
+                last_notify = time.monotonic()
+                await self._notify()
             stats = {"pages_done": self.stats.done, "pages_failed": sum(self.stats.failed.values()),
                      "bytes_archived": self.stats.bytes_archived}
             try:
