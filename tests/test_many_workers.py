@@ -6,7 +6,6 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -110,9 +109,7 @@ def test_host_interval_holds_across_eight_worker_processes(db_url: str, tmp_path
         spec = tmp_path / "polite.toml"
         spec.write_text(graph_spec(site, tmp_path, name="polite", delay=delay, per_host=4, concurrency=4))
         assert shoal("submit", str(spec), "--db", db_url).returncode == 0
-        t0 = time.monotonic()
         res = shoal("work", "--db", db_url, "--processes", "8", timeout=600)
-        elapsed = time.monotonic() - t0
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     finally:
         site.stop()
@@ -128,5 +125,5 @@ def test_host_interval_holds_across_eight_worker_processes(db_url: str, tmp_path
         assert sum(1 for (h, p) in pages if h == host and p.startswith("/p/")) == 16
         assert all(c == 1 for (h, p), c in pages.items() if p.startswith("/p/"))
         assert min(gaps) >= delay * 0.9, f"{host}: smallest gap {min(gaps):.3f}s"
-    # The hosts were crawled in parallel, each at its own pace.
-    assert elapsed < 3 * 25 * delay + 20
+    # The hosts were crawled side by side (each at its own pace), not one after another.
+    assert max(min(t) for t in by_host.values()) < min(max(t) for t in by_host.values())
