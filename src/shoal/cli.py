@@ -45,8 +45,12 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
+    from shoal.redact import RedactingFilter
+
     level = logging.DEBUG if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    handler = RichHandler(console=console, show_path=False)
+    handler.addFilter(RedactingFilter())  # credentials in URLs and headers never reach the log
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
     logging.getLogger("shoal").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 

@@ -67,6 +67,10 @@ class SkipReason(StrEnum):
     TOO_MANY_SEGMENTS = "too_many_segments"
     CONTENT_TYPE = "content_type"
     DEADLINE = "deadline"
+    EMPTY_PAGES = "empty_pages"
+    """A list rule's own pagination past the depth limit, grown by pages that gave nothing new (``?page=n+1`` beyond the end)."""
+    CALENDAR = "calendar"
+    """A URL dated too far in the future (an infinite calendar)."""
 
 
 class ShoalError(Exception):

@@ -105,6 +105,23 @@ class ScopeSpec(_Model):
         default_factory=lambda: ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "fbclid", "gclid"]
     )
     """Query parameters dropped by URL canonicalisation (globs allowed)."""
+    headers: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Extra request headers per host (``name[:port]``, no wildcards), e.g. a login cookie or an
+    ``Authorization``: sent to that host only, never on a redirect to another one, and redacted
+    in logs, status output and WARC request records."""
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for host, hdrs in v.items():
+            if not host or any(ch in host for ch in "/*@ "):
+                raise ValueError(f"{host!r} is not a host name such as example.com or 127.0.0.1:8000 (no scheme, path or wildcard)")
+            for name, value in hdrs.items():
+                if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                    raise ValueError(f"{name!r} (for {host}) is not a valid header name")
+                if any(ch in value for ch in "\r\n\0"):
+                    raise ValueError(f"the value of {name} for {host} contains a line break or NUL")
+        return v
 
     @field_validator("allow_cidrs")
     @classmethod
@@ -153,6 +170,9 @@ class LimitsSpec(_Model):
     max_path_segments: int = Field(default=32, ge=1)
     max_repeated_segments: int = Field(default=3, ge=1)
     """A path in which one segment occurs more than this many times is a trap."""
+    calendar_years_ahead: int | None = Field(default=3, ge=0)
+    """A URL dated (``2031-05``, ``/2031/05/``, ``year=2031``, ``date=20310501``) more than this many
+    years after the current year is an infinite-calendar trap; None turns the check off."""
     archive_non_html: bool = True
     """Archive responses that are not HTML (images, PDFs); they are never parsed for links."""
 

@@ -13,6 +13,7 @@ from sqlalchemy import case, func, select
 from shoal.frontier.contract import CrawlInfo
 from shoal.frontier.sql import SqlFrontier
 from shoal.frontier.tables import crawls, hosts, urls, workers
+from shoal.redact import redact_text, redact_url
 
 __all__ = ["CrawlStatus", "collect"]
 
@@ -146,8 +147,9 @@ def collect(frontier: SqlFrontier, crawl: CrawlInfo, *, top_hosts: int = 15, err
         .limit(errors)
     ):
         st.last_errors.append(
-            {"url": r.url, "class": r.error_class, "detail": r.error_detail, "http_status": r.http_status,
-             "at": r.fetched_at, "status": r.status}
+            {"url": redact_url(r.url), "class": r.error_class,
+             "detail": redact_text(r.error_detail) if r.error_detail else r.error_detail,
+             "http_status": r.http_status, "at": r.fetched_at, "status": r.status}
         )
     w = workers.c
     for r in frontier.query(select(workers).where(w.crawl_id == cid).order_by(w.started_at)):
@@ -155,6 +157,8 @@ def collect(frontier: SqlFrontier, crawl: CrawlInfo, *, top_hosts: int = 15, err
         alive = m["state"] == "running" and now - m["heartbeat_at"] < heartbeat_dead_ms
         m["alive"] = alive
         m["heartbeat_age_s"] = round((now - m["heartbeat_at"]) / 1000, 1)
+        if m.get("detail"):
+            m["detail"] = redact_text(m["detail"])
         st.workers.append(m)
     state = frontier.query(select(crawls.c.state).where(crawls.c.id == cid))
     if state:

@@ -3,7 +3,14 @@
 By default only globally routable addresses are allowed. The check is made on
 the addresses a host name resolves to, which are the only ones the HTTP client
 is then allowed to connect to, so a name that resolves to 127.0.0.2 or
-169.254.169.254 is refused. IPv4-mapped IPv6 addresses are unwrapped first.
+169.254.169.254 is refused; an IP literal in a URL is checked before any
+connection is opened (see :mod:`shoal.fetch.http`).
+
+IPv6 addresses that carry an IPv4 address are unwrapped first and judged as
+that IPv4 address: IPv4-mapped (``::ffff:127.0.0.1``), 6to4
+(``2002:7f00:1::``) and the NAT64 well-known prefix (``64:ff9b::a9fe:a9fe``).
+The deprecated IPv4-compatible block ``::/96`` (``::127.0.0.1``), which
+Python's ``is_global`` lets through, is refused outright.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from collections.abc import Iterable
 __all__ = ["BLOCKED_NETWORKS", "AddressPolicy"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 BLOCKED_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -29,7 +38,7 @@ BLOCKED_NETWORKS = tuple(
         "198.18.0.0/15",
         "224.0.0.0/4",
         "240.0.0.0/4",
-        "::/128",
+        "::/96",
         "::1/128",
         "fe80::/10",
         "fc00::/7",
@@ -42,7 +51,10 @@ class AddressPolicy:
     """Allows globally routable addresses, plus the private ones the spec names.
 
     ``allow_private`` allows every address (loopback included); ``allow_cidrs``
-    allows the named networks only.
+    allows the named networks only (``127.0.0.1/32`` lets tests reach a server
+    on loopback while 127.0.0.2 and 169.254.169.254 stay refused). Networks
+    are compared with the unwrapped address, so ``::ffff:127.0.0.1`` is allowed
+    by ``127.0.0.1/32`` and refused by default.
     """
 
     def __init__(self, allow_private: bool = False, allow_cidrs: Iterable[str] = ()) -> None:
@@ -73,6 +85,8 @@ class AddressPolicy:
                 addr = addr.ipv4_mapped
             elif addr.sixtofour is not None:
                 addr = addr.sixtofour
+            elif addr in _NAT64:
+                addr = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
         if any(addr in net for net in self.allowed):
             return True
         if any(addr.version == net.version and addr in net for net in BLOCKED_NETWORKS):

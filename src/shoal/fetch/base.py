@@ -35,8 +35,8 @@ class FetchResult:
 
     ``body`` is the payload as it came over the wire after de-chunking, still
     content-encoded (gzip, br, ...): that is what goes into the WARC.
-    ``decoded`` is the body after content decoding, capped; it is filled lazily
-    by the worker only when links must be extracted.
+    ``decoded`` is the body after content decoding, capped as it streamed in
+    (the HTTP fetcher fills it; None when the body needed no decoding).
     """
 
     url: str

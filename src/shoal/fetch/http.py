@@ -1,28 +1,85 @@
 """The HTTP fetcher: one request per call through aiohttp, bytes kept as received.
 
 Redirects are not followed here (the worker follows them so that every hop is
-checked). The body is read still content-encoded, capped, under one total
-deadline; DNS answers pass through the address policy before any connection,
-and the address actually connected to is checked again.
+checked). What one call guarantees:
+
+- **Address policy.** DNS answers pass through :class:`PolicyResolver` before
+  any connection; an IP literal in the URL (which aiohttp never resolves) is
+  checked before the request; and every socket is checked against the policy
+  just before it connects (aiohttp's ``socket_factory``), so no path reaches a
+  refused address. A refusal raises :class:`~shoal.errors.PolicyRefusal`
+  (``address_policy``). :meth:`HttpFetcher.check_address` answers the same
+  question without a request, so the worker can skip a refused host before
+  asking for its robots.txt.
+- **Size.** The body is read still content-encoded (that is what the WARC
+  keeps) and decoded as it streams by a :class:`StreamDecoder`: each chunk is
+  decompressed in bounded steps and counted against ``max_body_bytes``, so a
+  decompression bomb stops at the cap with its memory bounded by the cap, not
+  by what it would expand to. Raw bytes are capped the same way. A body over
+  the cap keeps what was read, marked ``truncated="length"``.
+- **Time.** One total deadline covers connect, headers and body: a server that
+  drips a byte a second or hangs after its headers is cut at the deadline,
+  keeping what arrived (``truncated="time"``).
+- **Broken servers.** Malformed status lines, headers, duplicate
+  Content-Length and bad chunked framing are
+  :class:`~shoal.errors.FetchError` ``permanent``; refused connections, DNS
+  failures and a connection closed before the response are ``transient``; a
+  body cut by a reset or an early close keeps what arrived
+  (``truncated="disconnect"``). With aiohttp's C parser a malformed chunk
+  *after* the first body bytes stalls the read instead of raising (aiohttp
+  issue 10355): the deadline then ends it as ``time``.
+- **Secrets.** Credentials in the URL (``http://user:pass@host/``) are sent as
+  Basic authorization and removed from the URL the result carries; the
+  recorded request headers have their secret values redacted
+  (:func:`shoal.redact.redact_headers`), so neither reaches the WARC.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import errno
+import ipaddress
 import socket
 import time
-from typing import Any
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import IO, Any, cast
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.resolver import DefaultResolver
 
+from shoal.archive.decode import MAX_LAYERS
 from shoal.errors import ErrorClass, FetchError, PolicyRefusal, SkipReason
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.base import FetchResult
+from shoal.redact import redact_headers, redact_text
 from shoal.spec import Rule
+from shoal.urls import URLError, resolve
 
-__all__ = ["AddressRefused", "HttpFetcher", "PolicyResolver"]
+__all__ = [
+    "HTML_TYPES",
+    "AddressRefused",
+    "HostHeaders",
+    "HttpFetcher",
+    "PolicyResolver",
+    "RefusedAddress",
+    "StaticResolver",
+    "StreamDecoder",
+    "UnsupportedCoding",
+    "coding_problem",
+    "content_codings",
+    "split_userinfo",
+]
+
+HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
+"""Media types parsed for links ('' = no Content-Type: sniffed as HTML, as browsers do)."""
+
+_STEP = 64 * 1024
 
 
 class AddressRefused(Exception):
@@ -34,14 +91,38 @@ class AddressRefused(Exception):
         self.addresses = addresses
 
 
+class RefusedAddress(OSError):
+    """Raised by the socket factory for an address the policy refuses (never connected)."""
+
+    def __init__(self, ip: str) -> None:
+        super().__init__(errno.EACCES, f"connection to {ip} refused by the address policy")
+        self.ip = ip
+
+
+class _PeerResponse(aiohttp.ClientResponse):
+    """Remembers the address its connection goes to (the connection may be released before it is read)."""
+
+    peer_ip: str | None = None
+
+    async def start(self, connection: Any) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if peer:
+            self.peer_ip = str(peer[0])
+        return await super().start(connection)
+
+
 class PolicyResolver(AbstractResolver):
     """Resolves names, then keeps only the addresses the policy allows."""
 
     def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
         self.policy = policy
-        self.inner = inner or DefaultResolver()
+        self.inner = inner
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        """The allowed addresses of ``host``; raises :class:`AddressRefused` when none is."""
+        if self.inner is None:
+            self.inner = DefaultResolver()
         infos = await self.inner.resolve(host, port, family)
         allowed = [i for i in infos if self.policy.allows(i["host"])]
         if not allowed:
@@ -49,14 +130,340 @@ class PolicyResolver(AbstractResolver):
         return allowed
 
     async def close(self) -> None:
-        await self.inner.close()
+        """Close the inner resolver."""
+        if self.inner is not None:
+            await self.inner.close()
+
+
+class StaticResolver(AbstractResolver):
+    """Resolves names from a fixed table (``{"name": ["127.0.0.2", ...]}``), like an /etc/hosts file.
+
+    Names not in the table go to ``fallback`` (the system resolver when None)
+    or, with ``fallback=False``, fail as unknown names. Tests use it to make a
+    name resolve to 127.0.0.2 or 169.254.169.254 without touching DNS; the
+    fetcher wraps it in the same :class:`PolicyResolver` as in production.
+    """
+
+    def __init__(self, table: Mapping[str, Iterable[str]], fallback: AbstractResolver | bool | None = None) -> None:
+        self.table = {k.lower(): list(v) for k, v in table.items()}
+        self._fallback = fallback
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        """The table's addresses of ``host`` (port as given), else the fallback's answer."""
+        addresses = self.table.get(host.lower().rstrip("."))
+        if addresses is None:
+            if self._fallback is False:
+                raise OSError(socket.EAI_NONAME, f"{host} is not in the static table")
+            if not isinstance(self._fallback, AbstractResolver):
+                self._fallback = DefaultResolver()
+            return await self._fallback.resolve(host, port, family)
+        out: list[ResolveResult] = []
+        for a in addresses:
+            fam = socket.AF_INET6 if ":" in a else socket.AF_INET
+            if family not in (socket.AF_UNSPEC, fam):
+                continue
+            out.append(ResolveResult(hostname=host, host=a, port=port, family=fam, proto=0,
+                                     flags=socket.AI_NUMERICHOST))
+        if not out:
+            raise OSError(socket.EAI_NODATA, f"{host} has no address of family {family!r}")
+        return out
+
+    async def close(self) -> None:
+        """Close the fallback resolver, if one was made."""
+        if isinstance(self._fallback, AbstractResolver):
+            await self._fallback.close()
+
+
+def split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``url`` without ``user:password@``, and the (percent-decoded) credentials it carried, if any."""
+    end = url.find("/", url.find("//") + 2)
+    if url.find("@", 0, end if end >= 0 else len(url)) < 0:
+        return url, None
+    try:
+        u = resolve(url)
+    except URLError:
+        return url, None
+    if not u.username and not u.password:
+        return url, None
+    creds = (unquote(u.username), unquote(u.password))
+    u.username = ""
+    u.password = ""
+    return u.href, creds
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+class HostHeaders:
+    """Extra request headers per host (credentials, session cookies), sent to that host only.
+
+    ``table`` maps ``name[:port]`` to headers; an entry with a port matches
+    that port only, one without matches every port of that name. No wildcard:
+    a credential is never sent to a subdomain or another site, so a redirect
+    to another host drops ``Authorization`` and ``Cookie`` by construction.
+    Seeds given with ``user:password@`` add a Basic ``Authorization`` for
+    their host (the URLs the crawl discovers are stored without credentials).
+    """
+
+    def __init__(self, table: Mapping[str, Mapping[str, str]] | None = None, seeds: Iterable[str] = ()) -> None:
+        self._table: dict[str, dict[str, str]] = {}
+        for host, headers in (table or {}).items():
+            self._table.setdefault(_host_id(host), {}).update(headers)
+        for seed in seeds:
+            _, creds = split_userinfo(seed)
+            if creds is None:
+                continue
+            try:
+                host = resolve(seed).host
+            except URLError:
+                continue
+            self._table.setdefault(_host_id(host), {}).setdefault("Authorization", _basic(*creds))
+
+    def __bool__(self) -> bool:
+        return bool(self._table)
+
+    def for_url(self, url: str) -> dict[str, str] | None:
+        """The headers to send with a request to ``url``, or None."""
+        if not self._table:
+            return None
+        try:
+            host = resolve(url).host.lower()
+        except URLError:
+            return None
+        hit = self._table.get(host)
+        if hit is None and (host.count(":") == 1 or "]:" in host):
+            hit = self._table.get(host.rsplit(":", 1)[0])
+        return hit
+
+
+def _host_id(host: str) -> str:
+    host = host.strip().lower()
+    try:
+        return resolve(f"http://{host}/").host.lower()
+    except URLError:
+        return host
+
+
+# -- content codings ---------------------------------------------------------------------------
+
+
+class UnsupportedCoding(ValueError):
+    """A Content-Encoding the crawler will not undo (more stacked codings than allowed)."""
+
+
+_KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
+
+
+def content_codings(header: str | None) -> list[str] | None:
+    """The codings of a ``Content-Encoding`` header in the order applied, without ``identity``.
+
+    Returns None when a coding is unknown (servers send labels such as
+    ``utf-8`` there; the body is then taken as it is, as browsers do) and
+    raises :class:`UnsupportedCoding` for more than
+    :data:`~shoal.archive.decode.MAX_LAYERS` stacked codings.
+    """
+    if not header:
+        return []
+    codings = [c.strip().lower() for c in header.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if any(c not in _KNOWN_CODINGS for c in codings):
+        return None
+    if len(codings) > MAX_LAYERS:
+        raise UnsupportedCoding(f"{len(codings)} stacked content codings ({header.strip()!r}); at most {MAX_LAYERS} are decoded")
+    return codings
+
+
+def coding_problem(header: str | None) -> str | None:
+    """Why a body with this ``Content-Encoding`` cannot be decoded (too many layers), else None."""
+    try:
+        content_codings(header)
+    except UnsupportedCoding as exc:
+        return str(exc)
+    return None
+
+
+class _Full(Exception):
+    """Raised by a zstd sink when its layer reached the cap."""
+
+
+class _Layer:
+    """One content coding, decoded incrementally; ``feed`` returns at most ``room + 1`` bytes."""
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        raise NotImplementedError
+
+
+class _ZlibLayer(_Layer):
+    """gzip (several members allowed) or deflate (zlib-wrapped or raw, sniffed)."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._d: Any = zlib.decompressobj(47) if gzip else None
+        self._carry = b""
+        self._done = False
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        data = self._carry + data
+        self._carry = b""
+        if self._d is None:  # deflate: a zlib header or a raw stream? (servers send both)
+            if len(data) < 2:
+                self._carry = data
+                return b""
+            zlib_header = data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
+            self._d = zlib.decompressobj(15 if zlib_header else -15)
+        out = bytearray()
+        while data and not self._done and len(out) <= room:
+            d = self._d
+            piece = d.decompress(data, room + 1 - len(out))
+            out += piece
+            if d.eof:
+                rest = d.unused_data
+                if self._gzip and rest[:2] == b"\x1f\x8b":
+                    self._d = zlib.decompressobj(47)
+                    data = rest
+                elif self._gzip and rest == b"\x1f":
+                    self._carry, data = rest, b""
+                else:
+                    self._done = True  # bytes after the last member are ignored, as browsers do
+            else:
+                if not piece and d.unconsumed_tail == data:
+                    break
+                data = d.unconsumed_tail
+        return bytes(out)
+
+
+class _BrotliLayer(_Layer):
+    def __init__(self) -> None:
+        import brotli
+
+        self._d = brotli.Decompressor()
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        d = self._d
+        if d.is_finished():
+            return b""
+        out = bytearray(d.process(data, output_buffer_limit=_STEP))
+        while len(out) <= room and not d.is_finished():
+            more = d.process(b"", output_buffer_limit=_STEP)
+            if not more:
+                break
+            out += more
+        return bytes(out)
+
+
+class _ZstdLayer(_Layer):
+    """zstd through ``stream_writer``: its sink stops the decoder once the layer is over the cap."""
+
+    def __init__(self) -> None:
+        import zstandard
+
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._limit = 0
+        self._w = zstandard.ZstdDecompressor(max_window_size=8 * 1024 * 1024).stream_writer(
+            cast(IO[bytes], self), write_size=_STEP, closefd=False
+        )
+
+    def write(self, data: bytes) -> int:
+        """The stream writer's sink (not for callers)."""
+        self._parts.append(bytes(data))
+        self._size += len(data)
+        if self._size > self._limit:
+            raise _Full
+        return len(data)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        self._parts, self._size, self._limit = [], 0, room
+        with contextlib.suppress(_Full):
+            self._w.write(data)
+        return b"".join(self._parts)
+
+
+def _decoder_errors() -> tuple[type[Exception], ...]:
+    import brotli
+    import zstandard
+
+    return (zlib.error, brotli.error, zstandard.ZstdError)
+
+
+_DECODER_ERRORS = _decoder_errors()
+
+
+class StreamDecoder:
+    """Undoes a response's content codings chunk by chunk, never producing more than ``cap`` bytes.
+
+    Each layer (last applied first) is driven in bounded steps, and each
+    layer's output is capped at ``cap`` too, so memory stays within the cap
+    per layer plus one step whatever the input expands to. After the output
+    passes the cap, :attr:`over` is True and further input is ignored. A
+    stream that breaks after some output stops decoding and keeps that output
+    (:attr:`broken`); one that yields nothing before breaking is not what its
+    header says (:attr:`failed`: the caller keeps the raw body instead).
+    """
+
+    def __init__(self, codings: list[str], cap: int) -> None:
+        self.cap = cap
+        self.codings = codings
+        self.size = 0
+        self.over = False
+        self.broken: str | None = None
+        self.failed: str | None = None
+        self._layers: list[_Layer] = [_make_layer(c) for c in reversed(codings)]
+        self._sizes = [0] * len(self._layers)
+
+    @property
+    def stopped(self) -> bool:
+        """True once no more output will come (over the cap, broken or failed)."""
+        return self.over or self.broken is not None or self.failed is not None
+
+    def feed(self, data: bytes) -> bytes:
+        """Decode one raw chunk; returns the new decoded bytes (already cut at the cap)."""
+        if self.stopped or not data:
+            return b""
+        try:
+            for i, layer in enumerate(self._layers):
+                room = self.cap - self._sizes[i]
+                data = layer.feed(data, room)
+                self._sizes[i] += len(data)
+                if len(data) > room:
+                    self.over = True
+                    data = data[:room]
+                if not data:
+                    break
+        except _DECODER_ERRORS as exc:
+            coding = ", ".join(self.codings)
+            if self.size == 0 and not any(self._sizes):
+                self.failed = f"body is not valid {coding}: {exc}"
+            else:
+                self.broken = f"{coding} stream broken after {self.size} bytes: {exc}"
+            return b""
+        self.size += len(data)
+        return data
+
+
+def _make_layer(coding: str) -> _Layer:
+    if coding in ("gzip", "x-gzip"):
+        return _ZlibLayer(gzip=True)
+    if coding == "deflate":
+        return _ZlibLayer(gzip=False)
+    if coding == "br":
+        return _BrotliLayer()
+    return _ZstdLayer()
+
+
+# -- the fetcher -------------------------------------------------------------------------------
 
 
 _HTTP_VERSION = {(1, 1): "1.1", (1, 0): "1.0", (0, 9): "0.9"}
 
 
 class HttpFetcher:
-    """Fetches URLs with aiohttp under the address policy and the spec's caps."""
+    """Fetches URLs with aiohttp under the address policy and the spec's caps.
+
+    ``resolver`` replaces the system resolver under the policy (tests give a
+    :class:`StaticResolver`); every answer still passes the policy.
+    """
 
     def __init__(
         self,
@@ -67,6 +474,7 @@ class HttpFetcher:
         connect_timeout: float = 10.0,
         concurrency: int = 64,
         extra_headers: dict[str, str] | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.policy = policy
         self.user_agent = user_agent
@@ -81,7 +489,10 @@ class HttpFetcher:
         }
         if extra_headers:
             self.headers.update(extra_headers)
+        self._resolver = PolicyResolver(policy, resolver)
+        self._own_inner = resolver is None
         self._session: aiohttp.ClientSession | None = None
+        self._checked: dict[str, tuple[float, str | None]] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -89,8 +500,9 @@ class HttpFetcher:
                 limit=self.concurrency,
                 limit_per_host=0,
                 ttl_dns_cache=300,
-                resolver=PolicyResolver(self.policy),
+                resolver=self._resolver,
                 enable_cleanup_closed=False,
+                socket_factory=self._socket,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -98,101 +510,232 @@ class HttpFetcher:
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout),
                 skip_auto_headers=("User-Agent",),
                 cookie_jar=aiohttp.DummyCookieJar(),
+                response_class=_PeerResponse,
             )
         return self._session
 
-    async def fetch(self, url: str, rule: Rule | None = None, *, deadline: float, headers: dict[str, str] | None = None) -> FetchResult:
-        """One GET of ``url``; a response of any status is a result, no response is a FetchError."""
+    def _socket(self, addr_info: Any) -> socket.socket:
+        """Every socket aiohttp opens: the last check of the address policy, before connecting."""
+        family, type_, proto, _, address = addr_info
+        if not self.policy.allows(str(address[0])):
+            raise RefusedAddress(str(address[0]))
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    def _literal_refusal(self, host: str) -> PolicyRefusal | None:
+        """The refusal of an IP-literal host, None for an allowed literal or a name."""
+        literal = host[1:-1] if host.startswith("[") else host
+        try:
+            ipaddress.ip_address(literal.split("%", 1)[0])
+        except ValueError:
+            return None
+        if self.policy.allows(literal):
+            return None
+        return PolicyRefusal(SkipReason.ADDRESS_POLICY, f"address {literal} is refused by the address policy")
+
+    async def check_address(self, url: str) -> None:
+        """Raise :class:`~shoal.errors.PolicyRefusal` when the policy refuses every address of ``url``'s host.
+
+        Names are resolved (answers kept five minutes per host); a name that
+        does not resolve passes, so that the fetch itself reports the DNS
+        failure as transient. Only a hint for the worker's order of checks:
+        the fetch enforces the policy on its own connection whatever this says.
+        """
+        if self.policy.allow_private:
+            return
+        try:
+            host = resolve(url).hostname
+        except URLError:
+            return
+        refusal = self._literal_refusal(host)
+        if refusal is not None:
+            raise refusal
+        if host.startswith("[") or not host:
+            return
+        now = time.monotonic()
+        hit = self._checked.get(host)
+        if hit is None or hit[0] < now:
+            detail: str | None = None
+            try:
+                await asyncio.wait_for(self._resolver.resolve(host, 0, socket.AF_UNSPEC), self.connect_timeout)
+            except AddressRefused as exc:
+                detail = str(exc)
+            except (OSError, TimeoutError, ValueError):
+                detail = None
+            if len(self._checked) > 10_000:
+                self._checked.clear()
+            hit = self._checked[host] = (now + 300, detail)
+        if hit[1] is not None:
+            raise PolicyRefusal(SkipReason.ADDRESS_POLICY, hit[1])
+
+    async def fetch(
+        self,
+        url: str,
+        rule: Rule | None = None,
+        *,
+        deadline: float,
+        headers: Mapping[str, str] | None = None,
+        html_only: bool = False,
+    ) -> FetchResult:
+        """One GET of ``url``; a response of any status is a result, no response is a FetchError.
+
+        ``headers`` are added to this request only (the worker passes a host's
+        :class:`HostHeaders`). With ``html_only`` the body of a 2xx response
+        whose type is not in :data:`HTML_TYPES` is not read (the worker skips it).
+        """
         session = self._get_session()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError(ErrorClass.TRANSIENT, "fetch deadline passed before the request started")
+        target, creds = split_userinfo(url)
+        req_headers = dict(self.headers)
+        if headers:
+            req_headers.update(headers)
+        if creds is not None and not any(k.lower() == "authorization" for k in req_headers):
+            req_headers["Authorization"] = _basic(*creds)
+        try:
+            host = resolve(target).hostname
+        except URLError as exc:
+            raise FetchError(ErrorClass.PERMANENT, f"invalid URL: {exc}") from None
+        refusal = self._literal_refusal(host)
+        if refusal is not None:
+            raise refusal
         started = time.time()
         t0 = time.monotonic()
-        req_headers = self.headers if headers is None else {**self.headers, **headers}
         resp: aiohttp.ClientResponse | None = None
         peer_ip: str | None = None
         body = bytearray()
+        decoder: StreamDecoder | None = None
+        decoded = bytearray()
+        undecodable = False
         truncated: str | None = None
         try:
-            async with asyncio.timeout(remaining):
-                resp = await session.get(url, headers=req_headers, allow_redirects=False)
-                peer_ip = _peer_ip(resp)
-                if peer_ip is not None and not self.policy.allows(peer_ip):
-                    resp.close()
-                    raise PolicyRefusal(SkipReason.ADDRESS_POLICY, f"connected address {peer_ip} is refused by the address policy")
-                cap = self.max_body_bytes
-                length = resp.content_length
-                if length is not None and length <= cap:
-                    body += await resp.read()
-                else:
-                    async for chunk in resp.content.iter_chunked(65536):
-                        room = cap - len(body)
-                        if len(chunk) > room:
-                            body += chunk[:room]
-                            truncated = "length"
-                            break
-                        body += chunk
-                    if truncated:
+            try:
+                async with asyncio.timeout(remaining):
+                    resp = await session.get(target, headers=req_headers, allow_redirects=False)
+                    peer_ip = _peer_ip(resp)
+                    if peer_ip is not None and not self.policy.allows(peer_ip):
                         resp.close()
+                        raise PolicyRefusal(SkipReason.ADDRESS_POLICY, f"connected address {peer_ip} is refused by the address policy")
+                    try:
+                        codings = content_codings(resp.headers.get("Content-Encoding"))
+                    except UnsupportedCoding:
+                        codings = None
+                    if codings is None:
+                        undecodable = True
+                    elif codings:
+                        decoder = StreamDecoder(codings, self.max_body_bytes)
+                    ctype = (resp.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+                    if html_only and 200 <= resp.status < 300 and ctype not in HTML_TYPES:
+                        resp.close()
+                    else:
+                        truncated = await self._read_body(resp, body, decoder, decoded)
+            except BaseException:
+                if resp is not None:
+                    resp.close()
+                raise
         except PolicyRefusal:
             raise
         except AddressRefused as exc:
             raise PolicyRefusal(SkipReason.ADDRESS_POLICY, str(exc)) from None
-        except TimeoutError:
+        except TimeoutError as exc:
             if resp is None:
+                if isinstance(exc, aiohttp.ServerTimeoutError):
+                    raise FetchError(ErrorClass.TRANSIENT, f"connect timed out after {self.connect_timeout:.1f}s") from None
                 raise FetchError(ErrorClass.TRANSIENT, f"no response within the {remaining:.1f}s deadline") from None
             truncated = "time"
             resp.close()
-        except aiohttp.ClientPayloadError as exc:
-            if resp is None:
-                raise FetchError(ErrorClass.TRANSIENT, f"broken response body: {exc}") from None
-            truncated = "disconnect"
-        except aiohttp.InvalidURL as exc:
-            raise FetchError(ErrorClass.PERMANENT, f"invalid URL: {exc}") from None
         except aiohttp.ClientConnectorDNSError as exc:
             raise FetchError(ErrorClass.TRANSIENT, f"DNS lookup failed: {exc.os_error}") from None
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedAddress):
+                raise PolicyRefusal(SkipReason.ADDRESS_POLICY, str(exc.os_error)) from None
             raise FetchError(ErrorClass.TRANSIENT, f"cannot connect: {exc.os_error}") from None
+        except aiohttp.InvalidURL as exc:
+            raise FetchError(ErrorClass.PERMANENT, f"invalid URL: {redact_text(str(exc))}") from None
         except aiohttp.ServerDisconnectedError:
-            if resp is None:
-                raise FetchError(ErrorClass.TRANSIENT, "server closed the connection without a response") from None
-            truncated = "disconnect"
+            raise FetchError(ErrorClass.TRANSIENT, "server closed the connection without a response") from None
         except aiohttp.ClientResponseError as exc:
-            # Malformed status line or headers: the server's answer cannot be read.
-            raise FetchError(ErrorClass.PERMANENT, f"malformed HTTP response: {exc.message}") from None
+            # Malformed status line or headers, duplicate Content-Length, bad chunk framing.
+            raise FetchError(ErrorClass.PERMANENT, f"malformed HTTP response: {_one_line(exc.message)}") from None
         except aiohttp.ClientOSError as exc:
-            raise FetchError(ErrorClass.TRANSIENT, f"connection error: {exc}") from None
+            raise FetchError(ErrorClass.TRANSIENT, f"connection error: {redact_text(str(exc))}") from None
         except aiohttp.ClientError as exc:
-            raise FetchError(ErrorClass.TRANSIENT, f"{type(exc).__name__}: {exc}") from None
+            raise FetchError(ErrorClass.TRANSIENT, f"{type(exc).__name__}: {redact_text(str(exc))}") from None
+        except ValueError as exc:  # yarl/idna refusing a URL that ada accepted
+            raise FetchError(ErrorClass.PERMANENT, f"invalid URL: {redact_text(str(exc))}") from None
         assert resp is not None
-        sent = resp.request_info.headers
+        if truncated is not None:
+            resp.close()  # the connection is in an unknown state: never reuse it
+        raw = bytes(body)
+        if decoder is None:
+            dec: bytes | None = None if undecodable else raw
+        elif decoder.failed is not None:
+            dec = None
+        else:
+            dec = bytes(decoded)
+            if decoder.over and truncated is None:
+                truncated = "length"
         return FetchResult(
-            url=url,
+            url=target,
             status=resp.status,
             reason=resp.reason or "",
             http_version=_HTTP_VERSION.get((resp.version.major, resp.version.minor), "1.1") if resp.version else "1.1",
             headers=[(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in resp.raw_headers],
-            body=bytes(body),
-            request_headers=[(k, v) for k, v in sent.items()],
+            body=raw,
+            request_headers=redact_headers(resp.request_info.headers.items()),
             peer_ip=peer_ip,
             started_at=started,
             elapsed=time.monotonic() - t0,
             truncated=truncated,
+            decoded=dec,
         )
 
+    async def _read_body(
+        self, resp: aiohttp.ClientResponse, body: bytearray, decoder: StreamDecoder | None, decoded: bytearray
+    ) -> str | None:
+        """Read the body into ``body`` (raw) and ``decoded``; returns why it is incomplete, else None."""
+        cap = self.max_body_bytes
+        try:
+            async for chunk in resp.content.iter_any():
+                room = cap - len(body)
+                cut = len(chunk) > room
+                if cut:
+                    chunk = chunk[:room]
+                body += chunk
+                if decoder is not None:
+                    decoded += decoder.feed(chunk)
+                    if decoder.over:
+                        resp.close()
+                        return "length"
+                if cut:
+                    resp.close()
+                    return "length"
+        except aiohttp.ClientPayloadError:
+            return "disconnect"  # reset or closed before Content-Length / the last chunk
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return "disconnect"
+        except HttpProcessingError:
+            resp.close()
+            return "unspecified"  # malformed framing in the body (aiohttp's Python parser)
+        return None
+
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the resolver."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._resolver.close()
+        self._resolver.inner = None if self._own_inner else self._resolver.inner
+
+
+def _one_line(text: str) -> str:
+    return redact_text(" ".join(text.split()))[:500]
 
 
 def _peer_ip(resp: aiohttp.ClientResponse) -> str | None:
+    ip = getattr(resp, "peer_ip", None)
+    if ip is not None:
+        return str(ip)
     conn: Any = resp.connection
-    if conn is None or conn.transport is None:
-        return None
-    peer = conn.transport.get_extra_info("peername")
-    if not peer:
-        return None
-    return str(peer[0])
+    peer = conn.transport.get_extra_info("peername") if conn is not None and conn.transport is not None else None
+    return str(peer[0]) if peer else None

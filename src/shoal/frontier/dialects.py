@@ -13,8 +13,10 @@ from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
+
+from shoal.errors import FrontierError
 
 __all__ = [
     "clock_sql",
@@ -42,19 +44,35 @@ def normalize_url(url: str) -> str:
     return url
 
 
+_USERINFO = re.compile(r"//([^:/@\s]*):[^@\s]*@")
+
+
 def redact_url(url: str) -> str:
-    """The database URL with its password replaced by ``***`` (for logs and status)."""
+    """The database URL with its password replaced by ``***`` (for logs and status), even when malformed."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        return _USERINFO.sub(r"//\1:***@", url)
+
+
+_EXPECTED = "expected postgresql://user:password@host:port/database, mysql://... or sqlite:///path/to/file"
 
 
 def make_engine(url: str, *, pool_size: int = 4) -> Engine:
-    """An engine set up for the frontier's transactions on this dialect."""
+    """An engine set up for the frontier's transactions on this dialect.
+
+    A URL that cannot be parsed, or names another database, raises
+    :class:`~shoal.errors.FrontierError` whose message shows the URL without
+    its password.
+    """
     url = normalize_url(url)
-    u = make_url(url)
-    backend = u.get_backend_name()
+    try:
+        u = make_url(url)
+        backend = u.get_backend_name()
+        u.port  # noqa: B018 - parsed lazily by some versions: fail here, not at the first connection
+    except (ArgumentError, ValueError) as exc:
+        reason = _USERINFO.sub(r"//\1:***@", str(exc))
+        raise FrontierError(f"invalid database URL {redact_url(url)} ({reason}): {_EXPECTED}") from None
     if backend == "sqlite":
         if u.database and u.database != ":memory:":
             from pathlib import Path
@@ -100,7 +118,7 @@ def make_engine(url: str, *, pool_size: int = 4) -> Engine:
             isolation_level="READ COMMITTED",
             connect_args={"connect_timeout": 10, "charset": "utf8mb4"},
         )
-    raise ArgumentError(f"unsupported database {backend!r}: use sqlite, postgresql or mysql/mariadb")
+    raise FrontierError(f"unsupported database {backend!r} in {redact_url(url)}: {_EXPECTED}")
 
 
 def uses_skip_locked(engine: Engine) -> bool:
@@ -132,6 +150,41 @@ def clock_sql(engine: Engine) -> Any:
 
 _RETRYABLE_PG = {"40001", "40P01", "55P03"}
 _RETRYABLE_MYSQL = {1205, 1213}
+# SQLSTATEs of a server that is away for now: connection exceptions (class 08), an
+# administrator or crash shutdown, a server starting up or in recovery (57P0x), and
+# too many connections (53300), which a fleet meets when it outgrows max_connections.
+_UNAVAILABLE_PG_CLASSES = ("08",)
+_UNAVAILABLE_PG = {"57P01", "57P02", "57P03", "57P05", "53300"}
+# MySQL/MariaDB client and server errors of the same kind: too many connections, server
+# shutting down, connection killed, can't connect, server gone away, lost connection.
+_UNAVAILABLE_MYSQL = {1040, 1053, 1077, 1152, 1159, 1161, 1927, 2002, 2003, 2006, 2013, 2055, 4031}
+_UNAVAILABLE_TEXT = (
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "connection is closed",
+    "the connection is lost",
+    "connection is bad",
+    "can't connect",
+    "lost connection",
+    "gone away",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is not yet accepting connections",
+    "the database system is in recovery mode",
+    "connection timed out",
+    "timeout expired",
+    "consuming input failed",
+    "sending query failed",
+    "connection failed",
+    "connection reset",
+    "broken pipe",
+    "ssl syscall error",
+    "no route to host",
+    "network is unreachable",
+    "temporary failure in name resolution",
+)
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -149,25 +202,24 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """The server cannot be reached (refused, gone away, shutting down)."""
+    """The server cannot be reached for now (refused, gone away, restarting, full): retry later.
+
+    Decided by the driver's SQLSTATE or error number where it has one, by
+    SQLAlchemy's own disconnect detection, and by the message otherwise (psycopg
+    reports a refused or dropped connection without a SQLSTATE). A refused
+    login counts too: a worker waits out its grace period for it, then stops
+    with a message naming it.
+    """
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
-    if not isinstance(exc, OperationalError):
+    if not isinstance(exc, OperationalError | InterfaceError):
         return False
-    msg = str(exc.orig).lower()
-    needles = (
-        "connection refused",
-        "could not connect",
-        "server closed the connection",
-        "terminating connection",
-        "connection is closed",
-        "can't connect",
-        "lost connection",
-        "gone away",
-        "the database system is starting up",
-        "the database system is shutting down",
-        "connection timed out",
-        "consuming input failed",
-        "connection failed",
-    )
-    return any(n in msg for n in needles)
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None)
+    if isinstance(code, str) and (code in _UNAVAILABLE_PG or code.startswith(_UNAVAILABLE_PG_CLASSES)):
+        return True
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _UNAVAILABLE_MYSQL:
+        return True
+    msg = str(orig).lower()
+    return any(n in msg for n in _UNAVAILABLE_TEXT)

@@ -4,24 +4,177 @@ On a list page, the links the rule names (or every link) are extracted with
 selectolax, resolved, canonicalised, kept in scope, matched to a rule and
 checked against the trap limits. URL handling, not HTML parsing, is the hot
 spot (DESIGN.md), so resolutions are cached per origin.
+
+Crawler traps, each recorded ``skipped`` with its reason (never silently dropped):
+
+- ``max_depth``: more hops from a seed than ``limits.max_depth``. Following a
+  list rule's own links (a list page to a list page of the same rule, i.e. its
+  pagination) does not count as a hop while the pages give something new, so
+  a board with thousands of list pages is crawled whole.
+- ``empty_pages``: pagination that goes on past the content, such as
+  ``?page=n+1`` beyond a board's last page or an empty infinite calendar. A
+  list page is *productive* when its new links include at least one URL for
+  the crawl that is not a list page of its own rule (a post, another
+  section); links from a *barren* page to its own rule's list pages cost a
+  hop. So each page past the end of a board moves one level deeper, and the
+  first beyond ``max_depth`` is skipped as ``empty_pages``: a trap costs at
+  most ``max_depth`` pages per chain (times the width of a pagination window
+  that links the next ten pages), and the state travels with the URL's depth
+  in the frontier, so it holds across workers and restarts.
+- ``calendar``: a URL dated more than ``limits.calendar_years_ahead`` years
+  after this year (``/2031/05/``, ``2031-05-01``, ``?year=2031``,
+  ``?ym=203105``), which stops an infinite calendar that links every day.
+  Only date-shaped parts count; years more than a century ahead are taken
+  for numbers. A calendar that links every day *backwards* is not caught by
+  either rule: ``limits.max_pages`` or a narrower rule is the remedy.
+- ``url_too_long``, ``too_many_segments``, ``repeated_segments``
+  (``/a/b/a/b/a/b/...``): see :meth:`LinkExtractor.trap_reason`.
+
+Hostile markup: the HTML tree builder's work grows with the square of the
+nesting depth (100,000 nested ``<div>`` take minutes), and a ``<select>`` with
+tens of thousands of options is as bad. A large document (more than
+:data:`TAME_ABOVE_TAGS` tags) is tamed first by :func:`tame_html`, which drops
+the start and end tags of elements nested deeper than :data:`MAX_NESTING` (browsers cap their DOM
+depth in a similar way) and options past :data:`MAX_OPTIONS`; links themselves
+(``a``, ``area``, ``base``) are never dropped.
+
+Credentials are never carried into the frontier: a link or redirect target
+with ``user:password@`` (a relative link on a page fetched with credentials
+inherits them under WHATWG rules) is stored without them; the worker sends a
+host's credentials itself (:class:`shoal.fetch.http.HostHeaders`).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser
 
 from shoal.errors import SkipReason
+from shoal.fetch.http import split_userinfo
 from shoal.frontier.contract import NewURL, Status
 from shoal.spec import LimitsSpec, Rule
-from shoal.urls import Canonical, HostScope, URLError, canonicalize
+from shoal.urls import Canonical, HostScope, URLError, canonicalize, key64
 
-__all__ = ["LinkExtractor", "Router", "Target"]
+__all__ = [
+    "MAX_NESTING",
+    "MAX_OPTIONS",
+    "TAME_ABOVE_TAGS",
+    "LinkExtractor",
+    "Router",
+    "Target",
+    "tame_html",
+    "without_userinfo",
+]
 
 DEFAULT_FOLLOW = "a[href], area[href]"
+
+# Dates as calendars write them: ISO months (2031-05, 2031-05-01), /2031/05/ with two-digit months,
+# year=2031, date|ym|ymd|month|cal=203105[01] or 2031-05[-01]. Bare four-digit numbers elsewhere
+# (?start=2040 offsets, /t/topic/2100/10 post numbers, /item/2150-3) are not taken for years.
+_DATE_PATTERNS = (
+    re.compile(r"(?<![0-9])([12][0-9]{3})-(?:0[1-9]|1[0-2])(?![0-9])"),
+    re.compile(r"/([12][0-9]{3})/(?:0[1-9]|1[0-2])/"),
+    re.compile(r"[?&;](?:year|yr|yyyy)=([12][0-9]{3})(?![0-9])", re.IGNORECASE),
+    re.compile(
+        r"[?&;](?:date|ym|ymd|month|cal)=([12][0-9]{3})[-/.]?(?:0[1-9]|1[0-2])(?:[-/.]?(?:0[1-9]|[12][0-9]|3[01]))?(?![0-9])",
+        re.IGNORECASE,
+    ),
+)
+_CALENDAR_SPAN = 100
+"""Years further ahead than this are taken for numbers, not dates (so an id such as 4711 is not a trap)."""
+
+
+MAX_NESTING = 512
+"""Elements nested deeper than this lose their tags before parsing (their content stays)."""
+MAX_OPTIONS = 1000
+"""``<option>``/``<optgroup>`` tags past this many are dropped before parsing."""
+TAME_ABOVE_TAGS = 4096
+"""Documents with more ``<`` than this go through :func:`tame_html`; smaller ones cannot be slow."""
+
+_TAG_STR = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*?(/?)>")
+_TAG_BYTES = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*?(/?)>")
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta", "param", "source", "track", "wbr"}
+)
+_KEEP = frozenset({"a", "area", "base", "html", "head", "body"})
+_SIBLINGS = frozenset({"li", "p", "td", "th", "tr", "option", "optgroup", "dt", "dd", "rb", "rt", "rp"})
+_OPTIONS = frozenset({"option", "optgroup"})
+
+
+def tame_html(html: str | bytes, max_nesting: int = MAX_NESTING, max_options: int = MAX_OPTIONS) -> str | bytes:
+    """``html`` with the tags that make parsing quadratic removed (see the module docstring).
+
+    Depth is estimated from start and end tags, with ``<li>``, ``<p>``,
+    ``<td>``, ``<option>``... closing an open one of the same name as HTML
+    does; stray end tags are dropped. ``<x/>`` counts as a start tag (HTML
+    ignores the slash on non-void elements). Text and links are kept; only
+    wrapper tags past the limits disappear, so the parse stays linear.
+    """
+    is_bytes = isinstance(html, bytes)
+    pattern: re.Pattern[Any] = _TAG_BYTES if is_bytes else _TAG_STR
+    depth = 0
+    options = 0
+    open_count: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
+    cuts: list[tuple[int, int]] = []
+    for m in pattern.finditer(html):
+        raw_name = m.group(2)
+        name = (raw_name.decode("ascii", "replace") if is_bytes else raw_name).lower()
+        if name in _VOID or name in _KEEP:
+            continue
+        if m.group(1):  # an end tag
+            if dropped[name]:
+                dropped[name] -= 1
+                cuts.append(m.span())
+            elif open_count[name]:
+                open_count[name] -= 1
+                depth = max(0, depth - 1)
+            else:
+                cuts.append(m.span())
+            continue
+        if name in _OPTIONS:
+            options += 1
+            if options > max_options:
+                cuts.append(m.span())
+                continue
+        if name in _SIBLINGS and open_count[name]:
+            continue  # closes the open one and opens a new one: same depth
+        if depth >= max_nesting:
+            dropped[name] += 1
+            cuts.append(m.span())
+            continue
+        open_count[name] += 1
+        depth += 1
+    if not cuts:
+        return html
+    pieces: list[Any] = []
+    pos = 0
+    for start, end in cuts:
+        pieces.append(html[pos:start])
+        pos = end
+    pieces.append(html[pos:])
+    return (b"" if is_bytes else "").join(pieces)
+
+
+def _tamed(html: str | bytes) -> str | bytes:
+    lt = b"<" if isinstance(html, bytes) else "<"
+    return tame_html(html) if html.count(lt) > TAME_ABOVE_TAGS else html  # type: ignore[arg-type]
+
+
+def without_userinfo(c: Canonical) -> Canonical:
+    """``c`` without ``user:password@`` (keys recomputed); ``c`` itself when it has none."""
+    url = c.url
+    end = url.find("/", url.find("//") + 2)
+    if url.find("@", 0, end if end >= 0 else len(url)) < 0:
+        return c
+    bare, _ = split_userinfo(url)
+    return Canonical(bare, c.host, key64(bare), c.host_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +237,7 @@ class LinkExtractor:
 
     def hrefs(self, html: str | bytes, selectors: list[str] | None) -> tuple[list[str], str | None]:
         """The raw href values the selectors pick, and the document's ``<base href>``."""
-        tree = LexborHTMLParser(html)
+        tree = LexborHTMLParser(_tamed(html))
         base_node = tree.css_first("base[href]")
         base = base_node.attributes.get("href") if base_node is not None else None
         out: list[str] = []
@@ -103,7 +256,7 @@ class LinkExtractor:
 
     def srcs(self, html: str | bytes, selector: str) -> list[str]:
         """The ``src`` of the elements the selector picks (images to archive)."""
-        tree = LexborHTMLParser(html)
+        tree = LexborHTMLParser(_tamed(html))
         out = []
         for node in tree.css(selector):
             src = node.attributes.get("src")
@@ -129,7 +282,7 @@ class LinkExtractor:
         if hit is not False:
             return hit  # type: ignore[return-value]
         try:
-            c: Canonical | None = canonicalize(href, base_url, self.scope.strip)
+            c: Canonical | None = without_userinfo(canonicalize(href, base_url, self.scope.strip))
         except URLError:
             c = None
         if len(self._cache) >= self.cache_size:
@@ -138,7 +291,13 @@ class LinkExtractor:
         return c
 
     def trap_reason(self, url: str) -> SkipReason | None:
-        """Why a URL looks like a crawler trap (too long, too many or repeated segments), else None."""
+        """Why a URL looks like a crawler trap, else None.
+
+        Too long (``max_url_length``), too many path segments
+        (``max_path_segments``), one segment repeated more than
+        ``max_repeated_segments`` times (``/a/b/a/b/a/b/...``), or dated too far
+        ahead (``calendar_years_ahead``).
+        """
         lim = self.limits
         if len(url) > lim.max_url_length:
             return SkipReason.URL_TOO_LONG
@@ -151,27 +310,62 @@ class LinkExtractor:
             top = Counter(segments).most_common(1)[0][1]
             if top > lim.max_repeated_segments:
                 return SkipReason.REPEATED_SEGMENTS
+        if lim.calendar_years_ahead is not None and cut >= 0 and self._dated_too_far(url[cut:]):
+            return SkipReason.CALENDAR
         return None
 
+    def _dated_too_far(self, path_qs: str) -> bool:
+        year = time.gmtime().tm_year
+        last = year + (self.limits.calendar_years_ahead or 0)
+        for pattern in _DATE_PATTERNS:
+            for m in pattern.finditer(path_qs):
+                if last < int(m.group(1)) <= year + _CALENDAR_SPAN:
+                    return True
+        return False
+
+    def _target(self, c: Canonical) -> Target | None:
+        if not self.scope.allows(c.host):
+            return None
+        return self.router.match(c.url)
+
+    @staticmethod
+    def _same_list(target: Target, parent_rule: int, parent_kind: str) -> bool:
+        return target.rule >= 0 and target.rule == parent_rule and parent_kind == "list" and target.kind == "list"
+
     def new_url(self, c: Canonical, *, parent_id: int | None, parent_rule: int, parent_kind: str, parent_depth: int,
-                redirects: int = 0) -> NewURL | None:
+                redirects: int = 0, barren: bool = False) -> NewURL | None:
         """The frontier row for a discovered URL, or None when it is out of scope.
 
         Depth grows by one per hop, except along a rule's own pagination (a list
-        page linking to a list page of the same rule), so a board with thousands
-        of list pages is not cut by the depth limit.
+        page linking to a list page of the same rule) from a productive page, so
+        a board with thousands of list pages is not cut by the depth limit;
+        ``barren`` says the linking page gave nothing new (see the module docstring).
         """
-        if not self.scope.allows(c.host):
-            return None
-        target = self.router.match(c.url)
+        target = self._target(c)
         if target is None:
             return None
-        same_list = target.rule >= 0 and target.rule == parent_rule and parent_kind == "list" and target.kind == "list"
-        depth = parent_depth if same_list else parent_depth + 1
+        return self._row(c, target, parent_id, parent_rule, parent_kind, parent_depth, redirects, barren)
+
+    def page_links(self, found: Iterable[Canonical], *, parent_id: int | None, parent_rule: int, parent_kind: str,
+                   parent_depth: int) -> list[NewURL]:
+        """The frontier rows of the links newly found on one page (out-of-scope ones left out).
+
+        The page is barren when none of them is a URL for the crawl other than
+        a list page of its own rule; its pagination then costs a hop.
+        """
+        targets = [(c, t) for c in found if (t := self._target(c)) is not None]
+        barren = all(self._same_list(t, parent_rule, parent_kind) for _, t in targets)
+        return [self._row(c, t, parent_id, parent_rule, parent_kind, parent_depth, 0, barren) for c, t in targets]
+
+    def _row(self, c: Canonical, target: Target, parent_id: int | None, parent_rule: int, parent_kind: str,
+             parent_depth: int, redirects: int, barren: bool) -> NewURL:
+        same_list = self._same_list(target, parent_rule, parent_kind)
+        depth = parent_depth if same_list and not barren else parent_depth + 1
         status = Status.PENDING
         reason: str | None = None
         if redirects == 0 and depth > self.limits.max_depth:
-            status, reason = Status.SKIPPED, SkipReason.MAX_DEPTH.value
+            status = Status.SKIPPED
+            reason = (SkipReason.EMPTY_PAGES if same_list else SkipReason.MAX_DEPTH).value
         else:
             trap = self.trap_reason(c.url)
             if trap is not None:

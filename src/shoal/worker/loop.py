@@ -38,22 +38,22 @@ from shoal.errors import (
 from shoal.fetch.base import Fetcher, FetchResult
 from shoal.fetch.charset import decode_html
 from shoal.fetch.classify import classify_status, error_signature, is_redirect, parse_retry_after
+from shoal.fetch.http import HTML_TYPES, HostHeaders, HttpFetcher, coding_problem
 from shoal.fetch.robots import RobotsCache
-from shoal.frontier.contract import ClaimedURL, HostUpdate, NewURL, Outcome, Status
+from shoal.frontier.contract import ClaimedURL, HostUpdate, NewURL, Outcome, Status, SyncResult
 from shoal.frontier.policy import retry_at
 from shoal.frontier.sql import SqlFrontier
 from shoal.notify import Notifier
+from shoal.redact import redact_text, redact_url
 from shoal.spec import Spec
-from shoal.urls import HostScope, URLError, canonicalize, host_of
-from shoal.worker.links import LinkExtractor, Router
+from shoal.urls import Canonical, HostScope, URLError, canonicalize, host_of
+from shoal.worker.links import LinkExtractor, Router, without_userinfo
 from shoal.worker.stats import WorkerStats
 
 __all__ = ["CriticalStop", "Worker", "make_worker_id"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 
 
 class CriticalStop(Exception):
@@ -85,6 +85,8 @@ class _HostMemory:
     refusal_logged: bool = False
     block_streak: int = 0
     robots_delay_ms: int | None = None
+    next_start: float = 0.0
+    """Monotonic time before which this worker starts no request to the host (Crawl-delay)."""
 
 
 class Worker:
@@ -121,6 +123,7 @@ class Worker:
         self.router = Router(spec.rules)
         self.scope = HostScope(_allowed_hosts(spec), spec.scope.strip_query_params)
         self.links = LinkExtractor(self.router, self.scope, spec.limits)
+        self.host_headers = HostHeaders(spec.scope.headers, spec.crawl.seeds)
         w = spec.worker
         self.concurrency = w.concurrency
         self.batch = w.claim_batch or max(16, w.concurrency * 2)
@@ -143,6 +146,12 @@ class Worker:
         self._critical: str | None = None
         self._finished = False
         self._fetched_base = 0
+        # The database-loss state (monotonic times): while a call failed after the last good
+        # sync, heartbeats stop so that leases lapse, and the next sync reaps the lapsed ones.
+        self._db_failed_at = 0.0
+        self._synced_at = 0.0
+        self._db_gave_up = False
+        self._orphans_possible = False
 
     # -- running ----------------------------------------------------------
 
@@ -205,7 +214,7 @@ class Worker:
                 await self._call(self.frontier.record_event, self.crawl_id, "critical", self._critical,
                                  severity="error", worker_id=self.id, error_class="critical")
             await self._notify()
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, CriticalStop) as exc:
             log.error("could not record the worker's stop: %s", exc)
         finally:
             await asyncio.get_running_loop().run_in_executor(self._io, self.archive.close)
@@ -238,19 +247,23 @@ class Worker:
         reap = time.monotonic() - getattr(self, "_last_reap", 0.0) > min(5.0, self.lease_ms / 4000)
         if reap:
             self._last_reap = time.monotonic()
-        res = await self._db_retry(
-            self.frontier.sync,
-            self.crawl_id,
-            self.id,
-            outcomes,
-            claim=claim,
-            lease_ms=self.lease_ms,
-            per_host=p.concurrency_per_host,
-            default_delay_ms=self.delay_ms,
-            jitter=p.jitter,
-            horizon_ms=max(2000, int(self.spec.worker.flush_interval * 4000)),
-            reap=reap,
-        )
+
+        def sync() -> SyncResult:
+            # After losing the database, the first sync that gets through reaps first: leases
+            # that lapsed while our heartbeats were gone are returned (and counted) before our
+            # outcomes are fenced, instead of being revived by our next heartbeat.
+            return self.frontier.sync(
+                self.crawl_id, self.id, outcomes, claim=claim, lease_ms=self.lease_ms,
+                per_host=p.concurrency_per_host, default_delay_ms=self.delay_ms, jitter=p.jitter,
+                horizon_ms=max(2000, int(self.spec.worker.flush_interval * 4000)),
+                reap=reap or self._db_failed_at > self._synced_at,
+            )
+
+        res = await self._db_retry(sync)
+        self._synced_at = time.monotonic()
+        for ok, o in zip(res.accepted, outcomes, strict=True):
+            if ok:  # now in the database: later pages need not send these links again
+                self._seen.update(n.url_key for n in o.links)
         fenced = res.accepted.count(False)
         if fenced:
             self.stats.fenced += fenced
@@ -273,11 +286,16 @@ class Worker:
                 return await self._call(fn, *args, **kwargs)
             except DatabaseUnavailable as exc:
                 self.stats.db_errors += 1
+                self._db_failed_at = time.monotonic()
+                # A transaction whose commit was not acknowledged may have leased URLs we never saw.
+                self._orphans_possible = True
                 waited = time.monotonic() - start
-                if waited >= grace:
+                if waited >= grace or self._db_gave_up:
+                    self._db_gave_up = True  # the clean stop that follows does not wait a second grace
                     raise CriticalStop(f"the frontier database was unreachable for {waited:.0f}s: {exc}") from None
-                log.warning("frontier database unreachable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
+                pause = min(delay, grace - waited)
+                log.warning("frontier database unreachable (%s); retrying in %.1fs", exc, pause)
+                await asyncio.sleep(pause)
                 delay = min(delay * 2, 10.0)
 
     async def _sync_loop(self) -> None:
@@ -289,11 +307,17 @@ class Worker:
             if stopping and self._inflight == 0:
                 return
             if claimed == 0 and self._queue.empty() and self._inflight == 0 and not self._outcomes:
+                if self._orphans_possible:
+                    # We hold nothing, so any lease the database gives us came from a sync whose
+                    # answer was lost with the connection: give it back, or it is stuck while we live.
+                    self._orphans_possible = False
+                    if await self._db_retry(self.frontier.release, self.crawl_id, self.id):
+                        continue
                 if self._want() == 0 and self.spec.limits.max_pages is not None and not stopping:
-                    await self._call(self.frontier.skip_pending, self.crawl_id, SkipReason.MAX_PAGES.value)
+                    await self._db_retry(self.frontier.skip_pending, self.crawl_id, SkipReason.MAX_PAGES.value)
                 if not await self._db_retry(self.frontier.pending_left, self.crawl_id):
                     self._finished = True
-                    if await self._call(self.frontier.set_crawl_state, self.crawl_id, "finished"):
+                    if await self._db_retry(self.frontier.set_crawl_state, self.crawl_id, "finished"):
                         await self._call(
                             self.frontier.record_event, self.crawl_id, "finished", await self._call(self._finish_message),
                             worker_id=self.id,
@@ -343,6 +367,10 @@ class Worker:
             if time.monotonic() - last_notify > 30:
                 last_notify = time.monotonic()
                 await self._notify()
+            if self._db_failed_at > self._synced_at:
+                # The database was lost and no sync got through since: our leases must lapse
+                # (others may take the URLs), not be kept alive by a heartbeat that happens to pass.
+                continue
             stats = {"pages_done": self.stats.done, "pages_failed": sum(self.stats.failed.values()),
                      "bytes_archived": self.stats.bytes_archived}
             try:
@@ -414,19 +442,19 @@ class Worker:
 
     async def _unknown(self, c: ClaimedURL, exc: Exception) -> Outcome:
         sig = error_signature(exc)
-        log.exception("unexpected error on %s (signature %s)", c.url, sig)
+        log.exception("unexpected error on %s (signature %s)", redact_url(c.url), sig)
         if sig not in self._signatures:
             self._signatures.add(sig)
             try:
                 if not await self._call(self.frontier.has_signature, self.crawl_id, sig):
                     await self._call(
                         self.frontier.record_event, self.crawl_id, "new_error",
-                        f"new kind of error {type(exc).__name__}: {exc} (first seen on {c.url})",
-                        severity="warning", worker_id=self.id, url=c.url, error_class="unknown", signature=sig,
+                        redact_text(f"new kind of error {type(exc).__name__}: {exc} (first seen on {c.url})"),
+                        severity="warning", worker_id=self.id, url=redact_url(c.url), error_class="unknown", signature=sig,
                     )
             except DatabaseUnavailable:
                 pass
-        return self._failure(c, ErrorClass.UNKNOWN, f"{type(exc).__name__}: {exc} [signature {sig}]")
+        return self._failure(c, ErrorClass.UNKNOWN, redact_text(f"{type(exc).__name__}: {exc} [signature {sig}]"))
 
     def _failure(
         self, c: ClaimedURL, cls: ErrorClass, detail: str, *, http_status: int | None = None,
@@ -455,20 +483,26 @@ class Worker:
         o.body_bytes = len(result.body)
         o.fetch_ms = int(result.elapsed * 1000)
 
-    async def _robots_ok(self, c: ClaimedURL, mem: _HostMemory) -> tuple[bool, HostUpdate | None]:
+    async def _robots_ok(self, c: ClaimedURL, mem: _HostMemory) -> tuple[bool | None, HostUpdate | None, str]:
+        """What robots.txt says of ``c``: ``(True, crawl-delay update, "")`` allowed, ``(False, ...)``
+        disallowed, ``(None, None, why)`` robots.txt could not be read (5xx, 429, timeout,
+        unreachable): disallowed for now, the URL is retried once the cache may ask again."""
         if self.robots is None:
-            return True, None
-        allowed = await self.robots.allowed(c.url)
-        if not allowed:
-            return False, None
-        delay = await self.robots.crawl_delay(c.url)
+            return True, None, ""
+        robots = await self.robots.robots(c.url)
+        if not robots.allowed(c.url):
+            if robots.temporary:
+                why = f"HTTP {robots.status}" if robots.status is not None else "unreachable"
+                return None, None, f"robots.txt unavailable ({why}): disallowed for now"
+            return False, None, ""
+        delay = robots.crawl_delay()
         update = None
         if delay is not None:
             ms = int(min(delay, self.spec.politeness.max_crawl_delay) * 1000)
             if ms > self.delay_ms and mem.robots_delay_ms != ms:
                 mem.robots_delay_ms = ms
                 update = HostUpdate(c.host_key, min_delay_ms=ms)
-        return True, update
+        return True, update, ""
 
     async def _wait_slot(self, not_before_ms: int, host_key: int) -> None:
         """Wait for a politeness slot; a slot missed by more than the tolerance is reserved anew.
@@ -498,10 +532,14 @@ class Worker:
         await self._wait_slot(slot, key)
 
     async def _fetch_and_decide(self, c: ClaimedURL) -> Outcome:
+        """Address policy, robots.txt, politeness slot, fetch, archive, then :meth:`_decide`.
+
+        The address policy is asked first, so a refused host is ``skipped``
+        ``address_policy`` without a request for its robots.txt either. A 2xx
+        response that is not HTML is ``skipped`` ``content_type`` without being
+        read or archived when ``limits.archive_non_html`` is off.
+        """
         mem = self._host(c.host_key)
-        ok, robots_update = await self._robots_ok(c, mem)
-        if not ok:
-            return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key, skip_reason=SkipReason.ROBOTS.value)
         rule = self.router.rule(c.rule)
         render = rule.render if rule is not None else "http"
         fetcher = self.fetchers.get(render)
@@ -510,16 +548,44 @@ class Worker:
                 f"rule {rule.label if rule else '?'} asks for render = {render!r} but this worker has no {render} "
                 "fetcher (run `shoal doctor` to check the browser installation)"
             )
-        await self._wait_slot(c.not_before, c.host_key)
-        deadline = time.monotonic() + self.spec.limits.fetch_timeout
+        lim = self.spec.limits
+        skip_types = not lim.archive_non_html and c.kind != "asset"
+        http = self.fetchers.get("http")
         try:
-            result = await fetcher.fetch(c.url, rule, deadline=deadline)
+            if isinstance(http, HttpFetcher):
+                await http.check_address(c.url)
+            ok, robots_update, why = await self._robots_ok(c, mem)
+            if ok is False:
+                return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key, skip_reason=SkipReason.ROBOTS.value)
+            if ok is None:
+                ttl = self.robots.temporary_ttl if self.robots is not None else 300.0
+                return self._failure(c, ErrorClass.TRANSIENT, why, retry_after=ttl)
+            await self._wait_slot(c.not_before, c.host_key)
+            if mem.robots_delay_ms is not None:
+                # URLs claimed before robots.txt was read hold slots at the old interval:
+                # space them by the Crawl-delay here (later claims get it from the hosts table).
+                now = time.monotonic()
+                start = max(now, mem.next_start)
+                mem.next_start = start + mem.robots_delay_ms / 1000
+                if start > now:
+                    await asyncio.sleep(start - now)
+            deadline = time.monotonic() + lim.fetch_timeout
+            if isinstance(fetcher, HttpFetcher):
+                result = await fetcher.fetch(c.url, rule, deadline=deadline, headers=self.host_headers.for_url(c.url),
+                                             html_only=skip_types)
+            else:
+                result = await fetcher.fetch(c.url, rule, deadline=deadline)
         except PolicyRefusal as exc:
             if not mem.refusal_logged:
                 mem.refusal_logged = True
-                log.warning("not fetching from %s: %s", host_of(c.url), exc.detail)
+                log.warning("not fetching from %s: %s", host_of(c.url), redact_text(exc.detail))
             return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key, skip_reason=exc.reason.value,
-                           error_detail=exc.detail)
+                           error_detail=redact_text(exc.detail))
+        if skip_types and 200 <= result.status < 300 and result.content_type not in HTML_TYPES:
+            return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key,
+                           skip_reason=SkipReason.CONTENT_TYPE.value, http_status=result.status,
+                           content_type=result.content_type, host_update=robots_update,
+                           error_detail=f"{result.content_type} is not archived (limits.archive_non_html = false)")
         loop = asyncio.get_running_loop()
         ref = await loop.run_in_executor(self._io, partial(self.archive.write_exchange, result, fetched_at=result.started_at or None))
         self._unsynced_writes += 1
@@ -535,13 +601,18 @@ class Worker:
             mem.block_streak += 1
         elif status < 400:
             mem.block_streak = 0
-        if res.truncated == "length":
-            return self._failure(c, ErrorClass.PERMANENT, f"body over the {self.spec.limits.max_body_bytes}-byte cap",
-                                 http_status=status, ref=ref, result=res, host_update=host_update)
-        if res.truncated is not None:
-            return self._failure(c, ErrorClass.TRANSIENT, f"body cut short ({res.truncated})", http_status=status,
-                                 ref=ref, result=res, host_update=host_update)
         cls = classify_status(status)
+        if cls is None and not is_redirect(status):
+            # The body matters for a page, not for an error or a redirect (those keep their status's class).
+            if res.truncated == "length":
+                return self._failure(c, ErrorClass.PERMANENT, f"body over the {self.spec.limits.max_body_bytes}-byte cap",
+                                     http_status=status, ref=ref, result=res, host_update=host_update)
+            if res.truncated == "unspecified":
+                return self._failure(c, ErrorClass.PERMANENT, "malformed response body (broken transfer framing)",
+                                     http_status=status, ref=ref, result=res, host_update=host_update)
+            if res.truncated is not None:
+                return self._failure(c, ErrorClass.TRANSIENT, f"body cut short ({res.truncated})", http_status=status,
+                                     ref=ref, result=res, host_update=host_update)
         if cls is not None:
             retry_after = parse_retry_after(res.header("retry-after")) if status in (429, 503) else None
             if retry_after is not None:
@@ -554,7 +625,7 @@ class Worker:
                 await self._call(
                     self.frontier.record_event, self.crawl_id, "blocked",
                     f"host {host_of(c.url)} answered {mem.block_streak} times 403/429 in a row: paused for {p.block_pause:.0f}s",
-                    severity="warning", worker_id=self.id, url=c.url, host=host_of(c.url), error_class="blocked",
+                    severity="warning", worker_id=self.id, url=redact_url(c.url), host=host_of(c.url), error_class="blocked",
                 )
                 mem.block_streak = 0
                 return self._failure(c, ErrorClass.BLOCKED, f"HTTP {status}; host paused", http_status=status,
@@ -566,6 +637,15 @@ class Worker:
         self._attach(o, ref, res)
         if is_redirect(status):
             return await self._redirect(c, res, o)
+        if res.rendered_html is None:
+            problem = coding_problem(res.header("content-encoding")) if res.decoded is None else None
+            if problem is not None:
+                return self._failure(c, ErrorClass.PERMANENT, f"unsupported content coding: {problem}",
+                                     http_status=status, ref=ref, result=res, host_update=host_update)
+            if status == 200 and not res.body and res.content_type in HTML_TYPES:
+                # An empty 200 page is a server glitch (overload, a WAF) far more often than a real page.
+                return self._failure(c, ErrorClass.TRANSIENT, "HTTP 200 with an empty body", http_status=status,
+                                     ref=ref, result=res, host_update=host_update)
         if res.content_type in HTML_TYPES:
             if c.kind == "list":
                 o.links = self._extract(c, rule, res)
@@ -578,9 +658,11 @@ class Worker:
         if not location:
             return o
         try:
-            target = canonicalize(location, c.url, self.scope.strip)
+            # Credentials in the target (a relative Location inherits the page's) stay out of the frontier.
+            target = without_userinfo(canonicalize(location, c.url, self.scope.strip))
         except URLError as exc:
-            o.status, o.error_class, o.error_detail = Status.FAILED, ErrorClass.PERMANENT.value, f"redirect to an uncrawlable URL: {exc}"
+            o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
+            o.error_detail = redact_text(f"redirect to an uncrawlable URL: {exc}")
             return o
         o.final_url = target.url
         hops = c.redirects + 1
@@ -593,7 +675,7 @@ class Worker:
             chain = await self._call(self.frontier.redirect_chain, c.id, c.redirects)
         if target.url_key in chain:
             o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
-            o.error_detail = f"redirect loop back to {target.url}"
+            o.error_detail = f"redirect loop back to {redact_url(target.url)}"
             return o
         new = self.links.new_url(target, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth,
                                  redirects=hops)
@@ -603,13 +685,15 @@ class Worker:
                          parent_id=c.id, redirects=hops, status=Status.SKIPPED, skip_reason=SkipReason.SCOPE.value)
         new.depth = c.depth  # a redirect is the same page moved, not one hop deeper
         o.links = [new]
-        self._seen.add(target.url_key)
         return o
 
     def _html_of(self, res: FetchResult) -> str | bytes:
         """The document to look for links in: the rendered DOM, or the decoded body."""
         if res.rendered_html is not None:
             return res.rendered_html
+        if res.decoded is not None:  # decoded (and capped) by the fetcher as it streamed
+            text, codec = decode_html(res.decoded, res.header("content-type"))
+            return res.decoded if codec in ("utf-8", "utf_8") else text
         body = res.body
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("identity", ""):
@@ -621,14 +705,15 @@ class Worker:
     def _assets(self, c: ClaimedURL, selector: str, res: FetchResult) -> list[NewURL]:
         """Images the rule asks for (for OCR at parse time), fetched as ``asset`` URLs of any host."""
         out = []
+        page: set[int] = set()
         for src in self.links.srcs(self._html_of(res), selector):
             try:
                 canon = canonicalize(src, c.url, self.scope.strip)
             except URLError:
                 continue
-            if canon.url_key in self._seen:
+            if canon.url_key in self._seen or canon.url_key in page:
                 continue
-            self._seen.add(canon.url_key)
+            page.add(canon.url_key)
             out.append(NewURL(canon.url, canon.url_key, canon.host, canon.host_key, c.rule, "asset", c.depth,
                               priority=c.depth * 100 - 1, parent_id=c.id))
         return out
@@ -643,18 +728,21 @@ class Worker:
         cut = base_url.find("/", base_url.find("//") + 2)
         origin = base_url[:cut] if cut >= 0 else base_url
         seen = self._seen
-        out: list[NewURL] = []
+        page: set[int] = set()
+        found: list[Canonical] = []
         for href in hrefs:
             canon = self.links.resolve(href, base_url, origin)
-            if canon is None or canon.url_key in seen:
+            if canon is None or canon.url_key in seen or canon.url_key in page:
                 continue
-            seen.add(canon.url_key)
-            new = self.links.new_url(canon, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth)
-            if new is not None:
-                out.append(new)
+            page.add(canon.url_key)
+            found.append(canon)
         if len(seen) > 2_000_000:
             seen.clear()
-        return out
+        links = self.links.page_links(found, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth)
+        # Links to be written join _seen only once an outcome carrying them is accepted (_sync_once):
+        # a fenced outcome's links are dropped, and a later page must be free to bring them again.
+        seen.update(page.difference(n.url_key for n in links))
+        return links
 
 
 def _allowed_hosts(spec: Spec) -> list[str]:
