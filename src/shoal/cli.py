@@ -75,6 +75,8 @@ def version() -> None:
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
     """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
+    from shoal.frontier.dialects import redact_url
+
     s = load_spec(spec)
     tables = ""
     if s.parse:
@@ -84,7 +86,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")
             _fail(f"the spec has a [parse] section but the parse stage cannot load ({exc}): pip install 'shoal[parse]'")
         tables = f", {len(parse_config(s, source=str(spec)).tables)} parse table(s)"
     term.print(f"[green]ok[/]: crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s){tables}, "
-               f"frontier {s.frontier_url()}, archive {s.archive_dir()}")
+               f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}")
 
 
 def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str, Any]:
