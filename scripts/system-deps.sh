@@ -15,6 +15,7 @@ command -v tesseract >/dev/null 2>&1 || need tesseract-ocr
 [ -n "$(ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata 2>/dev/null)" ] || need tesseract-ocr-eng
 fc-list 2>/dev/null | grep -qi nanum || need fonts-nanum
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need nginx-light
+command -v openssl >/dev/null 2>&1 || need openssl           # the browser https test makes a certificate
 
 if [ ${#want[@]} -eq 0 ]; then
   exit 0
