@@ -474,11 +474,12 @@ def _tls_context(tmp: Path) -> ssl.SSLContext:
     return ctx
 
 
-@pytest.mark.skipif(
-    shutil.which("openssl") is None, reason="openssl is needed to make a test certificate"
-)
 def test_https_page_rebuilt_from_devtools(runner: asyncio.Runner, tmp_path: Path) -> None:
     """An https page's response comes from DevTools: status, headers, decoded body, peer address."""
+    if shutil.which("openssl") is None:
+        from tests.conftest import missing
+
+        missing("openssl", "it makes the test certificate: apt-get install openssl (make test does it as root)")
     tls = SiteServer("127.0.0.1", ssl_context=_tls_context(tmp_path)).start()
     f = BrowserFetcher(
         AddressPolicy(allow_cidrs=POLICY),
