@@ -51,8 +51,13 @@ sys.path.insert(0, str(REPO / "src"))
 import gen_site  # noqa: E402 - bench/gen_site.py: the benchmark site
 import run as site_bench  # noqa: E402 - bench/run.py: site, nginx, measuring, access-log checks
 
-PG_ADMIN = os.environ.get("SHOAL_BENCH_PG", os.environ.get("SHOAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
-MYSQL_ADMIN = os.environ.get("SHOAL_BENCH_MYSQL", os.environ.get("SHOAL_TEST_MYSQL", "mysql://root@127.0.0.1:3306/"))
+PG_ADMIN = os.environ.get(
+    "SHOAL_BENCH_PG",
+    os.environ.get("SHOAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"),
+)
+MYSQL_ADMIN = os.environ.get(
+    "SHOAL_BENCH_MYSQL", os.environ.get("SHOAL_TEST_MYSQL", "mysql://root@127.0.0.1:3306/")
+)
 HOSTS = 256
 
 
@@ -100,8 +105,13 @@ def fresh_database(backend: str, folder: Path) -> Iterator[str]:
         from sqlalchemy.engine import make_url
 
         u = make_url(MYSQL_ADMIN.replace("mysql://", "mysql+pymysql://", 1))
-        params: dict[str, Any] = {"host": u.host or "127.0.0.1", "port": u.port or 3306, "user": u.username or "root",
-                                  "password": u.password or "", "connect_timeout": 5}
+        params: dict[str, Any] = {
+            "host": u.host or "127.0.0.1",
+            "port": u.port or 3306,
+            "user": u.username or "root",
+            "password": u.password or "",
+            "connect_timeout": 5,
+        }
         conn = pymysql.connect(**params)
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
@@ -147,14 +157,18 @@ def seed(url: str, crawl: str, n: int, analyze: bool) -> int:
             f.add_urls(cid, batch, 0)
         if analyze:
             with f.engine.connect() as conn:
-                conn.execute(text("ANALYZE TABLE urls, hosts" if f.dialect == "mysql" else "ANALYZE"))
+                conn.execute(
+                    text("ANALYZE TABLE urls, hosts" if f.dialect == "mysql" else "ANALYZE")
+                )
                 conn.commit()
         return cid
     finally:
         f.close()
 
 
-def _child(url: str, cid: int, owner: str, batch: int, seconds: float, barrier: Any, results: Any) -> None:
+def _child(
+    url: str, cid: int, owner: str, batch: int, seconds: float, barrier: Any, results: Any
+) -> None:
     """One worker process: sync (complete the last batch, claim the next) until the time is up."""
     from shoal.frontier import Outcome, SqlFrontier, Status
 
@@ -171,8 +185,18 @@ def _child(url: str, cid: int, owner: str, batch: int, seconds: float, barrier: 
         last = start
         while True:
             stop = time.monotonic() >= end
-            res = f.sync(cid, owner, outcomes, claim=0 if stop else batch, lease_ms=600_000, per_host=1_000_000,
-                         default_delay_ms=0, jitter=0.0, horizon_ms=2000, reap=False)
+            res = f.sync(
+                cid,
+                owner,
+                outcomes,
+                claim=0 if stop else batch,
+                lease_ms=600_000,
+                per_host=1_000_000,
+                default_delay_ms=0,
+                jitter=0.0,
+                horizon_ms=2000,
+                reap=False,
+            )
             txs += 1
             for o, ok in zip(outcomes, res.accepted, strict=True):
                 if ok:
@@ -182,9 +206,26 @@ def _child(url: str, cid: int, owner: str, batch: int, seconds: float, barrier: 
             last = time.monotonic()
             if stop or not res.claimed:
                 break
-            outcomes = [Outcome(c.id, c.lease_token, Status.DONE, host_key=c.host_key, http_status=200, fetched_at=1)
-                        for c in res.claimed]
-        results.put({"owner": owner, "done": done_ids, "txs": txs, "fenced": fenced, "elapsed": last - start})
+            outcomes = [
+                Outcome(
+                    c.id,
+                    c.lease_token,
+                    Status.DONE,
+                    host_key=c.host_key,
+                    http_status=200,
+                    fetched_at=1,
+                )
+                for c in res.claimed
+            ]
+        results.put(
+            {
+                "owner": owner,
+                "done": done_ids,
+                "txs": txs,
+                "fenced": fenced,
+                "elapsed": last - start,
+            }
+        )
     except BaseException as exc:  # reported by the parent
         results.put({"owner": owner, "error": f"{type(exc).__name__}: {exc}"})
         raise
@@ -211,8 +252,9 @@ class FrontierRow:
     error: str = ""
 
 
-def bench_frontier(backend: str, processes: int, batch: int, seconds: float, urls: int, folder: Path,
-                   analyze: bool) -> FrontierRow:
+def bench_frontier(
+    backend: str, processes: int, batch: int, seconds: float, urls: int, folder: Path, analyze: bool
+) -> FrontierRow:
     """Measure claims+completes/s of ``processes`` worker processes on a fresh database of ``backend``."""
     row = FrontierRow(backend, processes, batch, analyzed=analyze)
     with fresh_database(backend, folder) as url:
@@ -220,8 +262,12 @@ def bench_frontier(backend: str, processes: int, batch: int, seconds: float, url
         ctx = mp.get_context("spawn")
         barrier = ctx.Barrier(processes + 1)
         results = ctx.Queue()
-        procs = [ctx.Process(target=_child, args=(url, cid, f"bench-{i}", batch, seconds, barrier, results))
-                 for i in range(processes)]
+        procs = [
+            ctx.Process(
+                target=_child, args=(url, cid, f"bench-{i}", batch, seconds, barrier, results)
+            )
+            for i in range(processes)
+        ]
         for p in procs:
             p.start()
         try:
@@ -271,14 +317,19 @@ class CrawlRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def bench_crawl(processes: int, site: Path, expected: list[str], workdir: Path, concurrency: int,
-                timeout: float) -> CrawlRow:
+def bench_crawl(
+    processes: int, site: Path, expected: list[str], workdir: Path, concurrency: int, timeout: float
+) -> CrawlRow:
     """``shoal submit`` the benchmark site to a fresh PostgreSQL database, then ``shoal work --processes N``."""
     row = CrawlRow(processes)
     shoal = site_bench.shoal_command(None)
     with site_bench.run_folder(workdir, keep=False) as run, fresh_database("postgresql", run) as db:
-        server = site_bench.Server(site, run, f"shoal-pg-{processes}", os.path.exists(site_bench.NGINX))
-        spec_text = site_bench.SHOAL_SPEC.format(base_url=server.base_url, concurrency=concurrency, run=run)
+        server = site_bench.Server(
+            site, run, f"shoal-pg-{processes}", os.path.exists(site_bench.NGINX)
+        )
+        spec_text = site_bench.SHOAL_SPEC.format(
+            base_url=server.base_url, concurrency=concurrency, run=run
+        )
         # The per-host cap is fleet-wide: give every process its full concurrency on the one host.
         fleet_cap = f"concurrency_per_host = {concurrency * processes}"
         spec_text = spec_text.replace(f"concurrency_per_host = {concurrency}", fleet_cap)
@@ -286,14 +337,22 @@ def bench_crawl(processes: int, site: Path, expected: list[str], workdir: Path, 
         spec = run / "bench.toml"
         spec.write_text(spec_text)
         with server:
-            sub = site_bench.measure([*shoal, "submit", str(spec), "--db", db], run, run / "submit.out", 120)
+            sub = site_bench.measure(
+                [*shoal, "submit", str(spec), "--db", db], run, run / "submit.out", 120
+            )
             if sub.exit_code != 0:
-                row.exactly_once = f"submit exit {sub.exit_code}: {(run / 'submit.out').read_text()[-500:]}"
+                row.exactly_once = (
+                    f"submit exit {sub.exit_code}: {(run / 'submit.out').read_text()[-500:]}"
+                )
                 return row
             row.load_before = load1()
             log(f"crawl: {processes} process(es) on PostgreSQL")
-            m = site_bench.measure([*shoal, "work", "--db", db, "--processes", str(processes)], run, run / "work.out",
-                                   timeout)
+            m = site_bench.measure(
+                [*shoal, "work", "--db", db, "--processes", str(processes)],
+                run,
+                run / "work.out",
+                timeout,
+            )
             row.load_after = load1()
         counts = site_bench.check_log(server.access_log, expected)
         row.pages = counts["pages"]
@@ -316,46 +375,130 @@ def bench_crawl(processes: int, site: Path, expected: list[str], workdir: Path, 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
-             for line in [header, *rows]]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def frontier_table(rows: list[FrontierRow]) -> str:
     """Part 1 as an aligned text table."""
-    head = ["backend", "procs", "batch", "stats", "completed", "seconds", "URLs/s", "tx/s", "dup", "load 1m before/after"]
-    body = [[r.backend, str(r.processes), str(r.batch), "analyzed" if r.analyzed else "cold", str(r.completed),
-             f"{r.seconds:.1f}", f"{r.urls_per_s:.0f}", f"{r.tx_per_s:.0f}", str(r.duplicates),
-             f"{r.load_before:.2f} / {r.load_after:.2f}"]
-            if not r.error else [r.backend, str(r.processes), str(r.batch), "", "error: " + r.error[:80], "", "", "", "",
-                                 ""]
-            for r in rows]
+    head = [
+        "backend",
+        "procs",
+        "batch",
+        "stats",
+        "completed",
+        "seconds",
+        "URLs/s",
+        "tx/s",
+        "dup",
+        "load 1m before/after",
+    ]
+    body = [
+        [
+            r.backend,
+            str(r.processes),
+            str(r.batch),
+            "analyzed" if r.analyzed else "cold",
+            str(r.completed),
+            f"{r.seconds:.1f}",
+            f"{r.urls_per_s:.0f}",
+            f"{r.tx_per_s:.0f}",
+            str(r.duplicates),
+            f"{r.load_before:.2f} / {r.load_after:.2f}",
+        ]
+        if not r.error
+        else [
+            r.backend,
+            str(r.processes),
+            str(r.batch),
+            "",
+            "error: " + r.error[:80],
+            "",
+            "",
+            "",
+            "",
+            "",
+        ]
+        for r in rows
+    ]
     return _table(head, body)
 
 
 def crawl_table(rows: list[CrawlRow]) -> str:
     """Part 2 as an aligned text table."""
-    head = ["processes", "pages", "seconds", "pages/s", "CPU s", "CPU ms/page", "exactly-once", "load 1m before/after"]
-    body = [[str(r.processes), str(r.pages), f"{r.seconds:.1f}", f"{r.pages_per_s:.1f}", f"{r.cpu_s:.1f}",
-             f"{r.cpu_ms_per_page:.2f}", r.exactly_once, f"{r.load_before:.2f} / {r.load_after:.2f}"] for r in rows]
+    head = [
+        "processes",
+        "pages",
+        "seconds",
+        "pages/s",
+        "CPU s",
+        "CPU ms/page",
+        "exactly-once",
+        "load 1m before/after",
+    ]
+    body = [
+        [
+            str(r.processes),
+            str(r.pages),
+            f"{r.seconds:.1f}",
+            f"{r.pages_per_s:.1f}",
+            f"{r.cpu_s:.1f}",
+            f"{r.cpu_ms_per_page:.2f}",
+            r.exactly_once,
+            f"{r.load_before:.2f} / {r.load_after:.2f}",
+        ]
+        for r in rows
+    ]
     return _table(head, body)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    ap = argparse.ArgumentParser(description="Benchmark the shared SQL frontier and multi-process crawling.")
-    ap.add_argument("--backends", default="sqlite,postgresql,mariadb", help="comma-separated (default: all three)")
-    ap.add_argument("--processes", default="1,4,16", help="worker process counts for part 1 (default 1,4,16)")
-    ap.add_argument("--batch", default="32", help="URLs claimed per transaction, comma-separated (default 32)")
-    ap.add_argument("--seconds", type=float, default=5.0, help="length of each part-1 measurement (default 5)")
-    ap.add_argument("--urls", type=int, default=60_000, help="URLs seeded for each part-1 measurement")
-    ap.add_argument("--pages", type=int, default=20_000, help="detail pages of the part-2 site (default 20000)")
-    ap.add_argument("--crawl-processes", default="1,4", help="shoal work processes for part 2 (default 1,4)")
-    ap.add_argument("--concurrency", type=int, default=64, help="fetches in flight per process in part 2")
-    ap.add_argument("--timeout", type=float, default=1800.0, help="kill a part-2 crawl after this many seconds")
+    ap = argparse.ArgumentParser(
+        description="Benchmark the shared SQL frontier and multi-process crawling."
+    )
+    ap.add_argument(
+        "--backends",
+        default="sqlite,postgresql,mariadb",
+        help="comma-separated (default: all three)",
+    )
+    ap.add_argument(
+        "--processes", default="1,4,16", help="worker process counts for part 1 (default 1,4,16)"
+    )
+    ap.add_argument(
+        "--batch", default="32", help="URLs claimed per transaction, comma-separated (default 32)"
+    )
+    ap.add_argument(
+        "--seconds", type=float, default=5.0, help="length of each part-1 measurement (default 5)"
+    )
+    ap.add_argument(
+        "--urls", type=int, default=60_000, help="URLs seeded for each part-1 measurement"
+    )
+    ap.add_argument(
+        "--pages", type=int, default=20_000, help="detail pages of the part-2 site (default 20000)"
+    )
+    ap.add_argument(
+        "--crawl-processes", default="1,4", help="shoal work processes for part 2 (default 1,4)"
+    )
+    ap.add_argument(
+        "--concurrency", type=int, default=64, help="fetches in flight per process in part 2"
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=1800.0, help="kill a part-2 crawl after this many seconds"
+    )
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "shoal-bench")
-    ap.add_argument("--no-analyze", action="store_true", help="part 1 without ANALYZE after seeding (cold statistics)")
+    ap.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="part 1 without ANALYZE after seeding (cold statistics)",
+    )
     ap.add_argument("--no-frontier", action="store_true", help="skip part 1")
     ap.add_argument("--no-crawl", action="store_true", help="skip part 2")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -372,28 +515,57 @@ def main(argv: list[str] | None = None) -> int:
                     for n in (int(p) for p in args.processes.split(",")):
                         log(f"frontier: {backend}, {n} process(es), batch {batch}")
                         try:
-                            frows.append(bench_frontier(backend, n, batch, args.seconds, args.urls, Path(tmp),
-                                                                   not args.no_analyze))
-                        except Exception as exc:  # a missing server is a row, not the end of the run
-                            frows.append(FrontierRow(backend, n, batch, error=f"{type(exc).__name__}: {exc}"))
+                            frows.append(
+                                bench_frontier(
+                                    backend,
+                                    n,
+                                    batch,
+                                    args.seconds,
+                                    args.urls,
+                                    Path(tmp),
+                                    not args.no_analyze,
+                                )
+                            )
+                        except (
+                            Exception
+                        ) as exc:  # a missing server is a row, not the end of the run
+                            frows.append(
+                                FrontierRow(backend, n, batch, error=f"{type(exc).__name__}: {exc}")
+                            )
     crows: list[CrawlRow] = []
     if not args.no_crawl:
         site = site_bench.ensure_site(args.workdir, args.pages)
         expected = gen_site.page_uris(args.pages)
         for n in (int(p) for p in args.crawl_processes.split(",")):
-            crows.append(bench_crawl(n, site, expected, args.workdir, args.concurrency, args.timeout))
+            crows.append(
+                bench_crawl(n, site, expected, args.workdir, args.concurrency, args.timeout)
+            )
     if args.json:
-        print(json.dumps({"frontier": [asdict(r) for r in frows], "crawl": [asdict(r) for r in crows],
-                          "cpus": os.cpu_count()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "frontier": [asdict(r) for r in frows],
+                    "crawl": [asdict(r) for r in crows],
+                    "cpus": os.cpu_count(),
+                },
+                indent=2,
+            )
+        )
     else:
         if frows:
-            print(f"claims+completes (one sync per transaction, {args.seconds:.0f}s each, {HOSTS} hosts, no delay)")
+            print(
+                f"claims+completes (one sync per transaction, {args.seconds:.0f}s each, {HOSTS} hosts, no delay)"
+            )
             print(frontier_table(frows))
         if crows:
-            print(f"\nend to end: {len(gen_site.page_uris(args.pages))}-page site, nginx, PostgreSQL, "
-                  f"concurrency {args.concurrency} per process")
+            print(
+                f"\nend to end: {len(gen_site.page_uris(args.pages))}-page site, nginx, PostgreSQL, "
+                f"concurrency {args.concurrency} per process"
+            )
             print(crawl_table(crows))
-        print(f"\n{os.cpu_count()} CPUs; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"\n{os.cpu_count()} CPUs; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
     bad = any(r.error or r.duplicates for r in frows) or any(r.exactly_once != "yes" for r in crows)
     return 1 if bad else 0
 

@@ -110,19 +110,44 @@ def build_archive(site: Path, data: Path, n_posts: int) -> Path:
             for i in range(1, n_posts + 1):
                 c = canonicalize(f"{BASE}/posts/{i}.html")
                 body = (site / "posts" / f"{i}.html").read_bytes()
-                res = FetchResult(url=c.url, status=200, reason="OK", http_version="1.1",
-                                  headers=[("Content-Type", "text/html; charset=utf-8"),
-                                           ("Content-Length", str(len(body)))],
-                                  body=body, request_headers=[("User-Agent", "bench")])
+                res = FetchResult(
+                    url=c.url,
+                    status=200,
+                    reason="OK",
+                    http_version="1.1",
+                    headers=[
+                        ("Content-Type", "text/html; charset=utf-8"),
+                        ("Content-Length", str(len(body))),
+                    ],
+                    body=body,
+                    request_headers=[("User-Agent", "bench")],
+                )
                 ref = w.write_exchange(res, fetched_at=now / 1000 + i / 1000)
-                rows.append({
-                    "crawl_id": crawl.id, "url_key": c.url_key, "url": c.url, "host_key": c.host_key,
-                    "status": "done", "rule": 2, "kind": "detail", "depth": 2, "priority": 0,
-                    "discovered_at": now, "next_attempt_at": now, "attempts": 1, "http_status": 200,
-                    "final_url": c.url, "content_type": "text/html; charset=utf-8", "body_bytes": len(body),
-                    "fetched_at": now + i, "warc_file": ref.file, "warc_offset": ref.offset,
-                    "warc_length": ref.length, "warc_record_id": ref.record_id,
-                })
+                rows.append(
+                    {
+                        "crawl_id": crawl.id,
+                        "url_key": c.url_key,
+                        "url": c.url,
+                        "host_key": c.host_key,
+                        "status": "done",
+                        "rule": 2,
+                        "kind": "detail",
+                        "depth": 2,
+                        "priority": 0,
+                        "discovered_at": now,
+                        "next_attempt_at": now,
+                        "attempts": 1,
+                        "http_status": 200,
+                        "final_url": c.url,
+                        "content_type": "text/html; charset=utf-8",
+                        "body_bytes": len(body),
+                        "fetched_at": now + i,
+                        "warc_file": ref.file,
+                        "warc_offset": ref.offset,
+                        "warc_length": ref.length,
+                        "warc_record_id": ref.record_id,
+                    }
+                )
         with frontier.engine.begin() as conn:
             for k in range(0, len(rows), 1000):
                 conn.execute(insert(urls), rows[k : k + 1000])
@@ -136,7 +161,9 @@ def run(spec_path: Path, processes: int, *, builtins: str = "") -> dict[str, Any
     from shoal.parse import run_parse
 
     if builtins:
-        text = spec_path.read_text(encoding="utf-8").replace('dedup = ["url", "content"]\n', f'dedup = ["url", "content"]\n{builtins}\n', 1)
+        text = spec_path.read_text(encoding="utf-8").replace(
+            'dedup = ["url", "content"]\n', f'dedup = ["url", "content"]\n{builtins}\n', 1
+        )
         spec_path = spec_path.with_name("bench-nomain.toml")
         spec_path.write_text(text, encoding="utf-8")
     cpu0 = _cpu()
@@ -168,8 +195,12 @@ def _cpu() -> float:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--pages", type=int, default=5000, help="posts in the generated site (default 5000)")
-    ap.add_argument("--keep", type=Path, help="build the site and archive in this folder and keep them")
+    ap.add_argument(
+        "--pages", type=int, default=5000, help="posts in the generated site (default 5000)"
+    )
+    ap.add_argument(
+        "--keep", type=Path, help="build the site and archive in this folder and keep them"
+    )
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="shoal-bench-parse-"))
@@ -185,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = [
             run(spec_path, 1),
             run(spec_path, 2),
-            run(spec_path, 1, builtins='builtins = ["url", "fetched_at", "http_status", "title", "images"]'),
+            run(
+                spec_path,
+                1,
+                builtins='builtins = ["url", "fetched_at", "http_status", "title", "images"]',
+            ),
         ]
     finally:
         if args.keep is None:
@@ -193,13 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = (f"{'table':<24} {'processes':>9} {'pages':>7} {'seconds':>8} {'pages/s':>8} {'pages/s/process':>16}"
-              f" {'CPU ms/page':>12}")
+    header = (
+        f"{'table':<24} {'processes':>9} {'pages':>7} {'seconds':>8} {'pages/s':>8} {'pages/s/process':>16}"
+        f" {'CPU ms/page':>12}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['variant']:<24} {r['processes']:>9} {r['pages']:>7} {r['seconds']:>8.2f} "
-              f"{r['pages_per_s']:>8.1f} {r['pages_per_s_per_process']:>16.1f} {r['cpu_ms_per_page']:>12.2f}")
+        print(
+            f"{r['variant']:<24} {r['processes']:>9} {r['pages']:>7} {r['seconds']:>8.2f} "
+            f"{r['pages_per_s']:>8.1f} {r['pages_per_s_per_process']:>16.1f} {r['cpu_ms_per_page']:>12.2f}"
+        )
     return 0
 
 

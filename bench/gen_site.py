@@ -59,9 +59,37 @@ EN = (
     "Parking is limited, so public transport is the easier option here.",
     "Overall it was better than I expected, and I will definitely go back.",
 )
-SUBJECTS = ("노트북", "자전거", "카메라", "이사", "등산", "파이썬", "맛집", "캠핑", "전세", "운동", "독서", "여행")
-FORMS = ("{} 후기", "{} 추천 부탁드립니다", "{} 질문 있어요", "{} 정보 공유합니다", "{} 비교해 봤습니다")
-NICKS = ("달빛고양이", "코딩하는곰", "서울사람", "바다소년", "초보집사", "등산러버", "mintchoco", "jhpark")
+SUBJECTS = (
+    "노트북",
+    "자전거",
+    "카메라",
+    "이사",
+    "등산",
+    "파이썬",
+    "맛집",
+    "캠핑",
+    "전세",
+    "운동",
+    "독서",
+    "여행",
+)
+FORMS = (
+    "{} 후기",
+    "{} 추천 부탁드립니다",
+    "{} 질문 있어요",
+    "{} 정보 공유합니다",
+    "{} 비교해 봤습니다",
+)
+NICKS = (
+    "달빛고양이",
+    "코딩하는곰",
+    "서울사람",
+    "바다소년",
+    "초보집사",
+    "등산러버",
+    "mintchoco",
+    "jhpark",
+)
 
 
 def _paragraphs() -> list[bytes]:
@@ -109,7 +137,9 @@ class _Site:
         self.n = n_posts
         self.lists = list_count(n_posts)
         sections = sorted({1 + (k * self.lists) // SECTIONS for k in range(SECTIONS)})
-        nav = ['<a href="/">홈</a>'] + [f'<a href="/list/{s}.html">게시판 {s}</a>' for s in sections]
+        nav = ['<a href="/">홈</a>'] + [
+            f'<a href="/list/{s}.html">게시판 {s}</a>' for s in sections
+        ]
         self.nav = ('<nav class="gnb">' + " | ".join(nav) + "</nav>\n").encode()
         self.head_tail = b'<meta name="viewport" content="width=device-width, initial-scale=1">\n</head>\n<body>\n'
         self.foot = "<footer><p>© 2026 shoal 벤치마크 게시판 · generated</p></footer>\n</body>\n</html>\n".encode()
@@ -132,7 +162,9 @@ class _Site:
         if lo > 1:
             parts.append(f'<a class="prev" href="/list/{lo - 1}.html">이전</a>')
         for p in range(lo, hi + 1):
-            parts.append(f"<strong>{p}</strong>" if p == page else f'<a href="/list/{p}.html">{p}</a>')
+            parts.append(
+                f"<strong>{p}</strong>" if p == page else f'<a href="/list/{p}.html">{p}</a>'
+            )
         if hi < self.lists:
             parts.append(f'<a class="next" href="/list/{hi + 1}.html">다음</a>')
         parts.append(f'<a class="last" href="/list/{self.lists}.html">마지막</a>')
@@ -146,7 +178,7 @@ class _Site:
             f'<p class="crumb"><a href="/list/{lp}.html">목록 {lp}</a></p>\n<article>\n<h1 class="title">{title}</h1>\n'
             f'<p class="meta"><span class="author">{NICKS[i % len(NICKS)]}</span> · '
             f'<time datetime="2026-01-{i % 28 + 1:02d}">2026-01-{i % 28 + 1:02d}</time> · 조회 {(i * 37) % 9000 + 10:,} · '
-            f"글번호 {i} · 가격 {(i % 90 + 10) * 1000:,}원</p>\n<div class=\"content\">\n".encode()
+            f'글번호 {i} · 가격 {(i % 90 + 10) * 1000:,}원</p>\n<div class="content">\n'.encode()
         )
         size = sum(len(b) for b in out) + 2600
         j = 0
@@ -186,8 +218,12 @@ class _Site:
     def index(self) -> bytes:
         out = self._open("shoal 벤치마크 게시판")
         out.append("<h1>최근 글</h1>\n".encode())
-        out.append(self._post_items(iter(range(self.n, max(self.n - POSTS_PER_LIST, 0), -1)), "latest"))
-        out.append('<p><a href="/list/1.html">전체 목록</a> · <a href="/admin/">관리자</a></p>\n'.encode())
+        out.append(
+            self._post_items(iter(range(self.n, max(self.n - POSTS_PER_LIST, 0), -1)), "latest")
+        )
+        out.append(
+            '<p><a href="/list/1.html">전체 목록</a> · <a href="/admin/">관리자</a></p>\n'.encode()
+        )
         out.append(self.foot)
         return b"".join(out)
 
@@ -222,11 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("outdir", help="folder to write the site into")
-    ap.add_argument("--pages", type=int, default=20_000, help="number of detail pages (default 20000)")
+    ap.add_argument(
+        "--pages", type=int, default=20_000, help="number of detail pages (default 20000)"
+    )
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     pages = generate(args.outdir, args.pages)
-    print(f"{pages} pages written to {args.outdir} in {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    print(
+        f"{pages} pages written to {args.outdir} in {time.monotonic() - t0:.1f} s", file=sys.stderr
+    )
     return 0
 
 

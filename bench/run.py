@@ -80,7 +80,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 10.0) -> None:
+def wait_listening(
+    port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 10.0
+) -> None:
     """Wait until something accepts connections on ``port``, or fail if ``proc`` died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -146,10 +148,27 @@ class Server:
         """Start serving and wait until the port accepts connections."""
         if self.kind == "nginx":
             conf = self.run / f"nginx-{self.port}.conf"
-            conf.write_text(NGINX_CONF.format(run=self.run, log=self.access_log, port=self.port, site=self.site))
-            cmd = [NGINX, "-p", str(self.run), "-c", str(conf), "-e", str(self.run / "nginx-error.log")]
+            conf.write_text(
+                NGINX_CONF.format(run=self.run, log=self.access_log, port=self.port, site=self.site)
+            )
+            cmd = [
+                NGINX,
+                "-p",
+                str(self.run),
+                "-c",
+                str(conf),
+                "-e",
+                str(self.run / "nginx-error.log"),
+            ]
         else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-fallback", str(self.site), str(self.port), str(self.access_log)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--serve-fallback",
+                str(self.site),
+                str(self.port),
+                str(self.access_log),
+            ]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
         wait_listening(self.port, self.proc, self.kind)
 
@@ -314,11 +333,21 @@ class TreeRss:
         self._thread.join()
 
 
-def measure(cmd: list[str], cwd: Path, output: Path, timeout: float, env: dict[str, str] | None = None) -> Measured:
+def measure(
+    cmd: list[str], cwd: Path, output: Path, timeout: float, env: dict[str, str] | None = None
+) -> Measured:
     """Run ``cmd`` to its end; wall time, CPU (user+sys) and peak RSS of it and its waited-for children."""
     with open(output, "wb") as out:
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         killer.start()
         try:
@@ -336,7 +365,12 @@ def measure(cmd: list[str], cwd: Path, output: Path, timeout: float, env: dict[s
     # Anything the tool left running in its session is not ours to keep.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    return Measured(proc.returncode, wall, usage.ru_utime + usage.ru_stime, max(usage.ru_maxrss * 1024, rss.peak))
+    return Measured(
+        proc.returncode,
+        wall,
+        usage.ru_utime + usage.ru_stime,
+        max(usage.ru_maxrss * 1024, rss.peak),
+    )
 
 
 def check_log(access_log: Path, expected: list[str]) -> dict[str, int]:
@@ -378,7 +412,15 @@ def verdict(c: dict[str, int]) -> str:
     return "yes" if not bad else ", ".join(bad)
 
 
-def run_tool(name: str, cmd: list[str], server: Server, run: Path, expected: list[str], timeout: float, env: dict[str, str] | None = None) -> Row:
+def run_tool(
+    name: str,
+    cmd: list[str],
+    server: Server,
+    run: Path,
+    expected: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> Row:
     """Serve the site, run one crawler against it, and measure it."""
     output = run / f"{name}.out"
     with server:
@@ -471,13 +513,24 @@ def shoal_command(override: str | None) -> list[str]:
     return [found] if found else [sys.executable, "-m", "shoal"]
 
 
-def run_shoal(args: argparse.Namespace, site: Path, run: Path, expected: list[str], use_nginx: bool) -> Row:
+def run_shoal(
+    args: argparse.Namespace, site: Path, run: Path, expected: list[str], use_nginx: bool
+) -> Row:
     """Crawl the site with ``shoal crawl`` and read its summary."""
     server = Server(site, run, "shoal", use_nginx)
     spec = run / "bench.toml"
-    spec.write_text(SHOAL_SPEC.format(base_url=server.base_url, concurrency=args.concurrency, run=run))
+    spec.write_text(
+        SHOAL_SPEC.format(base_url=server.base_url, concurrency=args.concurrency, run=run)
+    )
     summary = run / "shoal-summary.json"
-    cmd = [*shoal_command(args.shoal_cmd), "crawl", str(spec), "--no-progress", "--summary-json", str(summary)]
+    cmd = [
+        *shoal_command(args.shoal_cmd),
+        "crawl",
+        str(spec),
+        "--no-progress",
+        "--summary-json",
+        str(summary),
+    ]
     row = run_tool("shoal", cmd, server, run, expected, args.timeout)
     if summary.exists():
         with contextlib.suppress(ValueError):
@@ -494,24 +547,44 @@ def scrapy_venv() -> Path:
         return scrapy
     log(f"creating {SCRAPY_VENV} (pip install -r {REQUIREMENTS.name})")
     subprocess.run([sys.executable, "-m", "venv", str(SCRAPY_VENV)], check=True)
-    pip = [str(SCRAPY_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip = [
+        str(SCRAPY_VENV / "bin" / "python"),
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
     marker.write_text(want)
     return scrapy
 
 
-def run_scrapy(args: argparse.Namespace, site: Path, run: Path, expected: list[str], use_nginx: bool) -> Row:
+def run_scrapy(
+    args: argparse.Namespace, site: Path, run: Path, expected: list[str], use_nginx: bool
+) -> Row:
     """Crawl the site with the plain Scrapy spider of ``scrapy_spider.py``."""
     scrapy = scrapy_venv()
     server = Server(site, run, "scrapy", use_nginx)
     stats = run / "scrapy-stats.json"
     cmd = [
-        str(scrapy), "runspider", str(BENCH / "scrapy_spider.py"),
-        "-a", f"start_url={server.base_url}/", "-a", f"stats_out={stats}",
-        "-s", f"CONCURRENT_REQUESTS={args.concurrency}",
-        "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={args.concurrency}",
+        str(scrapy),
+        "runspider",
+        str(BENCH / "scrapy_spider.py"),
+        "-a",
+        f"start_url={server.base_url}/",
+        "-a",
+        f"stats_out={stats}",
+        "-s",
+        f"CONCURRENT_REQUESTS={args.concurrency}",
+        "-s",
+        f"CONCURRENT_REQUESTS_PER_DOMAIN={args.concurrency}",
     ]
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "SCRAPY_SETTINGS_MODULE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "SCRAPY_SETTINGS_MODULE")
+    }
     row = run_tool("scrapy", cmd, server, run, expected, args.timeout, env)
     if stats.exists():
         with contextlib.suppress(ValueError):
@@ -540,11 +613,19 @@ def table(rows: list[Row]) -> str:
     cells = [[head for _, head, _ in COLUMNS]]
     cells += [[fmt.format(getattr(r, key)) for key, _, fmt in COLUMNS] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
-    lines = ["  ".join(c.ljust(w) if i in (0, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))) for line in cells]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i in (0, 7) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     by = {r.tool: r for r in rows}
     if "shoal" in by and "scrapy" in by and by["scrapy"].pages_per_s:
-        lines.append(f"\nshoal/scrapy pages/s: {by['shoal'].pages_per_s / by['scrapy'].pages_per_s:.2f}x")
+        lines.append(
+            f"\nshoal/scrapy pages/s: {by['shoal'].pages_per_s / by['scrapy'].pages_per_s:.2f}x"
+        )
     if "shoal" in by:
         ok = by["shoal"].pages_per_s >= BAR_PAGES_PER_S
         lines.append(f"shoal bar ({BAR_PAGES_PER_S:.0f} pages/s): {'met' if ok else 'NOT met'}")
@@ -576,18 +657,47 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--serve-fallback"]:
         serve_fallback(Path(argv[1]), int(argv[2]), Path(argv[3]))
         return 0
-    ap = argparse.ArgumentParser(description="Benchmark shoal against Scrapy on a generated board site.")
-    ap.add_argument("--pages", type=int, default=20_000, help="detail pages of the site (default 20000: 21,001 pages)")
-    ap.add_argument("--concurrency", type=int, default=64, help="requests in flight, for both tools (default 64)")
+    ap = argparse.ArgumentParser(
+        description="Benchmark shoal against Scrapy on a generated board site."
+    )
+    ap.add_argument(
+        "--pages",
+        type=int,
+        default=20_000,
+        help="detail pages of the site (default 20000: 21,001 pages)",
+    )
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="requests in flight, for both tools (default 64)",
+    )
     ap.add_argument("--no-scrapy", action="store_true", help="measure shoal only")
     ap.add_argument("--no-shoal", action="store_true", help="measure Scrapy only")
-    ap.add_argument("--keep", action="store_true", help="keep the run folder (spec, frontier, WARCs, logs)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the run folder (spec, frontier, WARCs, logs)"
+    )
     ap.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "shoal-bench", help="where the site is cached and runs happen")
-    ap.add_argument("--fallback-server", action="store_true", help="serve with the asyncio fallback even if nginx exists")
-    ap.add_argument("--shoal-cmd", help="command to run instead of the venv's 'shoal' (to test the harness)")
-    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds after which a crawl is killed")
-    ap.add_argument("--min-rate", type=float, default=0.0, help="exit 1 when shoal is below this many pages/s")
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "shoal-bench",
+        help="where the site is cached and runs happen",
+    )
+    ap.add_argument(
+        "--fallback-server",
+        action="store_true",
+        help="serve with the asyncio fallback even if nginx exists",
+    )
+    ap.add_argument(
+        "--shoal-cmd", help="command to run instead of the venv's 'shoal' (to test the harness)"
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds after which a crawl is killed"
+    )
+    ap.add_argument(
+        "--min-rate", type=float, default=0.0, help="exit 1 when shoal is below this many pages/s"
+    )
     args = ap.parse_args(argv)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -596,8 +706,12 @@ def main(argv: list[str] | None = None) -> int:
     expected = gen_site.page_uris(args.pages)
     use_nginx = os.path.exists(NGINX) and not args.fallback_server
     if not use_nginx:
-        log("nginx not found: serving with the asyncio fallback server, which may be the bottleneck")
-    log(f"{len(expected)} pages, concurrency {args.concurrency}, {os.cpu_count()} CPUs, server {'nginx' if use_nginx else 'fallback'}")
+        log(
+            "nginx not found: serving with the asyncio fallback server, which may be the bottleneck"
+        )
+    log(
+        f"{len(expected)} pages, concurrency {args.concurrency}, {os.cpu_count()} CPUs, server {'nginx' if use_nginx else 'fallback'}"
+    )
 
     rows: list[Row] = []
     with run_folder(args.workdir, args.keep) as run:

@@ -53,7 +53,10 @@ class BenchSpider(CrawlSpider):
         """Write the crawl's stats (request and response counts, reason) when asked to."""
         if not self.stats_out:
             return
-        stats = {k: v if isinstance(v, int | float | str) else str(v) for k, v in self.crawler.stats.get_stats().items()}
+        stats = {
+            k: v if isinstance(v, int | float | str) else str(v)
+            for k, v in self.crawler.stats.get_stats().items()
+        }
         stats["finish_reason"] = reason
         with open(self.stats_out, "w", encoding="utf-8") as f:
             json.dump(stats, f, indent=1, sort_keys=True)

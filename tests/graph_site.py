@@ -70,8 +70,10 @@ class GraphSite:
             if not 0 <= i < self.n:
                 raise web.HTTPNotFound()
             body = "".join(f'<a href="/p/{j}">page {j}</a> ' for j in links_of(i, self.n))
-            return web.Response(text=f"<html><body><h1>page {i}</h1>{body}<p>{pad}</p></body></html>",
-                                content_type="text/html")
+            return web.Response(
+                text=f"<html><body><h1>page {i}</h1>{body}<p>{pad}</p></body></html>",
+                content_type="text/html",
+            )
 
         async def robots(request: web.Request) -> web.Response:
             self.hits.append((time.monotonic(), request.host.split(":")[0], request.path))

@@ -17,7 +17,9 @@ def comment_rows(page: Page) -> list[dict[str, Any]]:
     """A table function: one row per comment of a board post."""
     rows = []
     for i, li in enumerate(page.css("ul.comments li.comment")):
-        rows.append({"n": i + 1, "who": li.css(".writer::text").get(), "said": li.css("p::text").get()})
+        rows.append(
+            {"n": i + 1, "who": li.css(".writer::text").get(), "said": li.css("p::text").get()}
+        )
     return rows
 
 

@@ -31,7 +31,9 @@ def crawl(text: str, db_url: str | None = None) -> Spec:
     frontier = SqlFrontier(db_url or spec.frontier_url())
     try:
         info = start_crawl(frontier, spec, text)
-        _stats, finished = run_loop(run_async(spec, frontier, info, progress=False, install_signals=False))
+        _stats, finished = run_loop(
+            run_async(spec, frontier, info, progress=False, install_signals=False)
+        )
         assert finished, "the crawl did not finish"
     finally:
         frontier.close()

@@ -26,15 +26,15 @@ def post_html(no: int) -> str:
     else:
         head = f'<h2 class="post-title">Post {no}</h2>'
     return (
-        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Post {no}</title></head>"
-        f"<body><article>{head}<div class=\"content\"><p>Body of post {no}.</p>{img}</div></article></body></html>"
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Post {no}</title></head>'
+        f'<body><article>{head}<div class="content"><p>Body of post {no}.</p>{img}</div></article></body></html>'
     )
 
 
 def index_html() -> str:
     """The index: a link to every post."""
     links = "".join(f'<li><a href="/posts/{n}">post {n}</a></li>' for n in range(1, POSTS + 1))
-    return f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>index</title></head><body><ul>{links}</ul></body></html>"
+    return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>index</title></head><body><ul>{links}</ul></body></html>'
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -67,7 +67,9 @@ class LayoutSite:
     def __init__(self) -> None:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, name="parse-layout-site", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="parse-layout-site", daemon=True
+        )
         self.thread.start()
 
     @property

@@ -29,7 +29,11 @@ from types import TracebackType
 
 __all__ = ["PgUnavailable", "PrivatePostgres", "find_pg_bin"]
 
-_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+_CANDIDATES = (
+    "/usr/lib/postgresql/15/bin",
+    "/usr/lib/postgresql/16/bin",
+    "/usr/lib/postgresql/17/bin",
+)
 
 
 class PgUnavailable(RuntimeError):
@@ -73,20 +77,34 @@ class PrivatePostgres:
     uses it.
     """
 
-    def __init__(self, *, bin_dir: Path | None = None, settings: dict[str, str] | None = None,
-                 auth_host: str = "trust") -> None:
+    def __init__(
+        self,
+        *,
+        bin_dir: Path | None = None,
+        settings: dict[str, str] | None = None,
+        auth_host: str = "trust",
+    ) -> None:
         found = bin_dir or find_pg_bin()
         if found is None:
-            raise PgUnavailable("initdb/pg_ctl/postgres not found (install postgresql-15 or set SHOAL_PG_BIN)")
+            raise PgUnavailable(
+                "initdb/pg_ctl/postgres not found (install postgresql-15 or set SHOAL_PG_BIN)"
+            )
         self.bin = found
         self.auth_host = auth_host
-        self.settings = {"fsync": "off", "full_page_writes": "off", "max_connections": "200", **(settings or {})}
+        self.settings = {
+            "fsync": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+            **(settings or {}),
+        }
         self._as_user: str | None = None
         if os.geteuid() == 0:
             try:
                 pwd.getpwnam("postgres")
             except KeyError:
-                raise PgUnavailable("running as root and there is no 'postgres' OS user to run the server as") from None
+                raise PgUnavailable(
+                    "running as root and there is no 'postgres' OS user to run the server as"
+                ) from None
             if shutil.which("runuser") is None:
                 raise PgUnavailable("running as root and runuser is missing")
             self._as_user = "postgres"
@@ -98,15 +116,26 @@ class PrivatePostgres:
 
     # -- commands -----------------------------------------------------------
 
-    def _run(self, args: list[str], *, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, args: list[str], *, timeout: float = 60, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bin / args[0]), *args[1:]]
         if self._as_user is not None:
             cmd = ["runuser", "-u", self._as_user, "--", *cmd]
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=self.base,
-                             stdin=subprocess.DEVNULL)
+        res = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=self.base,
+            stdin=subprocess.DEVNULL,
+        )
         if check and res.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[:2])} failed ({res.returncode}): {res.stderr.strip()}\n{self.log_tail()}")
+            raise RuntimeError(
+                f"{' '.join(args[:2])} failed ({res.returncode}): {res.stderr.strip()}\n{self.log_tail()}"
+            )
         return res
 
     def log_tail(self, lines: int = 20) -> str:
@@ -121,9 +150,21 @@ class PrivatePostgres:
         if self._as_user is not None:
             shutil.chown(self.base, self._as_user, self._as_user)
         self.base.chmod(0o700)
-        self._run(["initdb", "-D", str(self.data), "-U", "postgres", "--auth-local=trust",
-                   f"--auth-host={self.auth_host}", "-E", "UTF8", "--locale=C",
-                   "--no-sync"])
+        self._run(
+            [
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                f"--auth-host={self.auth_host}",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]
+        )
         self._initialized = True
         return self
 
@@ -144,18 +185,37 @@ class PrivatePostgres:
         for attempt in range(5):
             if first:
                 self.port = _free_port()
-            res = self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", str(int(timeout)),
-                             "-o", self._options(), "start"], timeout=timeout + 10, check=False)
+            res = self._run(
+                [
+                    "pg_ctl",
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.logfile),
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-o",
+                    self._options(),
+                    "start",
+                ],
+                timeout=timeout + 10,
+                check=False,
+            )
             if res.returncode == 0:
                 return self
             if not first or attempt == 4 or "could not bind" not in self.log_tail(50):
-                raise RuntimeError(f"pg_ctl start failed ({res.returncode}): {res.stderr.strip()}\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"pg_ctl start failed ({res.returncode}): {res.stderr.strip()}\n{self.log_tail()}"
+                )
         return self  # pragma: no cover
 
     def stop(self, mode: str = "fast", *, timeout: float = 30) -> None:
         """Stop the server: ``smart``, ``fast`` (roll back sessions) or ``immediate`` (like a crash)."""
-        self._run(["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
-                  timeout=timeout + 10)
+        self._run(
+            ["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
+            timeout=timeout + 10,
+        )
 
     def restart(self, mode: str = "fast", *, timeout: float = 30) -> None:
         """Stop the server with ``mode`` and start it again on the same port."""
@@ -171,7 +231,9 @@ class PrivatePostgres:
 
     # -- connecting ---------------------------------------------------------
 
-    def url(self, database: str = "postgres", *, user: str = "postgres", password: str | None = None) -> str:
+    def url(
+        self, database: str = "postgres", *, user: str = "postgres", password: str | None = None
+    ) -> str:
         """A ``postgresql://`` URL to a database of this server over TCP."""
         auth = user if password is None else f"{user}:{password}"
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
@@ -180,8 +242,14 @@ class PrivatePostgres:
         """Run statements in autocommit mode as the superuser (over the Unix socket)."""
         import psycopg
 
-        with psycopg.connect(host=str(self.base), port=self.port, user="postgres", dbname=database, autocommit=True,
-                             connect_timeout=10) as conn:
+        with psycopg.connect(
+            host=str(self.base),
+            port=self.port,
+            user="postgres",
+            dbname=database,
+            autocommit=True,
+            connect_timeout=10,
+        ) as conn:
             for s in statements:
                 conn.execute(s)  # type: ignore[arg-type,unused-ignore]
 
@@ -215,5 +283,10 @@ class PrivatePostgres:
     def __enter__(self) -> PrivatePostgres:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

@@ -479,7 +479,10 @@ def test_https_page_rebuilt_from_devtools(runner: asyncio.Runner, tmp_path: Path
     if shutil.which("openssl") is None:
         from tests.conftest import missing
 
-        missing("openssl", "it makes the test certificate: apt-get install openssl (make test does it as root)")
+        missing(
+            "openssl",
+            "it makes the test certificate: apt-get install openssl (make test does it as root)",
+        )
     tls = SiteServer("127.0.0.1", ssl_context=_tls_context(tmp_path)).start()
     f = BrowserFetcher(
         AddressPolicy(allow_cidrs=POLICY),

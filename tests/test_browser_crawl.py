@@ -97,12 +97,17 @@ class JsSite:
 @pytest.fixture
 def js_site() -> Iterator[JsSite]:
     if not (shutil.which("chromedriver") or os.path.exists("/usr/bin/chromedriver")):
-        missing("chromedriver", "install Debian's chromium and chromium-driver (make test does it as root)")
+        missing(
+            "chromedriver",
+            "install Debian's chromium and chromium-driver (make test does it as root)",
+        )
     with JsSite() as s:
         yield s
 
 
-def test_browser_rules_follow_rendered_links_and_archive_the_dom(js_site: JsSite, tmp_path: Path) -> None:
+def test_browser_rules_follow_rendered_links_and_archive_the_dom(
+    js_site: JsSite, tmp_path: Path
+) -> None:
     """A JS-built list page is rendered, its links (absent from the raw HTML) are followed, and the DOMs are archived."""
     base = f"http://127.0.0.1:{js_site.port}"
     text = f"""
@@ -146,13 +151,18 @@ browsers = 1
     frontier = SqlFrontier(spec.frontier_url())
     try:
         crawl = start_crawl(frontier, spec, text)
-        _, finished = run_loop(run_async(spec, frontier, crawl, progress=False, install_signals=False))
+        _, finished = run_loop(
+            run_async(spec, frontier, crawl, progress=False, install_signals=False)
+        )
         rows = {r.url: r for r in frontier.query(select(urls))}
     finally:
         frontier.close()
     assert finished
     assert {u: r.status for u, r in rows.items()} == {
-        f"{base}/": "done", f"{base}/post/1": "done", f"{base}/post/2": "done", f"{base}/post/3": "done"
+        f"{base}/": "done",
+        f"{base}/post/1": "done",
+        f"{base}/post/2": "done",
+        f"{base}/post/3": "done",
     }
     records: dict[str, list[Any]] = {}
     for f in Path(spec.archive_dir()).glob("*.warc.gz"):
@@ -163,5 +173,7 @@ browsers = 1
     assert set(conversions) == set(responses) == set(rows)
     post = conversions[f"{base}/post/2"]
     assert "댓글 2" in post.body.decode("utf-8")  # the Ajax comment is in the rendered DOM ...
-    assert "댓글 2" not in responses[f"{base}/post/2"].body.decode("utf-8").split("<script>")[0]  # ... not in the raw page
+    assert (
+        "댓글 2" not in responses[f"{base}/post/2"].body.decode("utf-8").split("<script>")[0]
+    )  # ... not in the raw page
     assert post.warc_headers.get("WARC-Refers-To") == responses[f"{base}/post/2"].record_id

@@ -84,8 +84,18 @@ def graph_site() -> Iterator[Callable[..., GraphSite]]:
         s.stop()
 
 
-def crawl_spec(site: GraphSite, data: Path, *, name: str = "crash", delay: float = 0.0, per_host: int = 4,
-               concurrency: int = 4, lease: float = 3.0, grace: float = 30.0, batch: int = 0) -> str:
+def crawl_spec(
+    site: GraphSite,
+    data: Path,
+    *,
+    name: str = "crash",
+    delay: float = 0.0,
+    per_host: int = 4,
+    concurrency: int = 4,
+    lease: float = 3.0,
+    grace: float = 30.0,
+    batch: int = 0,
+) -> str:
     """A crawl of the graph site with short leases, a fleet-wide per-host delay and a DB grace period."""
     seeds = ", ".join(f'"{site.url(h)}"' for h in site.hosts)
     allowed = ", ".join(f'"{h}:{site.ports[h]}"' for h in site.hosts)
@@ -122,8 +132,14 @@ db_grace_seconds = {grace}
 
 def shoal(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the shoal command to its end and capture its output."""
-    return subprocess.run([*SHOAL, *args], capture_output=True, text=True, timeout=timeout, env=ENV,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*SHOAL, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def submit(site: GraphSite, tmp_path: Path, db: str, **spec: object) -> int:
@@ -164,8 +180,14 @@ class Fleet:
         """Start one worker (its own session, output to a file)."""
         log = self.logs / f"worker-{len(self.procs)}.log"
         with open(log, "wb") as out:
-            proc = subprocess.Popen([*SHOAL, "work", "--db", self.db], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=ENV, start_new_session=True)
+            proc = subprocess.Popen(
+                [*SHOAL, "work", "--db", self.db],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=ENV,
+                start_new_session=True,
+            )
         w = WorkerProc(proc, log)
         self.procs.append(w)
         return w
@@ -192,7 +214,9 @@ class Fleet:
             try:
                 w.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                pytest.fail(f"worker {w.proc.pid} did not exit within {timeout:.0f}s:\n{w.output()[-3000:]}")
+                pytest.fail(
+                    f"worker {w.proc.pid} did not exit within {timeout:.0f}s:\n{w.output()[-3000:]}"
+                )
 
     def close(self) -> None:
         """Kill whatever still runs (the test's ``finally``)."""
@@ -214,11 +238,22 @@ def frontier_rows(db: str, crawl_id: int) -> dict[str, tuple[str, int, WarcRef |
     """url -> (status, lease_lost, archive ref) for every URL of the crawl."""
     f = SqlFrontier(db, create=False)
     try:
-        q = select(urls.c.url, urls.c.status, urls.c.lease_lost, urls.c.warc_file, urls.c.warc_offset,
-                   urls.c.warc_length, urls.c.warc_record_id).where(urls.c.crawl_id == crawl_id)
+        q = select(
+            urls.c.url,
+            urls.c.status,
+            urls.c.lease_lost,
+            urls.c.warc_file,
+            urls.c.warc_offset,
+            urls.c.warc_length,
+            urls.c.warc_record_id,
+        ).where(urls.c.crawl_id == crawl_id)
         out: dict[str, tuple[str, int, WarcRef | None]] = {}
         for r in f.query(q):
-            ref = WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id) if r.warc_file else None
+            ref = (
+                WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id)
+                if r.warc_file
+                else None
+            )
             out[r.url] = (r.status, r.lease_lost, ref)
         return out
     finally:
@@ -227,7 +262,9 @@ def frontier_rows(db: str, crawl_id: int) -> dict[str, tuple[str, int, WarcRef |
 
 def page_hits(site: GraphSite) -> Counter[str]:
     """How often the server answered each page, keyed by the page's absolute URL."""
-    return Counter(f"http://{h}:{site.ports[h]}{p}" for _, h, p in list(site.hits) if p.startswith("/p/"))
+    return Counter(
+        f"http://{h}:{site.ports[h]}{p}" for _, h, p in list(site.hits) if p.startswith("/p/")
+    )
 
 
 def check_crawl(site: GraphSite, db: str, crawl_id: int, archive: Path) -> tuple[int, int]:
@@ -244,7 +281,9 @@ def check_crawl(site: GraphSite, db: str, crawl_id: int, archive: Path) -> tuple
     assert set(hits) == expected, f"never served: {sorted(expected - set(hits))[:10]}"
     dupes = {u: c - 1 for u, c in hits.items() if c > 1}
     unexplained = {u: (extra, rows[u][1]) for u, extra in dupes.items() if extra > rows[u][1]}
-    assert unexplained == {}, f"fetched again without a lost lease (extra fetches, lease_lost): {unexplained}"
+    assert unexplained == {}, (
+        f"fetched again without a lost lease (extra fetches, lease_lost): {unexplained}"
+    )
     # Every done URL's response is in the archive where the frontier says (killed writers' files recovered).
     recover(archive)
     for u, (_, _, ref) in rows.items():
@@ -256,15 +295,21 @@ def check_crawl(site: GraphSite, db: str, crawl_id: int, archive: Path) -> tuple
 
 def lease_holders(f: SqlFrontier, crawl_id: int) -> set[int]:
     """The pids of the workers holding leases right now (empty while the database is away)."""
-    q = (select(workers.c.pid).where(workers.c.crawl_id == crawl_id, workers.c.id.in_(
-        select(urls.c.lease_owner).where(urls.c.crawl_id == crawl_id, urls.c.status == "leased"))))
+    q = select(workers.c.pid).where(
+        workers.c.crawl_id == crawl_id,
+        workers.c.id.in_(
+            select(urls.c.lease_owner).where(urls.c.crawl_id == crawl_id, urls.c.status == "leased")
+        ),
+    )
     try:
         return {r.pid for r in f.query(q)}
     except DatabaseUnavailable:
         return set()
 
 
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> None:
+def wait_for(
+    what: str, predicate: Callable[[], bool], timeout: float, interval: float = 0.1
+) -> None:
     """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -289,8 +334,9 @@ def count(db: str, q: object) -> int:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_killed_workers_and_a_database_crash_lose_no_url(private_pg: PrivatePostgres, graph_site: Callable[..., GraphSite],
-                                                         tmp_path: Path) -> None:
+def test_killed_workers_and_a_database_crash_lose_no_url(
+    private_pg: PrivatePostgres, graph_site: Callable[..., GraphSite], tmp_path: Path
+) -> None:
     """Workers SIGKILLed at random and one DB crash: every URL done, duplicates only where a lease was lost."""
     seed = int(os.environ.get("SHOAL_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
@@ -338,14 +384,18 @@ def test_killed_workers_and_a_database_crash_lose_no_url(private_pg: PrivatePost
     finally:
         watcher.close()
         fleet.close()
-    assert crashed_at is not None and kills >= 3, f"the crawl ended too early to test anything ({kills} kills)"
+    assert crashed_at is not None and kills >= 3, (
+        f"the crawl ended too early to test anything ({kills} kills)"
+    )
     for w in fleet.procs:
         if not w.killed:
             assert "Traceback" not in w.output(), w.output()[-3000:]
     dupes, lost = check_crawl(site, db, crawl_id, tmp_path / "warc")
     assert lost >= 1, "killed workers held leases: some must have been lost and counted"
-    print(f"seed {seed}: {kills} kills, DB crash at {crashed_at:.1f}s, {len(fleet.procs)} workers, "
-          f"{elapsed:.1f}s, {dupes} duplicate fetches, {lost} leases lost")
+    print(
+        f"seed {seed}: {kills} kills, DB crash at {crashed_at:.1f}s, {len(fleet.procs)} workers, "
+        f"{elapsed:.1f}s, {dupes} duplicate fetches, {lost} leases lost"
+    )
 
 
 @pytest.mark.postgres
@@ -361,12 +411,16 @@ def test_workers_ride_out_a_database_outage_longer_than_their_lease(
     fleet = Fleet(db, tmp_path)
     try:
         a, b = fleet.spawn(), fleet.spawn()
-        owners = select(func.count(func.distinct(urls.c.lease_owner))).where(urls.c.status == "leased")
+        owners = select(func.count(func.distinct(urls.c.lease_owner))).where(
+            urls.c.status == "leased"
+        )
         wait_for("both workers to hold leases", lambda: count(db, owners) == 2, 20, 0.05)
         private_pg.stop("immediate")
         down = time.monotonic()
         while time.monotonic() - down < 2.5 * lease:
-            assert a.proc.poll() is None and b.proc.poll() is None, "a worker exited while the database was away"
+            assert a.proc.poll() is None and b.proc.poll() is None, (
+                "a worker exited while the database was away"
+            )
             time.sleep(0.1)
         private_pg.start()
         fleet.wait(60)
@@ -410,7 +464,9 @@ def test_worker_stops_with_exit_3_when_the_database_is_gone_past_the_grace_perio
     assert code == 3, out[-3000:]
     assert "critical error" in out and "unreachable" in out, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
-    assert grace <= took < grace + 5, f"stopped {took:.1f}s after the database went away (grace {grace}s)"
+    assert grace <= took < grace + 5, (
+        f"stopped {took:.1f}s after the database went away (grace {grace}s)"
+    )
 
 
 class LostAnswerFrontier(SqlFrontier):
@@ -428,11 +484,15 @@ class LostAnswerFrontier(SqlFrontier):
         self.calls += 1
         if not self.lost and self.calls > self.after_calls and res.claimed:
             self.lost = res.claimed
-            raise DatabaseUnavailable(f"the frontier database {self.safe_url} is unreachable: server closed the connection")
+            raise DatabaseUnavailable(
+                f"the frontier database {self.safe_url} is unreachable: server closed the connection"
+            )
         return res
 
 
-def test_leases_whose_claim_answer_was_lost_are_given_back(graph_site: Callable[..., GraphSite], tmp_path: Path) -> None:
+def test_leases_whose_claim_answer_was_lost_are_given_back(
+    graph_site: Callable[..., GraphSite], tmp_path: Path
+) -> None:
     """A claim committed but never answered leaves leases the worker never saw: it gives them back and finishes."""
     from shoal.crawl import run_async, run_loop, start_crawl
     from shoal.spec import parse_spec
@@ -448,7 +508,9 @@ def test_leases_whose_claim_answer_was_lost_are_given_back(graph_site: Callable[
         async def crawl_for_at_most(seconds: float) -> tuple[object, bool]:
             import asyncio
 
-            return await asyncio.wait_for(run_async(spec, f, crawl, progress=False, install_signals=False), seconds)
+            return await asyncio.wait_for(
+                run_async(spec, f, crawl, progress=False, install_signals=False), seconds
+            )
 
         _, finished_ = run_loop(crawl_for_at_most(30))
     finally:
@@ -462,7 +524,9 @@ def test_leases_whose_claim_answer_was_lost_are_given_back(graph_site: Callable[
 
 
 @pytest.mark.postgres
-def test_a_lost_server_is_unavailable_and_the_pool_reconnects_after_a_restart(private_pg: PrivatePostgres) -> None:
+def test_a_lost_server_is_unavailable_and_the_pool_reconnects_after_a_restart(
+    private_pg: PrivatePostgres,
+) -> None:
     """Cut sessions and a stopped server are 'unavailable' (a bad query is not); the frontier works again after."""
     db = private_pg.create_database("classify")
     f = SqlFrontier(db)
@@ -485,7 +549,9 @@ def test_a_lost_server_is_unavailable_and_the_pool_reconnects_after_a_restart(pr
         with pytest.raises(DatabaseUnavailable, match="unreachable"):
             f.pending_left(cid)
         private_pg.start()
-        assert f.pending_left(cid) is False  # the pooled connections were replaced, nothing to do by hand
+        assert (
+            f.pending_left(cid) is False
+        )  # the pooled connections were replaced, nothing to do by hand
     finally:
         engine.dispose()
         f.close()
@@ -502,15 +568,35 @@ def new(url: str, depth: int = 1) -> NewURL:
     return NewURL(c.url, c.url_key, c.host, c.host_key, 0, "list", depth, depth)
 
 
-def do_sync(f: SqlFrontier, cid: int, owner: str, outcomes: list[Outcome], claim: int = 0) -> SyncResult:
+def do_sync(
+    f: SqlFrontier, cid: int, owner: str, outcomes: list[Outcome], claim: int = 0
+) -> SyncResult:
     """One sync the way a worker calls it, without politeness."""
-    return f.sync(cid, owner, outcomes, claim=claim, lease_ms=60_000, per_host=1000, default_delay_ms=0,
-                  jitter=0.0, horizon_ms=2000, reap=False)
+    return f.sync(
+        cid,
+        owner,
+        outcomes,
+        claim=claim,
+        lease_ms=60_000,
+        per_host=1000,
+        default_delay_ms=0,
+        jitter=0.0,
+        horizon_ms=2000,
+        reap=False,
+    )
 
 
 def finished(c: ClaimedURL, links: list[NewURL]) -> Outcome:
     """A done outcome with its links."""
-    return Outcome(c.id, c.lease_token, Status.DONE, host_key=c.host_key, http_status=200, fetched_at=1, links=links)
+    return Outcome(
+        c.id,
+        c.lease_token,
+        Status.DONE,
+        host_key=c.host_key,
+        http_status=200,
+        fetched_at=1,
+        links=links,
+    )
 
 
 def test_a_redelivered_outcome_batch_writes_nothing_twice(db_url: str) -> None:
@@ -522,8 +608,11 @@ def test_a_redelivered_outcome_batch_writes_nothing_twice(db_url: str) -> None:
         claimed = do_sync(f, cid, "w1", [], claim=4).claimed
         assert len(claimed) == 4
         batch = [
-            finished(c, [new(f"http://a.test/{c.id}/{k}") for k in range(3)] + [new("http://a.test/shared"),
-                                                                                new("http://b.test/new-host")])
+            finished(
+                c,
+                [new(f"http://a.test/{c.id}/{k}") for k in range(3)]
+                + [new("http://a.test/shared"), new("http://b.test/new-host")],
+            )
             for c in claimed
         ]
         first = do_sync(f, cid, "w1", batch)
@@ -536,11 +625,19 @@ def test_a_redelivered_outcome_batch_writes_nothing_twice(db_url: str) -> None:
         twice = do_sync(f, cid, "w1", [finished(more[0], []), finished(more[0], [])])
         assert twice.accepted == [True, False]
         n_urls = count(db_url, select(func.count()).select_from(urls).where(urls.c.crawl_id == cid))
-        n_keys = count(db_url, select(func.count(func.distinct(urls.c.url_key))).where(urls.c.crawl_id == cid))
+        n_keys = count(
+            db_url, select(func.count(func.distinct(urls.c.url_key))).where(urls.c.crawl_id == cid)
+        )
         assert n_urls == n_keys == 4 + 4 * 3 + 2
-        assert count(db_url, select(func.count()).select_from(hosts).where(hosts.c.crawl_id == cid)) == 2
+        assert (
+            count(db_url, select(func.count()).select_from(hosts).where(hosts.c.crawl_id == cid))
+            == 2
+        )
         assert count(db_url, select(crawls.c.fetched).where(crawls.c.id == cid)) == 5
-        assert count(db_url, select(func.count()).select_from(urls).where(urls.c.status == "done")) == 5
+        assert (
+            count(db_url, select(func.count()).select_from(urls).where(urls.c.status == "done"))
+            == 5
+        )
     finally:
         f.close()
 
@@ -566,9 +663,16 @@ def test_two_workers_rediscovering_the_same_links_at_once_add_each_once(db_url: 
                     break
                 # Every seed page links to the same 40 shared URLs (on new hosts too) plus two of its own;
                 # the linked pages link nowhere.
-                outs = [finished(c, [new(f"http://s{k % 4}.test/shared/{k}") for k in range(40)]
-                                 + [new(f"http://h0.test/own/{c.id}/{j}") for j in range(2)])
-                        if "/p" in c.url else finished(c, []) for c in got]
+                outs = [
+                    finished(
+                        c,
+                        [new(f"http://s{k % 4}.test/shared/{k}") for k in range(40)]
+                        + [new(f"http://h0.test/own/{c.id}/{j}") for j in range(2)],
+                    )
+                    if "/p" in c.url
+                    else finished(c, [])
+                    for c in got
+                ]
                 res = do_sync(f, cid, owner, outs)
                 assert all(res.accepted)
                 with lock:
@@ -587,11 +691,19 @@ def test_two_workers_rediscovering_the_same_links_at_once_add_each_once(db_url: 
     assert not errors, errors
     total = pages + 40 + 2 * pages
     n_urls = count(db_url, select(func.count()).select_from(urls).where(urls.c.crawl_id == cid))
-    n_keys = count(db_url, select(func.count(func.distinct(urls.c.url_key))).where(urls.c.crawl_id == cid))
+    n_keys = count(
+        db_url, select(func.count(func.distinct(urls.c.url_key))).where(urls.c.crawl_id == cid)
+    )
     assert n_urls == n_keys == total
     assert sum(added) == total - pages  # each link counted as new by exactly one worker
-    assert count(db_url, select(func.count()).select_from(hosts).where(hosts.c.crawl_id == cid)) == 3 + 4
-    assert count(db_url, select(func.count()).select_from(urls).where(urls.c.status == "done")) == total
+    assert (
+        count(db_url, select(func.count()).select_from(hosts).where(hosts.c.crawl_id == cid))
+        == 3 + 4
+    )
+    assert (
+        count(db_url, select(func.count()).select_from(urls).where(urls.c.status == "done"))
+        == total
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -601,13 +713,16 @@ def test_two_workers_rediscovering_the_same_links_at_once_add_each_once(db_url: 
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_the_database_password_never_appears_in_output(private_pg_scram: PrivatePostgres,
-                                                       graph_site: Callable[..., GraphSite], tmp_path: Path) -> None:
+def test_the_database_password_never_appears_in_output(
+    private_pg_scram: PrivatePostgres, graph_site: Callable[..., GraphSite], tmp_path: Path
+) -> None:
     """submit, status, work (one and two processes) and their failures never print the password."""
     secret = "secretpw-7f3a"
     wrong = "secretpw-wrong-91c"
     pg = private_pg_scram
-    pg.execute(f"CREATE ROLE crawler LOGIN PASSWORD '{secret}'", "CREATE DATABASE creds OWNER crawler")
+    pg.execute(
+        f"CREATE ROLE crawler LOGIN PASSWORD '{secret}'", "CREATE DATABASE creds OWNER crawler"
+    )
     db = pg.url("creds", user="crawler", password=secret)
     site = graph_site(n=20)
     spec = tmp_path / "creds.toml"
@@ -620,9 +735,13 @@ def test_the_database_password_never_appears_in_output(private_pg_scram: Private
         "work-2": shoal("work", "--db", db, "--processes", "2"),
         "db-upgrade": shoal("db", "upgrade", "--db", db),
         "wrong-password": shoal("status", "--db", pg.url("creds", user="crawler", password=wrong)),
-        "wrong-password-work": shoal("work", "--db", pg.url("creds", user="crawler", password=wrong)),
+        "wrong-password-work": shoal(
+            "work", "--db", pg.url("creds", user="crawler", password=wrong)
+        ),
         "no-server": shoal("work", "--db", f"postgresql://crawler:{secret}@127.0.0.1:1/creds"),
-        "bad-url": shoal("status", "--db", f"postgresql://crawler:{secret}@127.0.0.1:notaport/creds"),
+        "bad-url": shoal(
+            "status", "--db", f"postgresql://crawler:{secret}@127.0.0.1:notaport/creds"
+        ),
     }
     for name, res in runs.items():
         text = res.stdout + res.stderr
@@ -638,7 +757,11 @@ def test_the_database_password_never_appears_in_output(private_pg_scram: Private
     f = SqlFrontier(db, create=False)
     try:
         stored = [str(v) for r in f.query(select(events.c.message)) for v in r]
-        stored += [str(v) for r in f.query(select(workers.c.id, workers.c.detail, workers.c.hostname)) for v in r]
+        stored += [
+            str(v)
+            for r in f.query(select(workers.c.id, workers.c.detail, workers.c.hostname))
+            for v in r
+        ]
         stored += [f.get_crawl().spec]
     finally:
         f.close()

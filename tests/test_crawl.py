@@ -59,7 +59,9 @@ def outcome_sets(rows: dict[str, Any]) -> dict[str, Any]:
         "done": {u for u, r in rows.items() if r.status == "done"},
         "failed": {u: r.error_class for u, r in rows.items() if r.status == "failed"},
         "skipped": {u: r.skip_reason for u, r in rows.items() if r.status == "skipped"},
-        "other": {u: r.status for u, r in rows.items() if r.status not in ("done", "failed", "skipped")},
+        "other": {
+            u: r.status for u, r in rows.items() if r.status not in ("done", "failed", "skipped")
+        },
     }
 
 
@@ -91,7 +93,9 @@ def test_demo_crawl_ends_with_the_exact_expected_sets(demo_server: Any, tmp_path
     assert stats.fenced == 0
 
 
-def test_every_archived_record_reads_back_by_its_reference(demo_server: Any, tmp_path: Path) -> None:
+def test_every_archived_record_reads_back_by_its_reference(
+    demo_server: Any, tmp_path: Path
+) -> None:
     """Each done or failed URL with a WARC reference reads back as its own response, and every file passes warcio check."""
     spec, text = demo_spec(demo_server.base_url, tmp_path)
     crawl_here(spec, text)
@@ -99,7 +103,9 @@ def test_every_archived_record_reads_back_by_its_reference(demo_server: Any, tmp
     refs = [r for r in rows.values() if r.warc_file]
     assert len(refs) >= len([r for r in rows.values() if r.status == "done"])
     for r in refs:
-        rec = read_record(spec.archive_dir(), WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id))
+        rec = read_record(
+            spec.archive_dir(), WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id)
+        )
         assert rec.url == r.url
         assert rec.http_status == r.http_status
     files = sorted(Path(spec.archive_dir()).glob("*.warc.gz"))
@@ -115,18 +121,28 @@ def test_euckr_board_links_are_followed(demo_server: Any, tmp_path: Path) -> Non
     spec, text = demo_spec(demo_server.base_url, tmp_path)
     crawl_here(spec, text)
     done = outcome_sets(final_rows(spec.frontier_url()))["done"]
-    assert {u for u in done if "/euckr/read/" in u} == {f"{demo_server.base_url}/euckr/read/{i}" for i in range(1, 17)}
+    assert {u for u in done if "/euckr/read/" in u} == {
+        f"{demo_server.base_url}/euckr/read/{i}" for i in range(1, 17)
+    }
 
 
 def _shoal(*args: str, cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "shoal", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "shoal", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_resume_after_sigkill_loses_nothing(demo_server: Any, tmp_path: Path) -> None:
     """A crawl killed with SIGKILL mid-way and started again ends with the same done set as an uninterrupted one."""
-    spec, text = demo_spec(demo_server.base_url, tmp_path, politeness__delay="0.12", worker__concurrency="4")
+    spec, text = demo_spec(
+        demo_server.base_url, tmp_path, politeness__delay="0.12", worker__concurrency="4"
+    )
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(text)
     proc = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
@@ -146,7 +162,14 @@ def test_resume_after_sigkill_loses_nothing(demo_server: Any, tmp_path: Path) ->
     mid = outcome_sets(final_rows(db))
     assert 15 <= len(mid["done"]) < len(expected(demo_server.base_url)["done"])
     assert list(Path(spec.archive_dir()).glob("*.open")), "the killed run left its WARC open"
-    again = _shoal("crawl", str(spec_path), "--no-progress", "--summary-json", str(tmp_path / "s.json"), cwd=tmp_path)
+    again = _shoal(
+        "crawl",
+        str(spec_path),
+        "--no-progress",
+        "--summary-json",
+        str(tmp_path / "s.json"),
+        cwd=tmp_path,
+    )
     output, _ = again.communicate(timeout=120)
     assert again.returncode == 0, output
     got = outcome_sets(final_rows(db))
@@ -179,8 +202,22 @@ def test_status_reports_counts_classes_and_hosts(demo_server: Any, tmp_path: Pat
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(text)
     crawl_here(spec, text)
-    res = subprocess.run([sys.executable, "-m", "shoal", "status", str(spec_path), "--json", "--html", str(tmp_path / "s.html")],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shoal",
+            "status",
+            str(spec_path),
+            "--json",
+            "--html",
+            str(tmp_path / "s.html"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stderr
     st = json.loads(res.stdout)
     want = expected(demo_server.base_url)
@@ -196,7 +233,12 @@ def test_crawl_refuses_a_bad_spec_before_starting(tmp_path: Path, spec_text_bad:
     """`shoal crawl` on an invalid spec exits 2 with the key named and creates no database."""
     p = tmp_path / "bad.toml"
     p.write_text(spec_text_bad)
-    res = subprocess.run([sys.executable, "-m", "shoal", "crawl", str(p)], capture_output=True, text=True, cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "shoal", "crawl", str(p)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2
     assert "crawl.seeds" in res.stderr
     assert not (tmp_path / "shoal-data").exists()
@@ -210,4 +252,7 @@ def test_max_pages_stops_the_crawl_and_skips_the_rest(demo_server: Any, tmp_path
     got = outcome_sets(final_rows(spec.frontier_url()))
     assert len(got["done"]) == 10
     assert got["other"] == {}
-    assert set(got["skipped"].values()) <= {"max_pages", "robots"} and "max_pages" in got["skipped"].values()
+    assert (
+        set(got["skipped"].values()) <= {"max_pages", "robots"}
+        and "max_pages" in got["skipped"].values()
+    )

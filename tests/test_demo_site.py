@@ -81,8 +81,16 @@ def test_home_links_every_section_and_test_page(server: DemoServer) -> None:
     assert r.headers["Content-Type"] == "text/html; charset=utf-8"
     links = set(r.links())
     for path in (
-        "/blog/", "/board/free/list?page=1", "/euckr/list?page=1", "/private/secret", "/slow",
-        "/too-slow", "/error500", "/flaky", "/redirect/1", "/gone",
+        "/blog/",
+        "/board/free/list?page=1",
+        "/euckr/list?page=1",
+        "/private/secret",
+        "/slow",
+        "/too-slow",
+        "/error500",
+        "/flaky",
+        "/redirect/1",
+        "/gone",
     ):
         assert path in links
     assert all(link.startswith("/") for link in links)
@@ -295,7 +303,9 @@ def test_expected_counts(server: DemoServer) -> None:
         f"{b}/too-slow": "transient",
     }
     assert e["skipped"] == {f"{b}/private/secret": "robots"}
-    assert {f"{b}/", f"{b}/blog/", f"{b}/flaky", f"{b}/redirect/2", f"{b}/euckr/read/5"} <= e["done"]
+    assert {f"{b}/", f"{b}/blog/", f"{b}/flaky", f"{b}/redirect/2", f"{b}/euckr/read/5"} <= e[
+        "done"
+    ]
     assert f"{b}/robots.txt" not in e["done"]
     everything = expected(b, detail_links=True)
     assert everything["failed"] == {**e["failed"], f"{b}/blog/posts/999": "permanent"}
@@ -346,7 +356,11 @@ def _walk(s: DemoServer, rules: list[Rule] | None) -> dict[str, object]:
             targets = r.links()
             if r.headers.get("Content-Type", "").startswith("text/html"):
                 tree = HTMLParser(r.body.decode("latin-1"))
-                targets += [str(i.attributes.get("src")) for i in tree.css("img.notice") if i.attributes.get("src")]
+                targets += [
+                    str(i.attributes.get("src"))
+                    for i in tree.css("img.notice")
+                    if i.attributes.get("src")
+                ]
         else:
             rule = _first_rule(rules, url)
             assert rule is not None, url
@@ -354,10 +368,18 @@ def _walk(s: DemoServer, rules: list[Rule] | None) -> dict[str, object]:
             if rule.kind == "list":
                 tree = HTMLParser(r.body.decode("latin-1"))
                 for sel in rule.follow or ["a"]:
-                    targets += [str(a.attributes.get("href")) for a in tree.css(sel) if a.attributes.get("href")]
+                    targets += [
+                        str(a.attributes.get("href"))
+                        for a in tree.css(sel)
+                        if a.attributes.get("href")
+                    ]
             elif rule.images and r.headers.get("Content-Type", "").startswith("text/html"):
                 tree = HTMLParser(r.body.decode("latin-1"))
-                targets += [str(i.attributes.get("src")) for i in tree.css(rule.images) if i.attributes.get("src")]
+                targets += [
+                    str(i.attributes.get("src"))
+                    for i in tree.css(rule.images)
+                    if i.attributes.get("src")
+                ]
         for href in targets:
             parts = urlsplit(urljoin(url, href))
             nxt = parts.path + ("?" + parts.query if parts.query else "")

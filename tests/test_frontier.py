@@ -15,24 +15,70 @@ from shoal.frontier.tables import urls
 from shoal.urls import canonicalize
 
 
-def new(url: str, *, depth: int = 0, status: Status = Status.PENDING, reason: str | None = None) -> NewURL:
+def new(
+    url: str, *, depth: int = 0, status: Status = Status.PENDING, reason: str | None = None
+) -> NewURL:
     c = canonicalize(url)
-    return NewURL(c.url, c.url_key, c.host, c.host_key, 0, "detail", depth, depth, status=status, skip_reason=reason)
+    return NewURL(
+        c.url,
+        c.url_key,
+        c.host,
+        c.host_key,
+        0,
+        "detail",
+        depth,
+        depth,
+        status=status,
+        skip_reason=reason,
+    )
 
 
-def sync(f: SqlFrontier, cid: int, owner: str, outcomes: list[Outcome] | None = None, *, claim: int = 10,
-         lease_ms: int = 60_000, per_host: int = 1000, delay_ms: int = 0, horizon_ms: int = 2000, reap: bool = False):
-    return f.sync(cid, owner, outcomes or [], claim=claim, lease_ms=lease_ms, per_host=per_host,
-                  default_delay_ms=delay_ms, jitter=0.0, horizon_ms=horizon_ms, reap=reap)
+def sync(
+    f: SqlFrontier,
+    cid: int,
+    owner: str,
+    outcomes: list[Outcome] | None = None,
+    *,
+    claim: int = 10,
+    lease_ms: int = 60_000,
+    per_host: int = 1000,
+    delay_ms: int = 0,
+    horizon_ms: int = 2000,
+    reap: bool = False,
+):
+    return f.sync(
+        cid,
+        owner,
+        outcomes or [],
+        claim=claim,
+        lease_ms=lease_ms,
+        per_host=per_host,
+        default_delay_ms=delay_ms,
+        jitter=0.0,
+        horizon_ms=horizon_ms,
+        reap=reap,
+    )
 
 
 def done(c, links: list[NewURL] | None = None) -> Outcome:
-    return Outcome(c.id, c.lease_token, Status.DONE, host_key=c.host_key, http_status=200, fetched_at=int(time.time() * 1000),
-                   links=links or [])
+    return Outcome(
+        c.id,
+        c.lease_token,
+        Status.DONE,
+        host_key=c.host_key,
+        http_status=200,
+        fetched_at=int(time.time() * 1000),
+        links=links or [],
+    )
 
 
 def rows(f: SqlFrontier, cid: int) -> dict[str, tuple[str, int]]:
-    return {r.url: (r.status, r.lease_lost) for r in f.query(select(urls.c.url, urls.c.status, urls.c.lease_lost).where(urls.c.crawl_id == cid))}
+    return {
+        r.url: (r.status, r.lease_lost)
+        for r in f.query(
+            select(urls.c.url, urls.c.status, urls.c.lease_lost).where(urls.c.crawl_id == cid)
+        )
+    }
 
 
 @pytest.fixture
@@ -61,7 +107,9 @@ def test_open_crawl_returns_the_same_crawl_and_updates_its_spec(frontier: SqlFro
 def test_claim_leases_due_urls_in_priority_order(frontier: SqlFrontier) -> None:
     """A claim leases pending URLs, lower depth first, each with the claim's token."""
     cid = frontier.open_crawl("c", "s").id
-    frontier.add_urls(cid, [new("http://a.test/deep", depth=3), new("http://a.test/top", depth=0)], 0)
+    frontier.add_urls(
+        cid, [new("http://a.test/deep", depth=3), new("http://a.test/top", depth=0)], 0
+    )
     res = sync(frontier, cid, "w1", claim=1)
     assert [c.url for c in res.claimed] == ["http://a.test/top"]
     assert rows(frontier, cid)["http://a.test/top"][0] == "leased"
@@ -74,7 +122,11 @@ def test_outcome_and_links_are_written_together_and_fenced(frontier: SqlFrontier
     cid = frontier.open_crawl("c", "s").id
     frontier.add_urls(cid, [new("http://a.test/")], 0)
     c = sync(frontier, cid, "w1").claimed[0]
-    links = [new("http://a.test/1", depth=1), new("http://a.test/2", depth=1), new("http://a.test/1", depth=1)]
+    links = [
+        new("http://a.test/1", depth=1),
+        new("http://a.test/2", depth=1),
+        new("http://a.test/1", depth=1),
+    ]
     res = sync(frontier, cid, "w1", [done(c, links)], claim=0)
     assert res.accepted == [True]
     again = sync(frontier, cid, "w1", [done(c, [*links, new("http://a.test/3")])], claim=0)
@@ -84,7 +136,9 @@ def test_outcome_and_links_are_written_together_and_fenced(frontier: SqlFrontier
     assert sorted(r) == ["http://a.test/", "http://a.test/1", "http://a.test/2"]
 
 
-def test_expired_lease_is_reclaimed_and_the_stale_owner_cannot_complete(frontier: SqlFrontier) -> None:
+def test_expired_lease_is_reclaimed_and_the_stale_owner_cannot_complete(
+    frontier: SqlFrontier,
+) -> None:
     """After a lease expires another worker gets the URL; the first worker's late outcome is refused."""
     cid = frontier.open_crawl("c", "s").id
     frontier.add_urls(cid, [new("http://a.test/p")], 0)
@@ -94,7 +148,13 @@ def test_expired_lease_is_reclaimed_and_the_stale_owner_cannot_complete(frontier
     assert res.leases_reaped == 1
     fresh = res.claimed[0]
     assert fresh.id == stale.id and fresh.lease_token != stale.lease_token
-    late = sync(frontier, cid, "slow", [Outcome(stale.id, stale.lease_token, Status.FAILED, error_class="transient")], claim=0)
+    late = sync(
+        frontier,
+        cid,
+        "slow",
+        [Outcome(stale.id, stale.lease_token, Status.FAILED, error_class="transient")],
+        claim=0,
+    )
     assert late.accepted == [False]
     assert sync(frontier, cid, "fast", [done(fresh)], claim=0).accepted == [True]
     assert rows(frontier, cid)["http://a.test/p"] == ("done", 1)
@@ -170,7 +230,9 @@ def test_host_interval_holds_across_claims(frontier: SqlFrontier) -> None:
 def test_per_host_concurrency_caps_leases(frontier: SqlFrontier) -> None:
     """No more URLs of one host are leased at once than its concurrency allows."""
     cid = frontier.open_crawl("c", "s").id
-    frontier.add_urls(cid, [new(f"http://a.test/{i}") for i in range(10)] + [new("http://b.test/")], 0)
+    frontier.add_urls(
+        cid, [new(f"http://a.test/{i}") for i in range(10)] + [new("http://b.test/")], 0
+    )
     got = sync(frontier, cid, "w1", claim=10, per_host=3).claimed
     assert Counter(c.url.split("/")[2] for c in got) == {"a.test": 3, "b.test": 1}
     assert sync(frontier, cid, "w2", claim=10, per_host=3).claimed == []
@@ -207,7 +269,9 @@ def test_concurrent_workers_complete_every_url_exactly_once(db_url: str) -> None
             for _ in range(500):
                 res = sync(f, cid, name, pending, claim=8)
                 with lock:
-                    completed.extend(o.url_id for o, ok in zip(pending, res.accepted, strict=True) if ok)
+                    completed.extend(
+                        o.url_id for o, ok in zip(pending, res.accepted, strict=True) if ok
+                    )
                 pending = [done(c) for c in res.claimed]
                 if not res.claimed and not f.pending_left(cid):
                     break

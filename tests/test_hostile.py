@@ -73,7 +73,9 @@ def site() -> Iterator[HostileSite]:
 def fetcher(**kw: Any) -> HttpFetcher:
     """An HTTP fetcher that may reach loopback (127.0.0.1 only unless ``policy`` says otherwise)."""
     policy = kw.pop("policy", AddressPolicy(allow_cidrs=["127.0.0.1/32"]))
-    return HttpFetcher(policy, user_agent="shoal-test/1.0", max_body_bytes=kw.pop("max_body_bytes", MIB), **kw)
+    return HttpFetcher(
+        policy, user_agent="shoal-test/1.0", max_body_bytes=kw.pop("max_body_bytes", MIB), **kw
+    )
 
 
 def fetch(url: str, *, timeout: float = 5.0, **kw: Any) -> Any:
@@ -120,9 +122,28 @@ def table(spec: Any, t: Any) -> list[Any]:
 
 @pytest.mark.parametrize(
     "ip",
-    ["0.1.2.3", "10.0.0.1", "100.64.0.1", "100.127.255.254", "127.0.0.2", "169.254.169.254", "172.16.0.1",
-     "172.31.255.255", "192.168.1.1", "::1", "fe80::1", "fc00::1", "fd12:3456::1", "::ffff:127.0.0.2",
-     "::ffff:169.254.169.254", "::127.0.0.1", "2002:7f00:1::", "64:ff9b::a9fe:a9fe", "255.255.255.255", "224.0.0.1"],
+    [
+        "0.1.2.3",
+        "10.0.0.1",
+        "100.64.0.1",
+        "100.127.255.254",
+        "127.0.0.2",
+        "169.254.169.254",
+        "172.16.0.1",
+        "172.31.255.255",
+        "192.168.1.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "::ffff:127.0.0.2",
+        "::ffff:169.254.169.254",
+        "::127.0.0.1",
+        "2002:7f00:1::",
+        "64:ff9b::a9fe:a9fe",
+        "255.255.255.255",
+        "224.0.0.1",
+    ],
 )
 def test_address_policy_refuses_non_global_addresses(ip: str) -> None:
     """Every private, loopback, link-local and special range is refused by default, IPv4 in IPv6 unwrapped."""
@@ -134,7 +155,11 @@ def test_address_policy_allows_global_addresses_and_named_networks() -> None:
     policy = AddressPolicy(allow_cidrs=["127.0.0.1/32"])
     assert policy.allows("8.8.8.8") and policy.allows("2606:4700::1111")
     assert policy.allows("127.0.0.1") and policy.allows("::ffff:127.0.0.1")
-    assert not policy.allows("127.0.0.2") and not policy.allows("::1") and not policy.allows("not an ip")
+    assert (
+        not policy.allows("127.0.0.2")
+        and not policy.allows("::1")
+        and not policy.allows("not an ip")
+    )
     assert AddressPolicy(allow_private=True).allows("169.254.169.254")
 
 
@@ -150,7 +175,9 @@ def test_stream_decoder_matches_whole_body_decoding_one_byte_at_a_time() -> None
         want, _ = content_decode(data, coding, MIB)
         assert out == want, name
     # Scrapy saved the expected output as the latin-1 text of the bytes, re-encoded as UTF-8.
-    assert out == (SAMPLES / "unexpected-eof-output.txt").read_bytes().decode("utf-8").encode("latin-1")
+    assert out == (SAMPLES / "unexpected-eof-output.txt").read_bytes().decode("utf-8").encode(
+        "latin-1"
+    )
 
 
 def test_codings_beyond_two_layers_or_unknown_are_not_decoded() -> None:
@@ -162,13 +189,30 @@ def test_codings_beyond_two_layers_or_unknown_are_not_decoded() -> None:
 
 def test_redaction_hides_passwords_tokens_and_secret_headers() -> None:
     """URLs, proxy URLs, free text and header lists keep their shape but lose their secrets."""
-    assert redact_url(f"http://crawler:{PASSWORD}@h/p?q=1&token=abc") == "http://crawler:***@h/p?q=1&token=***"
+    assert (
+        redact_url(f"http://crawler:{PASSWORD}@h/p?q=1&token=abc")
+        == "http://crawler:***@h/p?q=1&token=***"
+    )
     assert redact_url("https://ghp_secret@github.com/x") == "https://***@github.com/x"
-    text = f"proxy http://u:{PASSWORD}@proxy:3128 said Authorization: Bearer {TOKEN}; cookie={COOKIE}"
+    text = (
+        f"proxy http://u:{PASSWORD}@proxy:3128 said Authorization: Bearer {TOKEN}; cookie={COOKIE}"
+    )
     assert not any(s in redact_text(text) for s in SECRETS)
-    hdrs = redact_headers([("Authorization", f"Basic {SECRETS[3]}"), ("Cookie", f"session={COOKIE}; x=1"), ("Accept", "*/*")])
-    assert hdrs == [("Authorization", "Basic ***"), ("Cookie", "session=***; x=***"), ("Accept", "*/*")]
-    record = logging.LogRecord("shoal", logging.WARNING, __file__, 1, "failed on %s", (f"http://a:{PASSWORD}@h/",), None)
+    hdrs = redact_headers(
+        [
+            ("Authorization", f"Basic {SECRETS[3]}"),
+            ("Cookie", f"session={COOKIE}; x=1"),
+            ("Accept", "*/*"),
+        ]
+    )
+    assert hdrs == [
+        ("Authorization", "Basic ***"),
+        ("Cookie", "session=***; x=***"),
+        ("Accept", "*/*"),
+    ]
+    record = logging.LogRecord(
+        "shoal", logging.WARNING, __file__, 1, "failed on %s", (f"http://a:{PASSWORD}@h/",), None
+    )
     RedactingFilter().filter(record)
     assert PASSWORD not in record.getMessage()
 
@@ -178,15 +222,36 @@ def test_trap_reasons_of_single_urls() -> None:
     ex = LinkExtractor(Router([]), HostScope(["*"]), LimitsSpec())
     year = time.gmtime().tm_year
     assert ex.trap_reason("http://h/" + "x" * 3000) is SkipReason.URL_TOO_LONG
-    assert ex.trap_reason("http://h/" + "/".join(f"s{i}" for i in range(40))) is SkipReason.TOO_MANY_SEGMENTS
+    assert (
+        ex.trap_reason("http://h/" + "/".join(f"s{i}" for i in range(40)))
+        is SkipReason.TOO_MANY_SEGMENTS
+    )
     assert ex.trap_reason("http://h/a/b/a/b/a/b/a/b/") is SkipReason.REPEATED_SEGMENTS
-    for dated in (f"/cal/{year + 4}-01", f"/{year + 9}/05/", f"/e?year={year + 4}", f"/e?ym={year + 5}01"):
+    for dated in (
+        f"/cal/{year + 4}-01",
+        f"/{year + 9}/05/",
+        f"/e?year={year + 4}",
+        f"/e?ym={year + 5}01",
+    ):
         assert ex.trap_reason("http://h" + dated) is SkipReason.CALENDAR, dated
-    for ok in (f"/cal/{year + 1}-01", "/2003/05/post", "/board?page=4999", "/item/12345-6789", "/a/b/a/b/",
-               f"/list?start={year + 20}", f"/t/topic/{year + 20}/10", f"/item/{year + 20}-3", f"/p/{year + 500}-05"):
+    for ok in (
+        f"/cal/{year + 1}-01",
+        "/2003/05/post",
+        "/board?page=4999",
+        "/item/12345-6789",
+        "/a/b/a/b/",
+        f"/list?start={year + 20}",
+        f"/t/topic/{year + 20}/10",
+        f"/item/{year + 20}-3",
+        f"/p/{year + 500}-05",
+    ):
         assert ex.trap_reason("http://h" + ok) is None, ok
-    assert LinkExtractor(Router([]), HostScope(["*"]), LimitsSpec(calendar_years_ahead=None)).trap_reason(
-        f"http://h/cal/{year + 50}-01") is None
+    assert (
+        LinkExtractor(
+            Router([]), HostScope(["*"]), LimitsSpec(calendar_years_ahead=None)
+        ).trap_reason(f"http://h/cal/{year + 50}-01")
+        is None
+    )
 
 
 def test_taming_bounds_nesting_and_keeps_every_link() -> None:
@@ -250,11 +315,20 @@ def test_the_deadline_cuts_slow_servers(site: HostileSite, path: str) -> None:
 
 @pytest.mark.parametrize(
     ("path", "want"),
-    [("/dup-cl", "permanent"), ("/bad-chunk", "permanent"), ("/invalid-header", "permanent"),
-     ("/garbage", "permanent"), ("/reset", "disconnect"), ("/short", "disconnect"), ("/empty-200", None),
-     ("/bad-chunk-late", "time|unspecified")],
+    [
+        ("/dup-cl", "permanent"),
+        ("/bad-chunk", "permanent"),
+        ("/invalid-header", "permanent"),
+        ("/garbage", "permanent"),
+        ("/reset", "disconnect"),
+        ("/short", "disconnect"),
+        ("/empty-200", None),
+        ("/bad-chunk-late", "time|unspecified"),
+    ],
 )
-def test_broken_responses_become_errors_or_truncated_results(site: HostileSite, path: str, want: str | None) -> None:
+def test_broken_responses_become_errors_or_truncated_results(
+    site: HostileSite, path: str, want: str | None
+) -> None:
     """Protocol breakage is a permanent FetchError; a body cut short is a result marked truncated."""
     res = fetch(site.raw_url + path, timeout=1.0)
     if want == "permanent":
@@ -268,14 +342,28 @@ def test_broken_responses_become_errors_or_truncated_results(site: HostileSite, 
 
 def test_ip_literals_and_names_are_checked_before_any_connection(site: HostileSite) -> None:
     """127.0.0.2, mapped ::ffff:127.0.0.2, ::1 and 169.254.169.254, as literals or behind a name, are refused unsent."""
-    table = {"evil.test": ["127.0.0.2"], "meta.test": ["169.254.169.254"], "mapped.test": ["::ffff:127.0.0.2"],
-             "good.test": ["127.0.0.1"], "mixed.test": ["127.0.0.2", "127.0.0.1"]}
+    table = {
+        "evil.test": ["127.0.0.2"],
+        "meta.test": ["169.254.169.254"],
+        "mapped.test": ["::ffff:127.0.0.2"],
+        "good.test": ["127.0.0.1"],
+        "mixed.test": ["127.0.0.2", "127.0.0.1"],
+    }
     p = site.port
-    for url in (f"http://127.0.0.2:{p}/ok/a", f"http://[::ffff:127.0.0.2]:{p}/ok/b", f"http://[::1]:{p}/ok/c",
-                "http://169.254.169.254/latest/meta-data/", f"http://evil.test:{p}/ok/d", "http://meta.test/latest/",
-                f"http://mapped.test:{p}/ok/e"):
+    for url in (
+        f"http://127.0.0.2:{p}/ok/a",
+        f"http://[::ffff:127.0.0.2]:{p}/ok/b",
+        f"http://[::1]:{p}/ok/c",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://evil.test:{p}/ok/d",
+        "http://meta.test/latest/",
+        f"http://mapped.test:{p}/ok/e",
+    ):
         res = fetch(url, resolver=StaticResolver(table, fallback=False))
-        assert isinstance(res, PolicyRefusal) and res.reason is SkipReason.ADDRESS_POLICY, (url, res)
+        assert isinstance(res, PolicyRefusal) and res.reason is SkipReason.ADDRESS_POLICY, (
+            url,
+            res,
+        )
     for url in (f"http://good.test:{p}/ok/f", f"http://mixed.test:{p}/ok/g"):
         res = fetch(url, resolver=StaticResolver(table, fallback=False))
         assert res.status == 200 and res.peer_ip == "127.0.0.1"
@@ -296,8 +384,9 @@ def test_ip_literals_and_names_are_checked_before_any_connection(site: HostileSi
     assert asyncio.run(checks()) == ["refused", "refused", "ok"]
 
 
-def test_every_socket_is_checked_even_when_the_earlier_checks_are_bypassed(site: HostileSite,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_socket_is_checked_even_when_the_earlier_checks_are_bypassed(
+    site: HostileSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With the IP-literal check switched off, the socket factory still refuses 127.0.0.2 before connecting."""
     monkeypatch.setattr(HttpFetcher, "_literal_refusal", lambda self, host: None)
     res = fetch(f"http://127.0.0.2:{site.port}/ok/backstop")
@@ -314,8 +403,13 @@ def test_url_credentials_become_a_header_and_never_reach_the_record(site: Hostil
     assert not any(s in repr(res.request_headers) for s in SECRETS)
     hh = HostHeaders({"localhost:8000": {"Cookie": "a=1"}}, ["http://u:p@example.com/"])
     assert hh.for_url("http://localhost:8000/x") == {"Cookie": "a=1"}
-    assert hh.for_url("http://localhost:8001/x") is None and hh.for_url("http://sub.example.com/") is None
-    assert (hh.for_url("http://example.com:8080/") or {}).get("Authorization", "").startswith("Basic ")
+    assert (
+        hh.for_url("http://localhost:8001/x") is None
+        and hh.for_url("http://sub.example.com/") is None
+    )
+    assert (
+        (hh.for_url("http://example.com:8080/") or {}).get("Authorization", "").startswith("Basic ")
+    )
 
 
 def test_html_only_skips_the_body_of_other_types(site: HostileSite) -> None:
@@ -329,10 +423,21 @@ def test_html_only_skips_the_body_of_other_types(site: HostileSite) -> None:
 
 HOSTILE_EXPECTED: dict[str, tuple[str, str | None]] = {
     **{f"/z/{b}": ("failed", "permanent") for b in BOMBS},
-    **{f"/z/{n}": ("done", None) for n in [*HTML_SAMPLES, "truncated-crc-error", "unexpected-eof", "mislabelled",
-                                           "unknown-coding"]},
+    **{
+        f"/z/{n}": ("done", None)
+        for n in [
+            *HTML_SAMPLES,
+            "truncated-crc-error",
+            "unexpected-eof",
+            "mislabelled",
+            "unknown-coding",
+        ]
+    },
     "/z/html-gzip-deflate-gzip": ("failed", "permanent"),
-    "/z/bomb-gzip?status=503": ("failed", "transient"),  # an error's class comes from its status, not its body
+    "/z/bomb-gzip?status=503": (
+        "failed",
+        "transient",
+    ),  # an error's class comes from its status, not its body
     "/slow/drip": ("failed", "transient"),
     "/slow/hang-headers": ("failed", "transient"),
     "/slow/hang-before": ("failed", "transient"),
@@ -373,30 +478,49 @@ HOSTILE_EXPECTED: dict[str, tuple[str, str | None]] = {
 }
 """Each hostile case of the big crawl and the outcome it must end with."""
 
-WARC_TRUNCATED = {**{f"/z/{b}": "length" for b in BOMBS}, "/slow/drip": "time", "/slow/hang-headers": "time",
-                  "{raw}/reset": "disconnect", "{raw}/short": "disconnect"}
+WARC_TRUNCATED = {
+    **{f"/z/{b}": "length" for b in BOMBS},
+    "/slow/drip": "time",
+    "/slow/hang-headers": "time",
+    "{raw}/reset": "disconnect",
+    "{raw}/short": "disconnect",
+}
 
 
 def test_a_hostile_site_ends_with_every_url_classified(site: HostileSite, tmp_path: Path) -> None:
     """Bombs, stacked codings, slow, broken and redirecting servers, odd types and HTML: each URL gets its class."""
     reached = ("/hub/broken", "/redir/loop/b", "/redir/chain/1", "/redir/chain/2", "/redir/chain/3")
-    entries = [p for p in HOSTILE_EXPECTED if p not in reached and not p.startswith(("/ok/", "/redir/target-"))]
+    entries = [
+        p
+        for p in HOSTILE_EXPECTED
+        if p not in reached and not p.startswith(("/ok/", "/redir/target-"))
+    ]
     site.hubs["broken"] = [p if p.startswith("{") else "{base}" + p for p in entries]
-    text = spec_text("hostile", tmp_path, [site.base_url + "/hub/broken"],
-                     [{"name": "hub", "regex": "/hub/", "kind": "list"},
-                      {"name": "files", "regex": "/files/", "kind": "list"},
-                      {"name": "html", "regex": "/html/", "kind": "list"},
-                      {"name": "other", "glob": "*", "kind": "detail"}],
-                     {"scope": {"allowed_hosts": ["127.0.0.1"]}, "limits": {"max_redirects": 3}})
+    text = spec_text(
+        "hostile",
+        tmp_path,
+        [site.base_url + "/hub/broken"],
+        [
+            {"name": "hub", "regex": "/hub/", "kind": "list"},
+            {"name": "files", "regex": "/files/", "kind": "list"},
+            {"name": "html", "regex": "/html/", "kind": "list"},
+            {"name": "other", "glob": "*", "kind": "detail"},
+        ],
+        {"scope": {"allowed_hosts": ["127.0.0.1"]}, "limits": {"max_redirects": 3}},
+    )
     spec, stats = run_crawl(text)
     rows = rows_of(spec)
     got = {u: outcome(r) for u, r in rows.items()}
-    want = {site.fill(p if p.startswith("{") else "{base}" + p): o for p, o in HOSTILE_EXPECTED.items()}
+    want = {
+        site.fill(p if p.startswith("{") else "{base}" + p): o for p, o in HOSTILE_EXPECTED.items()
+    }
     assert got == want
     # A truncated body is archived and marked, not lost.
     for p, reason in WARC_TRUNCATED.items():
         r = rows[site.fill(p if p.startswith("{") else "{base}" + p)]
-        rec = read_record(spec.archive_dir(), WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id))
+        rec = read_record(
+            spec.archive_dir(), WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id)
+        )
         assert rec.truncated == reason, p
     # Non-HTML is archived but never parsed for links; the worker lived to the end.
     assert site.hits("/ok/from-pdf") == []
@@ -407,17 +531,46 @@ def test_a_hostile_site_ends_with_every_url_classified(site: HostileSite, tmp_pa
 def test_traps_are_skipped_and_a_5000_page_board_is_not(site: HostileSite, tmp_path: Path) -> None:
     """Depth, URL length, repeated and too many segments, empty calendars, far-future dates and pages past a board's end are skipped with their reasons, while all 5,000 board pages are crawled."""
     b, ym = site.base_url, time.strftime("%Y-%m")
-    rules = [{"name": n, "regex": r, "kind": k} for n, r, k in (
-        ("board", r"/board\?page=\d+$", "list"), ("post", r"/post/\d+$", "detail"), ("cal", "/cal/", "list"),
-        ("events", "/events/", "list"), ("event", "/event/", "detail"), ("ping", "/ping/", "list"),
-        ("pong", "/pong/", "list"), ("rep", "/rep/", "list"), ("seg", "/seg/", "list"), ("long", "/long/", "list"))]
-    text = spec_text("traps", tmp_path, [f"{b}/board?page=1", f"{b}/cal/{ym}", f"{b}/events/{ym}", f"{b}/ping/1",
-                                         f"{b}/rep/", f"{b}/seg/", f"{b}/long/0"], rules,
-                     {"worker": {"concurrency": 32}, "politeness": {"concurrency_per_host": 32}})
+    rules = [
+        {"name": n, "regex": r, "kind": k}
+        for n, r, k in (
+            ("board", r"/board\?page=\d+$", "list"),
+            ("post", r"/post/\d+$", "detail"),
+            ("cal", "/cal/", "list"),
+            ("events", "/events/", "list"),
+            ("event", "/event/", "detail"),
+            ("ping", "/ping/", "list"),
+            ("pong", "/pong/", "list"),
+            ("rep", "/rep/", "list"),
+            ("seg", "/seg/", "list"),
+            ("long", "/long/", "list"),
+        )
+    ]
+    text = spec_text(
+        "traps",
+        tmp_path,
+        [
+            f"{b}/board?page=1",
+            f"{b}/cal/{ym}",
+            f"{b}/events/{ym}",
+            f"{b}/ping/1",
+            f"{b}/rep/",
+            f"{b}/seg/",
+            f"{b}/long/0",
+        ],
+        rules,
+        {"worker": {"concurrency": 32}, "politeness": {"concurrency_per_host": 32}},
+    )
     spec, _ = run_crawl(text)
     rows = rows_of(spec)
     limits, defaults = spec.limits, LimitsSpec()
-    for key in ("max_depth", "max_url_length", "max_path_segments", "max_repeated_segments", "calendar_years_ahead"):
+    for key in (
+        "max_depth",
+        "max_url_length",
+        "max_path_segments",
+        "max_repeated_segments",
+        "calendar_years_ahead",
+    ):
         assert getattr(limits, key) == getattr(defaults, key)  # the trap defaults, untouched
 
     def by(part: str) -> dict[str, Any]:
@@ -425,78 +578,163 @@ def test_traps_are_skipped_and_a_5000_page_board_is_not(site: HostileSite, tmp_p
 
     board = {int(u.rsplit("=", 1)[1]): r for u, r in by("/board?page=").items()}
     assert all(board[n].status == "done" for n in range(1, BOARD_PAGES + 1))
-    assert all(outcome(r) == ("skipped", "robots") for r in by("/post/").values()) and len(by("/post/")) == BOARD_PAGES
+    assert (
+        all(outcome(r) == ("skipped", "robots") for r in by("/post/").values())
+        and len(by("/post/")) == BOARD_PAGES
+    )
     beyond = {n: r for n, r in board.items() if n > BOARD_PAGES}
     assert {outcome(r) for r in beyond.values()} == {("done", None), ("skipped", "empty_pages")}
-    assert max(n for n, r in beyond.items() if r.status == "done") <= BOARD_PAGES + BOARD_WINDOW * (limits.max_depth + 2)
+    assert max(n for n, r in beyond.items() if r.status == "done") <= BOARD_PAGES + BOARD_WINDOW * (
+        limits.max_depth + 2
+    )
     cal = by("/cal/")
     assert sum(r.status == "done" for r in cal.values()) == 2 * limits.max_depth + 1
     assert {outcome(r) for r in cal.values() if r.status != "done"} == {("skipped", "empty_pages")}
     last_year = time.gmtime().tm_year + (limits.calendar_years_ahead or 0)
     ev = by("/events/")
-    assert all(int(u.rsplit("/", 1)[1][:4]) <= last_year for u, r in ev.items() if r.status == "done")
+    assert all(
+        int(u.rsplit("/", 1)[1][:4]) <= last_year for u, r in ev.items() if r.status == "done"
+    )
     assert [outcome(r) for r in ev.values() if r.status != "done"] == [("skipped", "calendar")]
     hops = {**by("/ping/"), **by("/pong/")}
-    assert [(r.depth, outcome(r)) for r in hops.values() if r.status != "done"] == [(11, ("skipped", "max_depth"))]
-    assert [outcome(r) for r in by("/rep/").values() if r.status != "done"] == [("skipped", "repeated_segments")]
-    assert [outcome(r) for r in by("/seg/").values() if r.status != "done"] == [("skipped", "too_many_segments")]
-    assert [outcome(r) for r in by("/long/").values() if r.status != "done"] == [("skipped", "url_too_long")]
+    assert [(r.depth, outcome(r)) for r in hops.values() if r.status != "done"] == [
+        (11, ("skipped", "max_depth"))
+    ]
+    assert [outcome(r) for r in by("/rep/").values() if r.status != "done"] == [
+        ("skipped", "repeated_segments")
+    ]
+    assert [outcome(r) for r in by("/seg/").values() if r.status != "done"] == [
+        ("skipped", "too_many_segments")
+    ]
+    assert [outcome(r) for r in by("/long/").values() if r.status != "done"] == [
+        ("skipped", "url_too_long")
+    ]
     assert not [u for u, r in rows.items() if r.status not in ("done", "skipped")]
     assert site.hits("/post/") == []
 
 
-def test_address_policy_in_a_crawl_skips_and_logs_once_per_host(site: HostileSite, tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_address_policy_in_a_crawl_skips_and_logs_once_per_host(
+    site: HostileSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Names and literals that reach 127.0.0.2, ::1 or 169.254.169.254, directly or by redirect, end skipped address_policy, logged once per host."""
     p = site.port
     site.hubs["policy"] = [
-        *(f"http://evil.test:{p}/ok/{i}" for i in range(3)), "http://meta.test/latest/meta-data/",
-        f"http://mapped.test:{p}/ok/x", f"http://127.0.0.2:{p}/ok/lit", f"http://[::ffff:127.0.0.2]:{p}/ok/lit6",
-        f"http://[::1]:{p}/ok/v6", "http://169.254.169.254/latest/meta-data/", f"http://mixed.test:{p}/ok/mixed",
-        f"/redir/to?u=http://evil.test:{p}/ok/via-redirect", "/redir/to?u=http://169.254.169.254/computeMetadata/",
+        *(f"http://evil.test:{p}/ok/{i}" for i in range(3)),
+        "http://meta.test/latest/meta-data/",
+        f"http://mapped.test:{p}/ok/x",
+        f"http://127.0.0.2:{p}/ok/lit",
+        f"http://[::ffff:127.0.0.2]:{p}/ok/lit6",
+        f"http://[::1]:{p}/ok/v6",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://mixed.test:{p}/ok/mixed",
+        f"/redir/to?u=http://evil.test:{p}/ok/via-redirect",
+        "/redir/to?u=http://169.254.169.254/computeMetadata/",
     ]
-    hosts_table = {"evil.test": ["127.0.0.2"], "meta.test": ["169.254.169.254"], "mapped.test": ["::ffff:127.0.0.2"],
-                   "good.test": ["127.0.0.1"], "mixed.test": ["127.0.0.2", "127.0.0.1"]}
-    text = spec_text("policy", tmp_path, [f"http://good.test:{p}/hub/policy"],
-                     [{"name": "hub", "regex": "/hub/", "kind": "list"}, {"name": "other", "glob": "*", "kind": "detail"}],
-                     {"scope": {"allow_private": False, "allow_cidrs": ["127.0.0.1/32"], "allowed_hosts": ["*"]}})
+    hosts_table = {
+        "evil.test": ["127.0.0.2"],
+        "meta.test": ["169.254.169.254"],
+        "mapped.test": ["::ffff:127.0.0.2"],
+        "good.test": ["127.0.0.1"],
+        "mixed.test": ["127.0.0.2", "127.0.0.1"],
+    }
+    text = spec_text(
+        "policy",
+        tmp_path,
+        [f"http://good.test:{p}/hub/policy"],
+        [
+            {"name": "hub", "regex": "/hub/", "kind": "list"},
+            {"name": "other", "glob": "*", "kind": "detail"},
+        ],
+        {
+            "scope": {
+                "allow_private": False,
+                "allow_cidrs": ["127.0.0.1/32"],
+                "allowed_hosts": ["*"],
+            }
+        },
+    )
     with caplog.at_level(logging.INFO, logger="shoal"):
         spec, _ = run_crawl(text, hosts=hosts_table)
     got = {u: outcome(r) for u, r in rows_of(spec).items()}
     refused = {u for u, o in got.items() if o == ("skipped", "address_policy")}
     assert refused == {
-        *(f"http://evil.test:{p}/ok/{i}" for i in range(3)), "http://meta.test/latest/meta-data/",
-        f"http://mapped.test:{p}/ok/x", f"http://127.0.0.2:{p}/ok/lit", f"http://[::ffff:7f00:2]:{p}/ok/lit6",
-        f"http://[::1]:{p}/ok/v6", "http://169.254.169.254/latest/meta-data/", f"http://evil.test:{p}/ok/via-redirect",
+        *(f"http://evil.test:{p}/ok/{i}" for i in range(3)),
+        "http://meta.test/latest/meta-data/",
+        f"http://mapped.test:{p}/ok/x",
+        f"http://127.0.0.2:{p}/ok/lit",
+        f"http://[::ffff:7f00:2]:{p}/ok/lit6",
+        f"http://[::1]:{p}/ok/v6",
+        "http://169.254.169.254/latest/meta-data/",
+        f"http://evil.test:{p}/ok/via-redirect",
         "http://169.254.169.254/computeMetadata/",
     }
     assert {u for u, o in got.items() if o[0] != "skipped"} == {
-        f"http://good.test:{p}/hub/policy", f"http://mixed.test:{p}/ok/mixed",
+        f"http://good.test:{p}/hub/policy",
+        f"http://mixed.test:{p}/ok/mixed",
         f"http://good.test:{p}/redir/to?u=http://evil.test:{p}/ok/via-redirect",
         f"http://good.test:{p}/redir/to?u=http://169.254.169.254/computeMetadata/",
     }
     assert all(o == ("done", None) for u, o in got.items() if o[0] != "skipped")
     assert site.hits_on("127.0.0.2") == []
     lead = "not fetching from "
-    notes = [r.getMessage()[len(lead):].split(": ", 1)[0] for r in caplog.records if r.getMessage().startswith(lead)]
-    assert Counter(notes) == {h: 1 for h in (f"evil.test:{p}", "meta.test", f"mapped.test:{p}", f"127.0.0.2:{p}",
-                                             f"[::ffff:7f00:2]:{p}", f"[::1]:{p}", "169.254.169.254")}
+    notes = [
+        r.getMessage()[len(lead) :].split(": ", 1)[0]
+        for r in caplog.records
+        if r.getMessage().startswith(lead)
+    ]
+    assert Counter(notes) == {
+        h: 1
+        for h in (
+            f"evil.test:{p}",
+            "meta.test",
+            f"mapped.test:{p}",
+            f"127.0.0.2:{p}",
+            f"[::ffff:7f00:2]:{p}",
+            f"[::1]:{p}",
+            "169.254.169.254",
+        )
+    }
 
 
 def test_robots_txt_edge_cases(site: HostileSite, tmp_path: Path) -> None:
     """404 allows; 503, a hang and a refused connection disallow for now and retry later; 5 redirects are followed, 6 are not; Crawl-delay is capped; a 600 KiB file is cut at 500 KiB."""
     p, rp = site.port, site.refused_port
-    seeds = [f"http://r404.test:{p}/ok/a", f"http://r503.test:{p}/ok/b", f"http://rlater.test:{p}/ok/c",
-             f"http://rhang.test:{p}/ok/d", f"http://unreach.test:{rp}/ok/e", f"http://rredir5.test:{p}/ok/private",
-             f"http://rredir5.test:{p}/ok/f", f"http://rredir6.test:{p}/ok/private",
-             *(f"http://rdelay.test:{p}/ok/g{i}" for i in range(3)),
-             f"http://rbig.test:{p}/ok/before-mark", f"http://rbig.test:{p}/ok/after-mark"]
-    names = ["r404.test", "r503.test", "rlater.test", "rhang.test", "unreach.test", "rredir5.test", "rredir6.test",
-             "rdelay.test", "rbig.test"]
-    text = spec_text("robots", tmp_path, seeds, [{"name": "any", "glob": "*", "kind": "detail"}],
-                     {"scope": {"allowed_hosts": ["*"]}, "politeness": {"max_crawl_delay": 0.5}})
+    seeds = [
+        f"http://r404.test:{p}/ok/a",
+        f"http://r503.test:{p}/ok/b",
+        f"http://rlater.test:{p}/ok/c",
+        f"http://rhang.test:{p}/ok/d",
+        f"http://unreach.test:{rp}/ok/e",
+        f"http://rredir5.test:{p}/ok/private",
+        f"http://rredir5.test:{p}/ok/f",
+        f"http://rredir6.test:{p}/ok/private",
+        *(f"http://rdelay.test:{p}/ok/g{i}" for i in range(3)),
+        f"http://rbig.test:{p}/ok/before-mark",
+        f"http://rbig.test:{p}/ok/after-mark",
+    ]
+    names = [
+        "r404.test",
+        "r503.test",
+        "rlater.test",
+        "rhang.test",
+        "unreach.test",
+        "rredir5.test",
+        "rredir6.test",
+        "rdelay.test",
+        "rbig.test",
+    ]
+    text = spec_text(
+        "robots",
+        tmp_path,
+        seeds,
+        [{"name": "any", "glob": "*", "kind": "detail"}],
+        {"scope": {"allowed_hosts": ["*"]}, "politeness": {"max_crawl_delay": 0.5}},
+    )
     spec, _ = run_crawl(text, hosts={n: ["127.0.0.1"] for n in names})
-    got = {u.split("//", 1)[1].replace(f":{p}", "").replace(f":{rp}", ""): outcome(r) for u, r in rows_of(spec).items()}
+    got = {
+        u.split("//", 1)[1].replace(f":{p}", "").replace(f":{rp}", ""): outcome(r)
+        for u, r in rows_of(spec).items()
+    }
     assert got == {
         "r404.test/ok/a": ("done", None),
         "r503.test/ok/b": ("failed", "transient"),
@@ -512,8 +750,14 @@ def test_robots_txt_edge_cases(site: HostileSite, tmp_path: Path) -> None:
     }
     # Disallowed for now means not fetched, and robots.txt asked again later.
     assert site.hits("/ok/", host="r503.test") == [] and site.hits("/ok/", host="rhang.test") == []
-    assert len(site.hits("/robots.txt", host="r503.test")) >= 2 and len(site.hits("/robots.txt", host="rlater.test")) >= 2
-    detail = {r.url.split("//", 1)[1].split("/", 1)[0].split(":")[0]: r.error_detail for r in rows_of(spec).values()}
+    assert (
+        len(site.hits("/robots.txt", host="r503.test")) >= 2
+        and len(site.hits("/robots.txt", host="rlater.test")) >= 2
+    )
+    detail = {
+        r.url.split("//", 1)[1].split("/", 1)[0].split(":")[0]: r.error_detail
+        for r in rows_of(spec).values()
+    }
     assert detail["r503.test"].startswith("robots.txt unavailable (HTTP 503)")
     assert detail["rhang.test"].startswith("robots.txt unavailable (unreachable)")
     # Crawl-delay 100 is capped to the spec's 0.5 s, kept in the hosts table and obeyed.
@@ -523,18 +767,32 @@ def test_robots_txt_edge_cases(site: HostileSite, tmp_path: Path) -> None:
     assert len(starts) == 3 and min(b - a for a, b in itertools.pairwise(starts)) >= 0.45
 
 
-def test_non_html_is_skipped_and_not_archived_when_the_spec_says_so(site: HostileSite, tmp_path: Path) -> None:
+def test_non_html_is_skipped_and_not_archived_when_the_spec_says_so(
+    site: HostileSite, tmp_path: Path
+) -> None:
     """With archive_non_html = false a PDF and an image end skipped content_type, unread and unarchived."""
     b = site.base_url
-    text = spec_text("types", tmp_path, [f"{b}/files/doc.pdf", f"{b}/files/pic.png", f"{b}/ok/page"],
-                     [{"name": "files", "regex": "/files/", "kind": "list"}, {"name": "any", "glob": "*", "kind": "detail"}],
-                     {"limits": {"archive_non_html": False}})
+    text = spec_text(
+        "types",
+        tmp_path,
+        [f"{b}/files/doc.pdf", f"{b}/files/pic.png", f"{b}/ok/page"],
+        [
+            {"name": "files", "regex": "/files/", "kind": "list"},
+            {"name": "any", "glob": "*", "kind": "detail"},
+        ],
+        {"limits": {"archive_non_html": False}},
+    )
     spec, _ = run_crawl(text)
     rows = rows_of(spec)
-    assert {u: outcome(r) for u, r in rows.items()} == {f"{b}/files/doc.pdf": ("skipped", "content_type"),
-                                                        f"{b}/files/pic.png": ("skipped", "content_type"),
-                                                        f"{b}/ok/page": ("done", None)}
-    assert rows[f"{b}/files/doc.pdf"].warc_file is None and rows[f"{b}/files/doc.pdf"].content_type == "application/pdf"
+    assert {u: outcome(r) for u, r in rows.items()} == {
+        f"{b}/files/doc.pdf": ("skipped", "content_type"),
+        f"{b}/files/pic.png": ("skipped", "content_type"),
+        f"{b}/ok/page": ("done", None),
+    }
+    assert (
+        rows[f"{b}/files/doc.pdf"].warc_file is None
+        and rows[f"{b}/files/doc.pdf"].content_type == "application/pdf"
+    )
 
 
 def _warc_text(folder: Path) -> bytes:
@@ -544,19 +802,36 @@ def _warc_text(folder: Path) -> bytes:
     return out
 
 
-def test_secrets_never_leak_and_credentials_stay_on_their_host(site: HostileSite, tmp_path: Path,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_leak_and_credentials_stay_on_their_host(
+    site: HostileSite, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Credentials from a seed URL and from [scope] headers authenticate their own host only, and no password reaches the logs, `shoal status` or the WARC files."""
     p, q = site.port, site.alt_port
-    seeds = [f"http://crawler:{PASSWORD}@127.0.0.1:{p}/auth/basic?alt={q}",
-             f"http://crawler:{PASSWORD}@127.0.0.1:{p}/auth/basic/gone/missing",
-             f"http://localhost:{p}/auth/header?alt={q}"]
-    text = spec_text("secrets", tmp_path, seeds,
-                     [{"name": "auth", "regex": r"/auth/(basic|header)(\?|$)", "kind": "list"},
-                      {"name": "any", "glob": "*", "kind": "detail"}],
-                     {"scope": {"allowed_hosts": ["127.0.0.1", "localhost"],
-                                "headers": {f"localhost:{p}": {"Authorization": f"Bearer {TOKEN}",
-                                                               "Cookie": f"session={COOKIE}"}}}})
+    seeds = [
+        f"http://crawler:{PASSWORD}@127.0.0.1:{p}/auth/basic?alt={q}",
+        f"http://crawler:{PASSWORD}@127.0.0.1:{p}/auth/basic/gone/missing",
+        f"http://localhost:{p}/auth/header?alt={q}",
+    ]
+    text = spec_text(
+        "secrets",
+        tmp_path,
+        seeds,
+        [
+            {"name": "auth", "regex": r"/auth/(basic|header)(\?|$)", "kind": "list"},
+            {"name": "any", "glob": "*", "kind": "detail"},
+        ],
+        {
+            "scope": {
+                "allowed_hosts": ["127.0.0.1", "localhost"],
+                "headers": {
+                    f"localhost:{p}": {
+                        "Authorization": f"Bearer {TOKEN}",
+                        "Cookie": f"session={COOKIE}",
+                    }
+                },
+            }
+        },
+    )
     (tmp_path / "spec.toml").write_text(text)
     with caplog.at_level(logging.DEBUG):
         spec, _ = run_crawl(text)
@@ -577,12 +852,22 @@ def test_secrets_never_leak_and_credentials_stay_on_their_host(site: HostileSite
     }
     # The cross-site hop carried neither Authorization nor Cookie; the home host got them every time.
     echo = site.hits("/echo")
-    assert len(echo) == 2 and not any(k.lower() in ("authorization", "cookie") for h in echo for k in h.headers)
+    assert len(echo) == 2 and not any(
+        k.lower() in ("authorization", "cookie") for h in echo for k in h.headers
+    )
     assert all(h.headers.get("Authorization") for h in site.hits("/auth/"))
     # Discovered URLs carry no credentials; only the seeds as given do.
     assert {u for u in rows if PASSWORD in u} == {s for s in seeds if PASSWORD in s}
-    status = [subprocess.run([sys.executable, "-m", "shoal", "status", str(tmp_path / "spec.toml"), *extra],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=60) for extra in ((), ("--json",))]
+    status = [
+        subprocess.run(
+            [sys.executable, "-m", "shoal", "status", str(tmp_path / "spec.toml"), *extra],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        for extra in ((), ("--json",))
+    ]
     assert all(s.returncode == 0 for s in status), status
     assert "gone/missing" in status[1].stdout  # the failed seed is listed, its password is not
     json.loads(status[1].stdout)
@@ -594,27 +879,60 @@ def test_secrets_never_leak_and_credentials_stay_on_their_host(site: HostileSite
         assert secret.encode() not in warc, secret
 
 
-def test_retry_after_slows_the_host_and_a_403_burst_pauses_it(site: HostileSite, tmp_path: Path) -> None:
+def test_retry_after_slows_the_host_and_a_403_burst_pauses_it(
+    site: HostileSite, tmp_path: Path
+) -> None:
     """503 and 429 with Retry-After hold back every next request to the host; three 403s in a row pause the host as blocked and record an event."""
     b, q = site.base_url, site.alt_port
-    seeds = [f"{b}/ra/503", *(f"{b}/ok/r{i}" for i in range(3)), f"http://localhost:{site.port}/ra/429",
-             *(f"http://localhost:{site.port}/ok/l{i}" for i in range(2)), *(f"http://127.0.0.1:{q}/blocked/{i}" for i in range(6))]
-    text = spec_text("polite", tmp_path, seeds, [{"name": "any", "glob": "*", "kind": "detail"}],
-                     {"scope": {"allowed_hosts": ["127.0.0.1", "localhost"]},
-                      "politeness": {"concurrency_per_host": 1, "delay": 0.05, "block_threshold": 3, "block_pause": 1.5},
-                      "limits": {"max_retries": 1, "retry_base": 0.05}})
+    seeds = [
+        f"{b}/ra/503",
+        *(f"{b}/ok/r{i}" for i in range(3)),
+        f"http://localhost:{site.port}/ra/429",
+        *(f"http://localhost:{site.port}/ok/l{i}" for i in range(2)),
+        *(f"http://127.0.0.1:{q}/blocked/{i}" for i in range(6)),
+    ]
+    text = spec_text(
+        "polite",
+        tmp_path,
+        seeds,
+        [{"name": "any", "glob": "*", "kind": "detail"}],
+        {
+            "scope": {"allowed_hosts": ["127.0.0.1", "localhost"]},
+            "politeness": {
+                "concurrency_per_host": 1,
+                "delay": 0.05,
+                "block_threshold": 3,
+                "block_pause": 1.5,
+            },
+            "limits": {"max_retries": 1, "retry_base": 0.05},
+        },
+    )
     spec, _ = run_crawl(text)
     rows = rows_of(spec)
     assert outcome(rows[f"{b}/ra/503"]) == ("done", None)
     assert outcome(rows[f"http://localhost:{site.port}/ra/429"]) == ("done", None)
     for host, path in (("127.0.0.1", "/ra/503"), ("localhost", "/ra/429")):
-        on_host = [h for h in site.log if h.host == host and h.port == site.port and not h.path_qs.startswith("/robots")]
+        on_host = [
+            h
+            for h in site.log
+            if h.host == host and h.port == site.port and not h.path_qs.startswith("/robots")
+        ]
         first = next(h.at for h in on_host if h.path_qs == path)
         later = [h.at - first for h in on_host if h.at > first]
-        assert later and min(later) >= 1.9, (host, later)  # the retry and every other URL of the host waited
-    assert {outcome(r) for u, r in rows.items() if "/blocked/" in u} <= {("failed", "permanent"), ("failed", "blocked")}
+        assert later and min(later) >= 1.9, (
+            host,
+            later,
+        )  # the retry and every other URL of the host waited
+    assert {outcome(r) for u, r in rows.items() if "/blocked/" in u} <= {
+        ("failed", "permanent"),
+        ("failed", "blocked"),
+    }
     blocked = [e for e in table(spec, events) if e.kind == "blocked"]
-    assert blocked and {e.host for e in blocked} == {f"127.0.0.1:{q}"} and all(e.severity == "warning" for e in blocked)
+    assert (
+        blocked
+        and {e.host for e in blocked} == {f"127.0.0.1:{q}"}
+        and all(e.severity == "warning" for e in blocked)
+    )
     assert {h.host: h.pause_reason for h in table(spec, hosts)}[f"127.0.0.1:{q}"] == "blocked"
     starts = [h.at for h in site.hits("/blocked/")]
     assert starts[3] - starts[2] >= 1.4  # nothing reached the host while it was paused

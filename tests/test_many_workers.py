@@ -17,8 +17,15 @@ from shoal.frontier.tables import urls, workers
 from tests.graph_site import GraphSite
 
 
-def graph_spec(site: GraphSite, data: Path, *, name: str = "graph", delay: float = 0.0, per_host: int = 64,
-               concurrency: int = 8) -> str:
+def graph_spec(
+    site: GraphSite,
+    data: Path,
+    *,
+    name: str = "graph",
+    delay: float = 0.0,
+    per_host: int = 64,
+    concurrency: int = 8,
+) -> str:
     seeds = ", ".join(f'"{site.url(h)}"' for h in site.hosts)
     return f"""
 [crawl]
@@ -50,8 +57,13 @@ flush_interval = 0.1
 
 
 def shoal(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def count_warc_responses(folder: Path) -> Counter[str]:
@@ -107,7 +119,9 @@ def test_host_interval_holds_across_eight_worker_processes(db_url: str, tmp_path
     site = GraphSite(n=16, hosts=hosts).start()
     try:
         spec = tmp_path / "polite.toml"
-        spec.write_text(graph_spec(site, tmp_path, name="polite", delay=delay, per_host=4, concurrency=4))
+        spec.write_text(
+            graph_spec(site, tmp_path, name="polite", delay=delay, per_host=4, concurrency=4)
+        )
         assert shoal("submit", str(spec), "--db", db_url).returncode == 0
         res = shoal("work", "--db", db_url, "--processes", "8", timeout=600)
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -69,17 +69,30 @@ def test_finished_crawl_is_announced_once(demo_server: Any, tmp_path: Path, hook
         f.close()
 
 
-def test_new_error_and_blocked_events_are_sent_and_kinds_filtered(tmp_path: Path, hook: Hook) -> None:
+def test_new_error_and_blocked_events_are_sent_and_kinds_filtered(
+    tmp_path: Path, hook: Hook
+) -> None:
     """Recorded events of the chosen kinds are sent with their details; other kinds are not."""
     f = SqlFrontier(f"sqlite:///{tmp_path}/f.sqlite")
     try:
         cid = f.open_crawl("c", "spec").id
-        f.record_event(cid, "new_error", "new kind of error KeyError: 'x'", url="http://a.test/p", error_class="unknown")
+        f.record_event(
+            cid,
+            "new_error",
+            "new kind of error KeyError: 'x'",
+            url="http://a.test/p",
+            error_class="unknown",
+        )
         f.record_event(cid, "blocked", "host a.test answered 5 times 403", host="a.test")
         f.record_event(cid, "quality", "posts.title missing on 40% of pages")
-        n = Notifier(NotifySpec(urls=[hook.url], events=["new_error", "blocked"])).send_pending(f, cid, "c")
+        n = Notifier(NotifySpec(urls=[hook.url], events=["new_error", "blocked"])).send_pending(
+            f, cid, "c"
+        )
     finally:
         f.close()
     assert n == 2
-    assert [m["title"] for m in hook.received] == ["shoal: a new kind of error in c", "shoal: a host blocks crawl c"]
+    assert [m["title"] for m in hook.received] == [
+        "shoal: a new kind of error in c",
+        "shoal: a host blocks crawl c",
+    ]
     assert "url: http://a.test/p" in hook.received[0]["message"]

@@ -61,8 +61,18 @@ def need_tesseract() -> None:
 
 def page_of(html: str, url: str = "http://example.test/posts/1") -> Page:
     """A Page built from HTML text, as if fetched from ``url``."""
-    return Page(url=url, final_url=url, fetched_at=None, http_status=200, content_type="text/html",
-                headers=[], body=html.encode(), text=html, encoding="utf-8", rule="post")
+    return Page(
+        url=url,
+        final_url=url,
+        fetched_at=None,
+        http_status=200,
+        content_type="text/html",
+        headers=[],
+        body=html.encode(),
+        text=html,
+        encoding="utf-8",
+        rule="post",
+    )
 
 
 def table(**kw: Any) -> TableSpec:
@@ -106,7 +116,10 @@ def test_ordinary_numbers_of_the_demo_are_not_redacted() -> None:
         for text in (post.lead_ko, post.lead_en):
             assert redact_text(text, ["email", "phone", "rrn", "card", "ip"]) == text, post.no
         for number in site.PLANTED_NUMBERS[post.path]:
-            assert redact_text(f"값은 {number} 입니다", ["email", "phone", "rrn", "card"]) == f"값은 {number} 입니다"
+            assert (
+                redact_text(f"값은 {number} 입니다", ["email", "phone", "rrn", "card"])
+                == f"값은 {number} 입니다"
+            )
 
 
 @pytest.mark.parametrize(
@@ -161,9 +174,19 @@ def test_luhn_check() -> None:
 def test_redactor_counts_per_column_and_skips_url_columns() -> None:
     """A Redactor redacts strings and lists of strings, counts per column and kind, and leaves skipped columns."""
     r = Redactor(("email", "phone"), skip=frozenset({"url"}))
-    row = {"url": "http://x/?mail=a@b.example", "body": "a@b.example 010-1234-5678", "tags": ["x@y.example"], "n": 5}
+    row = {
+        "url": "http://x/?mail=a@b.example",
+        "body": "a@b.example 010-1234-5678",
+        "tags": ["x@y.example"],
+        "n": 5,
+    }
     r.row(row)
-    assert row == {"url": "http://x/?mail=a@b.example", "body": "[EMAIL] [PHONE]", "tags": ["[EMAIL]"], "n": 5}
+    assert row == {
+        "url": "http://x/?mail=a@b.example",
+        "body": "[EMAIL] [PHONE]",
+        "tags": ["[EMAIL]"],
+        "n": 5,
+    }
     assert r.summary() == {"body": {"email": 1, "phone": 1}, "tags": {"email": 1}}
 
 
@@ -184,10 +207,19 @@ fields.x = { css = "a", colour = "red" }
     with pytest.raises(SpecError) as info:
         parse_config(spec)
     msg = str(info.value)
-    assert "parse.tables.posts.fields.title.css: not a valid CSS selector" in msg and "(got 'h1..x')" in msg
-    assert "parse.tables.posts.fields.n.xpath: not a valid XPath expression" in msg and "(got '//a[')" in msg
+    assert (
+        "parse.tables.posts.fields.title.css: not a valid CSS selector" in msg
+        and "(got 'h1..x')" in msg
+    )
+    assert (
+        "parse.tables.posts.fields.n.xpath: not a valid XPath expression" in msg
+        and "(got '//a[')" in msg
+    )
     assert "parse.tables.posts.fields.r.regex: regex does not compile" in msg
-    assert "parse.tables.posts.fields.d: date_format is only used with type = 'date' or 'datetime'" in msg
+    assert (
+        "parse.tables.posts.fields.d: date_format is only used with type = 'date' or 'datetime'"
+        in msg
+    )
     assert "parse.tables.posts.fields.x.colour: unknown key" in msg
 
 
@@ -202,21 +234,43 @@ fields.t = "h1"
     with pytest.raises(SpecError) as info:
         parse_config(spec)
     msg = str(info.value)
-    assert "parse.tables.posts.from.1: not a rule name nor a page kind" in msg and "(got 'nope')" in msg
-    assert "parse.tables.posts.function: module 'tests.parse_funcs' has no 'no_such_function'" in msg
+    assert (
+        "parse.tables.posts.from.1: not a rule name nor a page kind" in msg
+        and "(got 'nope')" in msg
+    )
+    assert (
+        "parse.tables.posts.function: module 'tests.parse_funcs' has no 'no_such_function'" in msg
+    )
     with pytest.raises(SpecError, match=r"parse\.tables\.posts\.redact\.0: .*\(got 'passport'\)"):
-        parse_config(spec_with('[parse.tables.posts]\nfrom = "post"\nredact = ["passport"]\nfields.t = "h1"'))
-    with pytest.raises(SpecError, match=r"parse\.tables\.posts: .*fields \['title'\] have the names of built-in"):
+        parse_config(
+            spec_with('[parse.tables.posts]\nfrom = "post"\nredact = ["passport"]\nfields.t = "h1"')
+        )
+    with pytest.raises(
+        SpecError, match=r"parse\.tables\.posts: .*fields \['title'\] have the names of built-in"
+    ):
         parse_config(spec_with('[parse.tables.posts]\nfrom = "post"\nfields.title = "h1"'))
 
 
 def test_spec_shorthands() -> None:
     """A field given as a string is a CSS selector; ``redact = true`` and ``from`` as a string expand."""
-    ps = parse_config(spec_with('[parse.tables.posts]\nfrom = "detail"\nredact = true\ndedup = "content"\nfields.t = "h1"'))
+    ps = parse_config(
+        spec_with(
+            '[parse.tables.posts]\nfrom = "detail"\nredact = true\ndedup = "content"\nfields.t = "h1"'
+        )
+    )
     t = ps.tables["posts"]
     assert t.fields["t"].css == "h1" and t.from_ == ["detail"]
     assert t.redact == ["email", "rrn", "card", "phone"] and t.dedup == ["content"]
-    assert t.columns()[:8] == ["url", "final_url", "fetched_at", "http_status", "title", "main_text", "language", "images"]
+    assert t.columns()[:8] == [
+        "url",
+        "final_url",
+        "fetched_at",
+        "http_status",
+        "title",
+        "main_text",
+        "language",
+        "images",
+    ]
 
 
 # --------------------------------------------------------------------------- extraction
@@ -235,48 +289,65 @@ POST_HTML = """<!DOCTYPE html><html lang="ko"><head><meta charset="utf-8"><title
 
 def test_fields_by_css_and_xpath_with_regex_casts_and_dates() -> None:
     """Text, attributes, HTML, lists, regex groups and int/float/bool/date casts come out as declared."""
-    t = table(fields={
-        "headline": {"css": "h1.title", "required": True},
-        "day": {"css": "time", "attr": "datetime", "type": "date"},
-        "day_ko": {"css": "time", "type": "date", "date_format": "%Y년 %m월 %d일"},
-        "price": {"css": ".price", "type": "int"},
-        "score": {"xpath": "//span[@class='score']/text()", "type": "float"},
-        "pub": {"css": ".pub", "type": "bool"},
-        "post_id": {"css": ".id", "regex": r"글번호 (\d+)", "type": "int"},
-        "tags": {"css": "ul.tags li", "all": True, "regex": "#(.+)"},
-        "tag_line": {"css": "ul.tags li", "all": True, "regex": "#(.+)", "join": ", "},
-        "body": {"css": "div.content"},
-        "body_html": {"css": "div.content p", "get": "inner_html"},
-        "more": {"css": "a.more", "attr": "href", "absolute": True},
-        "hrefs": {"xpath": "//a/@href", "all": True},
-        "cells": {"css": "table.t"},
-        "nothing": {"css": "div.absent", "default": "없음"},
-    })
+    t = table(
+        fields={
+            "headline": {"css": "h1.title", "required": True},
+            "day": {"css": "time", "attr": "datetime", "type": "date"},
+            "day_ko": {"css": "time", "type": "date", "date_format": "%Y년 %m월 %d일"},
+            "price": {"css": ".price", "type": "int"},
+            "score": {"xpath": "//span[@class='score']/text()", "type": "float"},
+            "pub": {"css": ".pub", "type": "bool"},
+            "post_id": {"css": ".id", "regex": r"글번호 (\d+)", "type": "int"},
+            "tags": {"css": "ul.tags li", "all": True, "regex": "#(.+)"},
+            "tag_line": {"css": "ul.tags li", "all": True, "regex": "#(.+)", "join": ", "},
+            "body": {"css": "div.content"},
+            "body_html": {"css": "div.content p", "get": "inner_html"},
+            "more": {"css": "a.more", "attr": "href", "absolute": True},
+            "hrefs": {"xpath": "//a/@href", "all": True},
+            "cells": {"css": "table.t"},
+            "nothing": {"css": "div.absent", "default": "없음"},
+        }
+    )
     res = TableExtractor("t", t).extract(page_of(POST_HTML))
     assert res.error is None and res.missing == [] and not res.cast_errors
-    assert res.rows == [{
-        "headline": "첫 번째 글",
-        "day": date(2026, 1, 5),
-        "day_ko": date(2026, 1, 5),
-        "price": 12000,
-        "score": 4.5,
-        "pub": True,
-        "post_id": 42,
-        "tags": ["서울", "카페"],
-        "tag_line": "서울, 카페",
-        "body": "첫 문단입니다.\n둘째 문단입니다.\n줄바꿈",
-        "body_html": "첫 문단입니다.",
-        "more": "http://example.test/about?x=1#top",
-        "hrefs": ["../about?x=1#top"],
-        "cells": "a b",
-        "nothing": "없음",
-    }]
+    assert res.rows == [
+        {
+            "headline": "첫 번째 글",
+            "day": date(2026, 1, 5),
+            "day_ko": date(2026, 1, 5),
+            "price": 12000,
+            "score": 4.5,
+            "pub": True,
+            "post_id": 42,
+            "tags": ["서울", "카페"],
+            "tag_line": "서울, 카페",
+            "body": "첫 문단입니다.\n둘째 문단입니다.\n줄바꿈",
+            "body_html": "첫 문단입니다.",
+            "more": "http://example.test/about?x=1#top",
+            "hrefs": ["../about?x=1#top"],
+            "cells": "a b",
+            "nothing": "없음",
+        }
+    ]
 
 
 def test_builtin_columns() -> None:
     """url, title, main text, language and images (absolute, once each, no data: URIs) are filled."""
-    t = table(builtins=["url", "final_url", "http_status", "title", "main_text", "language", "images", "encoding",
-                        "content_type", "rule", "html"])
+    t = table(
+        builtins=[
+            "url",
+            "final_url",
+            "http_status",
+            "title",
+            "main_text",
+            "language",
+            "images",
+            "encoding",
+            "content_type",
+            "rule",
+            "html",
+        ]
+    )
     row = TableExtractor("t", t).extract(page_of(POST_HTML)).rows[0]
     assert row["url"] == row["final_url"] == "http://example.test/posts/1"
     assert row["http_status"] == 200 and row["encoding"] == "utf-8"
@@ -289,7 +360,9 @@ def test_builtin_columns() -> None:
 
 def test_required_field_missing_and_cast_errors_are_reported_not_raised() -> None:
     """A missing required field is listed and a value that does not cast becomes null and is counted."""
-    t = table(fields={"h": {"css": "h2.none", "required": True}, "n": {"css": "h1.title", "type": "int"}})
+    t = table(
+        fields={"h": {"css": "h2.none", "required": True}, "n": {"css": "h1.title", "type": "int"}}
+    )
     res = TableExtractor("t", t).extract(page_of(POST_HTML))
     assert res.rows == [{"h": None, "n": None}]
     assert res.missing == ["h"]
@@ -313,7 +386,9 @@ def test_rows_selector_and_python_functions() -> None:
 
 def test_a_failing_function_fails_the_page_not_the_parse() -> None:
     """An exception in a user function becomes the page's error; no rows, no raise."""
-    res = TableExtractor("t", table(function="tests.parse_funcs:broken", fields={"t": "h1"})).extract(page_of(POST_HTML))
+    res = TableExtractor(
+        "t", table(function="tests.parse_funcs:broken", fields={"t": "h1"})
+    ).extract(page_of(POST_HTML))
     assert res.rows == [] and res.error == "RuntimeError: this layout is not supported"
 
 
@@ -339,7 +414,9 @@ def test_element_text_keeps_words_whole() -> None:
     """Inline tags add no space, block tags break lines, scripts are dropped."""
     from lxml import html
 
-    el = html.fromstring("<div><p>서울<b>시</b> 강남구</p><div>둘째<script>x()</script></div>셋째</div>")
+    el = html.fromstring(
+        "<div><p>서울<b>시</b> 강남구</p><div>둘째<script>x()</script></div>셋째</div>"
+    )
     assert element_text(el) == "서울시 강남구\n둘째\n셋째"
 
 
@@ -367,7 +444,10 @@ def test_missing_ocr_language_says_what_to_install() -> None:
     need_tesseract()
     from shoal.parse.ocr import check_tesseract
 
-    with pytest.raises(OcrUnavailable, match=r"no language data for xyz.*apt-get install tesseract-ocr tesseract-ocr-kor"):
+    with pytest.raises(
+        OcrUnavailable,
+        match=r"no language data for xyz.*apt-get install tesseract-ocr tesseract-ocr-kor",
+    ):
         check_tesseract("kor+xyz")
 
 
@@ -380,7 +460,10 @@ def test_missing_tesseract_says_what_to_install(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", "/nonexistent/tesseract")
     ocr.check_tesseract.cache_clear()
     try:
-        with pytest.raises(OcrUnavailable, match="apt-get install tesseract-ocr tesseract-ocr-kor tesseract-ocr-eng"):
+        with pytest.raises(
+            OcrUnavailable,
+            match="apt-get install tesseract-ocr tesseract-ocr-kor tesseract-ocr-eng",
+        ):
             ocr.check_tesseract("kor+eng")
     finally:
         ocr.check_tesseract.cache_clear()
@@ -447,8 +530,11 @@ def _rows(df: Any, cols: list[str]) -> list[dict[str, Any]]:
 
 
 def _blog_body(post: site.BlogPost) -> str:
-    paragraphs = [post.lead_ko, " ".join(site._pick(site.KO_POOL, post.no, 3)),
-                  post.lead_en + " " + " ".join(site._pick(site.EN_POOL, post.no, 2, salt=3))]
+    paragraphs = [
+        post.lead_ko,
+        " ".join(site._pick(site.KO_POOL, post.no, 3)),
+        post.lead_en + " " + " ".join(site._pick(site.EN_POOL, post.no, 2, salt=3)),
+    ]
     if post.pii_sentence:
         sentence = post.pii_sentence
         for kind, value in post.pii:
@@ -463,25 +549,50 @@ def _blog_body(post: site.BlogPost) -> str:
 def test_demo_parse_writes_three_tables_and_passes_quality(demo: Demo) -> None:
     """The demo's parse writes posts, board and euckr_board as Parquet, and the report says quality ok."""
     r = demo.result
-    assert r.rows == {"posts": len(site.BLOG_POSTS), "board": site.BOARD_POSTS, "euckr_board": site.EUCKR_POSTS}
+    assert r.rows == {
+        "posts": len(site.BLOG_POSTS),
+        "board": site.BOARD_POSTS,
+        "euckr_board": site.EUCKR_POSTS,
+    }
     assert r.ok and r.exit_code == 0 and r.failures == []
     for name in r.rows:
         assert Path(r.outputs[name]) == demo.data / "tables" / f"{name}.parquet"
     assert r.report_path == demo.data / "tables" / "quality.json"
     assert (demo.data / "tables" / "quality.html").exists()
-    assert not [p for p in (demo.data / "tables").iterdir() if p.name.startswith(".")], "temporary files left"
+    assert not [p for p in (demo.data / "tables").iterdir() if p.name.startswith(".")], (
+        "temporary files left"
+    )
 
 
 def test_posts_table_exact_rows(demo: Demo) -> None:
     """Every blog post comes out with its exact fields, redacted body and built-in columns."""
     df = read_table(demo.spec_path, "posts").sort_values("post_id")
-    cols = ["url", "final_url", "http_status", "title", "language", "headline", "author", "published", "post_id",
-            "tags", "body"]
+    cols = [
+        "url",
+        "final_url",
+        "http_status",
+        "title",
+        "language",
+        "headline",
+        "author",
+        "published",
+        "post_id",
+        "tags",
+        "body",
+    ]
     want = [
         {
-            "url": demo.url(p.path), "final_url": demo.url(p.path), "http_status": 200, "title": p.title,
-            "language": "ko", "headline": p.title, "author": p.author, "published": date(2026, 1, p.day),
-            "post_id": p.no, "tags": list(p.tags), "body": _blog_body(p),
+            "url": demo.url(p.path),
+            "final_url": demo.url(p.path),
+            "http_status": 200,
+            "title": p.title,
+            "language": "ko",
+            "headline": p.title,
+            "author": p.author,
+            "published": date(2026, 1, p.day),
+            "post_id": p.no,
+            "tags": list(p.tags),
+            "body": _blog_body(p),
         }
         for p in site.BLOG_POSTS
     ]
@@ -504,15 +615,33 @@ def test_board_table_exact_rows(demo: Demo) -> None:
     """Every UTF-8 board post comes out with subject, writer, time, views, body and comments."""
     df = read_table(demo.spec_path, "board")
     df = df.assign(no=df.url.str.extract(r"no=(\d+)$", expand=False).astype(int)).sort_values("no")
-    cols = ["url", "title", "subject", "writer", "posted", "views", "body", "comment_count", "comments"]
+    cols = [
+        "url",
+        "title",
+        "subject",
+        "writer",
+        "posted",
+        "views",
+        "body",
+        "comment_count",
+        "comments",
+    ]
     want = []
     for no in range(1, site.BOARD_POSTS + 1):
         p = site.board_post(no)
-        want.append({
-            "url": demo.url(site.board_post_path(no)), "title": p.title, "subject": p.title, "writer": p.author,
-            "posted": datetime.strptime(p.date, "%Y-%m-%d %H:%M"), "views": p.views, "body": "\n".join(p.body),
-            "comment_count": len(p.comments), "comments": [c[2] for c in p.comments],
-        })
+        want.append(
+            {
+                "url": demo.url(site.board_post_path(no)),
+                "title": p.title,
+                "subject": p.title,
+                "writer": p.author,
+                "posted": datetime.strptime(p.date, "%Y-%m-%d %H:%M"),
+                "views": p.views,
+                "body": "\n".join(p.body),
+                "comment_count": len(p.comments),
+                "comments": [c[2] for c in p.comments],
+            }
+        )
     assert _rows(df, cols) == want
 
 
@@ -522,9 +651,12 @@ def test_euckr_board_table_exact_rows_in_korean(demo: Demo) -> None:
     cols = ["url", "title", "subject", "writer", "body", "post_no"]
     want = [
         {
-            "url": demo.url(site.euckr_post_path(no)), "title": site.EUCKR_TITLES[no - 1],
-            "subject": site.EUCKR_TITLES[no - 1], "writer": site.BOARD_NICKS[(no * 3) % len(site.BOARD_NICKS)],
-            "body": "\n".join(site.euckr_post_body(no)), "post_no": no,
+            "url": demo.url(site.euckr_post_path(no)),
+            "title": site.EUCKR_TITLES[no - 1],
+            "subject": site.EUCKR_TITLES[no - 1],
+            "writer": site.BOARD_NICKS[(no * 3) % len(site.BOARD_NICKS)],
+            "body": "\n".join(site.euckr_post_body(no)),
+            "post_no": no,
         }
         for no in range(1, site.EUCKR_POSTS + 1)
     ]
@@ -552,7 +684,9 @@ def test_no_planted_personal_data_reaches_any_output(demo: Demo) -> None:
         body = posts[posts.post_id == post.no].iloc[0].body
         for number in site.PLANTED_NUMBERS[post.path]:
             assert number in body, (post.no, number)
-    want = Counter(PLACEHOLDER[k].strip("[]").lower() for kinds in site.PLANTED_PII.values() for k in kinds)
+    want = Counter(
+        PLACEHOLDER[k].strip("[]").lower() for kinds in site.PLANTED_PII.values() for k in kinds
+    )
     report = load_report(tables_dir)
     assert report.tables["posts"].redacted["body"] == dict(sorted(want.items()))
     assert report.tables["posts"].redacted["main_text"] == dict(sorted(want.items()))
@@ -566,13 +700,17 @@ def test_quality_report_per_field(demo: Demo) -> None:
     assert (posts.pages, posts.rows_extracted, posts.rows, posts.errors) == (12, 12, 12, 0)
     by = {f.name: f for f in posts.fields}
     assert by["author"].distinct == 4 and by["author"].null_rate == 0
-    assert by["headline"].required and by["headline"].missing == 0 and by["headline"].threshold == 0.0
+    assert (
+        by["headline"].required and by["headline"].missing == 0 and by["headline"].threshold == 0.0
+    )
     assert by["post_id"].type == "int" and by["tags"].type == "list[str]"
     assert len(by["headline"].samples) == 5
     board = {f.name: f for f in report.tables["board"].fields}
     assert board["body"].distinct == 20  # posts n and n+20 share their body on the demo board
     data = json.loads((demo.data / "tables" / "quality.json").read_text(encoding="utf-8"))
-    assert data["ok"] is True and data["headline"].startswith("demo: posts 12 rows, board 30 rows, euckr_board 16 rows")
+    assert data["ok"] is True and data["headline"].startswith(
+        "demo: posts 12 rows, board 30 rows, euckr_board 16 rows"
+    )
     from rich.console import Console
 
     console = Console(record=True, width=200)
@@ -613,8 +751,16 @@ def test_rerun_replaces_outputs_atomically(demo: Demo, tmp_path: Path) -> None:
     first = read_table(out, "euckr_board")
     run_parse(demo.spec_path, tables=["euckr_board"], out=out, processes=1, progress=False)
     assert (out / "euckr_board.parquet").stat().st_ino != before
-    assert read_table(out, "euckr_board").drop(columns=["fetched_at"]).equals(first.drop(columns=["fetched_at"]))
-    assert sorted(p.name for p in out.iterdir()) == ["euckr_board.parquet", "quality.html", "quality.json"]
+    assert (
+        read_table(out, "euckr_board")
+        .drop(columns=["fetched_at"])
+        .equals(first.drop(columns=["fetched_at"]))
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "euckr_board.parquet",
+        "quality.html",
+        "quality.json",
+    ]
 
 
 def test_dedup_by_content_keeps_the_newest(demo: Demo, tmp_path: Path) -> None:
@@ -640,7 +786,9 @@ def test_dedup_by_content_keeps_the_newest(demo: Demo, tmp_path: Path) -> None:
 def test_dedup_by_canonical_url_keeps_the_newest(demo: Demo, tmp_path: Path) -> None:
     """URLs that canonicalise alike at parse time (a query parameter now stripped) keep only the newest capture."""
     spec_path = clone(demo.data, tmp_path / "d", demo.base_url)
-    text = spec_path.read_text(encoding="utf-8").replace("[scope]\n", '[scope]\nstrip_query_params = ["no"]\n', 1)
+    text = spec_path.read_text(encoding="utf-8").replace(
+        "[scope]\n", '[scope]\nstrip_query_params = ["no"]\n', 1
+    )
     spec_path.write_text(text, encoding="utf-8")
     r = run_parse(spec_path, tables=["board"], processes=1, progress=False)
     t = r.report.tables["board"]
@@ -663,9 +811,15 @@ def test_all_captures_reads_older_fetches_from_the_archive(demo: Demo, tmp_path:
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     with WarcWriter(tmp_path / "d" / "warc", prefix="older", fsync=False) as w:
         for i, html in enumerate((changed, same)):
-            res = FetchResult(url=url, status=200, reason="OK", http_version="1.1",
-                              headers=[("Content-Type", "text/html; charset=utf-8")], body=html.encode(),
-                              request_headers=[("User-Agent", "test")])
+            res = FetchResult(
+                url=url,
+                status=200,
+                reason="OK",
+                http_version="1.1",
+                headers=[("Content-Type", "text/html; charset=utf-8")],
+                body=html.encode(),
+                request_headers=[("User-Agent", "test")],
+            )
             w.write_exchange(res, fetched_at=(hour_ago + timedelta(minutes=i)).timestamp())
     latest = run_parse(spec_path, tables=["posts"], processes=1, progress=False)
     assert latest.rows["posts"] == 12
@@ -686,7 +840,11 @@ def _demo_notice_asset(demo: Demo) -> bool:
 
     f = SqlFrontier(f"sqlite:///{demo.data}/frontier.sqlite", create=False)
     try:
-        return bool(f.query(select(urls.c.id).where(urls.c.kind == "asset", urls.c.url.like("%/img/notice.png"))))
+        return bool(
+            f.query(
+                select(urls.c.id).where(urls.c.kind == "asset", urls.c.url.like("%/img/notice.png"))
+            )
+        )
     finally:
         f.close()
 
@@ -696,7 +854,10 @@ def test_demo_notice_image_is_read_into_the_posts_table(demo: Demo) -> None:
     """The notice image of blog post 3, archived during the crawl, is read with Tesseract into notice_text."""
     need_tesseract()
     if not _demo_notice_asset(demo):
-        missing("the demo's /img/notice.png", "the demo site must serve it in blog post 3 and the rule archive it")
+        missing(
+            "the demo's /img/notice.png",
+            "the demo site must serve it in blog post 3 and the rule archive it",
+        )
     df = read_table(demo.spec_path, "posts")
     texts = dict(zip(df.post_id, df.notice_text, strict=True))
     assert texts.pop(3) == "\n".join(NOTICE_LINES)
@@ -726,11 +887,15 @@ def test_to_sql_on_the_frontier_database(demo: Demo, db_url: str, tmp_path: Path
     sql = read_table(spec_path, "board", db_url=db_url)
     cols = ["url", "subject", "writer", "views", "body", "comment_count"]
     assert _rows(sql.sort_values("url"), cols) == _rows(files.sort_values("url"), cols)
-    assert json.loads(sql.sort_values("url").iloc[0].comments) == list(files.sort_values("url").iloc[0].comments)
+    assert json.loads(sql.sort_values("url").iloc[0].comments) == list(
+        files.sort_values("url").iloc[0].comments
+    )
     euckr = read_table(spec_path, "euckr_board", db_url=db_url)
     assert set(euckr.subject) == set(site.EUCKR_TITLES)
     fetched = sql.fetched_at.iloc[0]
-    assert abs(fetched.replace(tzinfo=None) - files.fetched_at.dt.tz_localize(None).min()) < timedelta(days=1)
+    assert abs(
+        fetched.replace(tzinfo=None) - files.fetched_at.dt.tz_localize(None).min()
+    ) < timedelta(days=1)
 
 
 def test_to_sql_into_another_database(demo: Demo, tmp_path: Path) -> None:
@@ -745,7 +910,9 @@ def test_to_sql_into_another_database(demo: Demo, tmp_path: Path) -> None:
 
 def test_parse_errors_are_clear(demo: Demo, tmp_path: Path) -> None:
     """Unknown tables, formats and a missing frontier are refused with what to do."""
-    with pytest.raises(ParseError, match="no table 'nope' in \\[parse\\]; the spec has posts, board, euckr_board"):
+    with pytest.raises(
+        ParseError, match="no table 'nope' in \\[parse\\]; the spec has posts, board, euckr_board"
+    ):
         run_parse(demo.spec_path, tables=["nope"], progress=False)
     with pytest.raises(ParseError, match="unknown output format 'xlsx'"):
         run_parse(demo.spec_path, to="xlsx", progress=False)
@@ -809,22 +976,32 @@ def test_required_field_missing_after_a_layout_change_fails_the_parse(layout: La
     from shoal.frontier.tables import events
     from tests.parse_site import OLD_LAYOUT, POSTS
 
-    r = run_parse(layout.spec(LAYOUT_PARSE.replace("MAX", "0.2"), "strict"), processes=1, progress=False)
+    r = run_parse(
+        layout.spec(LAYOUT_PARSE.replace("MAX", "0.2"), "strict"), processes=1, progress=False
+    )
     assert not r.ok and r.exit_code == QUALITY_EXIT_CODE
     assert r.failures == ["posts.headline: required field missing on 4 of 10 rows (40.0% > 20.0%)"]
     fq = next(f for f in r.report.tables["posts"].fields if f.name == "headline")
-    assert fq.missing_urls == sorted(f"{layout.base_url}/posts/{n}" for n in range(OLD_LAYOUT + 1, POSTS + 1))
+    assert fq.missing_urls == sorted(
+        f"{layout.base_url}/posts/{n}" for n in range(OLD_LAYOUT + 1, POSTS + 1)
+    )
     assert r.rows["posts"] == POSTS  # rows are kept; the report says what they miss
     data = json.loads(r.report_path.read_text(encoding="utf-8"))
     assert data["ok"] is False and data["failures"] == r.failures
     assert f"{layout.base_url}/posts/7" in r.html_path.read_text(encoding="utf-8")
     f = SqlFrontier(f"sqlite:///{layout.data}/frontier.sqlite", create=False)
     try:
-        evs = f.query(select(events.c.kind, events.c.severity, events.c.message).where(events.c.kind == "quality"))
+        evs = f.query(
+            select(events.c.kind, events.c.severity, events.c.message).where(
+                events.c.kind == "quality"
+            )
+        )
     finally:
         f.close()
     assert len(evs) == 1 and evs[0].severity == "warning" and "posts.headline" in evs[0].message
-    ok = run_parse(layout.spec(LAYOUT_PARSE.replace("MAX", "0.5"), "lenient"), processes=1, progress=False)
+    ok = run_parse(
+        layout.spec(LAYOUT_PARSE.replace("MAX", "0.5"), "lenient"), processes=1, progress=False
+    )
     assert ok.ok and ok.exit_code == 0
 
 
@@ -873,7 +1050,6 @@ dedup = "none"
     p = site.board_post(7)
     got = df[df.url == demo.url(site.board_post_path(7))].sort_values("n")
     assert list(zip(got.who, got.said, strict=True)) == [(w, t) for w, _d, t in p.comments]
-
 
 
 def test_a_table_without_pages_is_written_empty(demo: Demo, tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ def test_migrated_database_equals_the_canonical_schema(db_url: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": False}
+        )
         diff = compare_metadata(ctx, metadata)
     engine.dispose()
     assert diff == []

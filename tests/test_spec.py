@@ -42,9 +42,15 @@ def test_a_good_spec_parses_with_defaults() -> None:
         (GOOD.replace('kind = "detail"', 'kind = "page"'), "rules.0.kind"),
         (GOOD + "\n[politeness]\ndelay = -1\n", "politeness.delay"),
         (GOOD + "\n[politeness]\ndelai = 3\n", "politeness.delai: unknown key"),
-        (GOOD.replace('glob = "/posts/*"', 'glob = "/posts/*"\nregex = "x"'), "exactly one of 'glob' or 'regex'"),
+        (
+            GOOD.replace('glob = "/posts/*"', 'glob = "/posts/*"\nregex = "x"'),
+            "exactly one of 'glob' or 'regex'",
+        ),
         (GOOD.replace('regex = "/list', 'regex = "(/list'), "does not compile"),
-        (GOOD.replace('seeds = ["https://blog.example.com/"]', 'seeds = ["ftp://x/"]'), "crawl.seeds.0"),
+        (
+            GOOD.replace('seeds = ["https://blog.example.com/"]', 'seeds = ["ftp://x/"]'),
+            "crawl.seeds.0",
+        ),
         (GOOD.replace('name = "blog"\n', ""), "crawl.name: required key is missing"),
         (GOOD + '\n[scope]\nallow_cidrs = ["10.0.0.0/33"]\n', "scope.allow_cidrs"),
         ("[crawl\nname=", "not valid TOML"),

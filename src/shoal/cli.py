@@ -83,10 +83,14 @@ def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")
         try:
             from shoal.parse import parse_config
         except ImportError as exc:
-            _fail(f"the spec has a [parse] section but the parse stage cannot load ({exc}): pip install 'shoal[parse]'")
+            _fail(
+                f"the spec has a [parse] section but the parse stage cannot load ({exc}): pip install 'shoal[parse]'"
+            )
         tables = f", {len(parse_config(s, source=str(spec)).tables)} parse table(s)"
-    term.print(f"[green]ok[/]: crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s){tables}, "
-               f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}")
+    term.print(
+        f"[green]ok[/]: crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s){tables}, "
+        f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}"
+    )
 
 
 def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str, Any]:
@@ -110,17 +114,25 @@ def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str,
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    t = Table(title=f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}", show_header=False)
+    t = Table(
+        title=f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}",
+        show_header=False,
+    )
     t.add_column(style="bold")
     t.add_column()
     t.add_row("done", str(summary["done"]))
     t.add_row("failed", ", ".join(f"{k}: {v}" for k, v in sorted(summary["failed"].items())) or "0")
-    t.add_row("skipped", ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0")
+    t.add_row(
+        "skipped", ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0"
+    )
     if summary["pending"]:
         t.add_row("left", f"{summary['pending']} pending (run the same command again to resume)")
     t.add_row("archived", f"{summary['bytes_archived'] / 1e6:.2f} MB")
     r = summary["this_run"]
-    t.add_row("this run", f"{r['done']} pages in {r['elapsed']:.1f}s = {r['pages_per_second']:.1f} pages/s")
+    t.add_row(
+        "this run",
+        f"{r['done']} pages in {r['elapsed']:.1f}s = {r['pages_per_second']:.1f} pages/s",
+    )
     term.print(t)
 
 
@@ -130,13 +142,17 @@ def _run_worker(spec: Spec, frontier: Any, crawl: Any, progress: bool) -> dict[s
     from shoal.worker import CriticalStop
 
     try:
-        stats, finished = run_loop(run_async(spec, frontier, crawl, console=console, progress=progress))
+        stats, finished = run_loop(
+            run_async(spec, frontier, crawl, console=console, progress=progress)
+        )
     except CriticalStop as exc:
         _fail(f"the worker stopped on a critical error: {exc.message}", 3)
     return _summary(frontier, crawl, stats, finished)
 
 
-def _crawl(spec: Spec, spec_text: str, db: str | None, progress: bool, summary_json: Path | None) -> dict[str, Any]:
+def _crawl(
+    spec: Spec, spec_text: str, db: str | None, progress: bool, summary_json: Path | None
+) -> dict[str, Any]:
     from shoal.crawl import start_crawl
     from shoal.frontier.sql import SqlFrontier
 
@@ -155,9 +171,14 @@ def _crawl(spec: Spec, spec_text: str, db: str | None, progress: bool, summary_j
 @app.command()
 def crawl(
     spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
-    db: Annotated[str | None, typer.Option(help="Frontier database URL (default: the spec's [storage] frontier).")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Frontier database URL (default: the spec's [storage] frontier)."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
-    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON to this file.")
+    ] = None,
 ) -> None:
     """Run a crawl here: SQLite frontier and local WARC files by default. Rerun to resume."""
     s, text = _load(spec)
@@ -170,7 +191,12 @@ def crawl(
 @app.command()
 def submit(
     spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
-    db: Annotated[str, typer.Option(help="The shared frontier database URL (postgresql://, mysql://, sqlite:///).")],
+    db: Annotated[
+        str,
+        typer.Option(
+            help="The shared frontier database URL (postgresql://, mysql://, sqlite:///)."
+        ),
+    ],
 ) -> None:
     """Store a crawl, its spec and its seeds in a shared database for `shoal work` to run."""
     from shoal.crawl import start_crawl
@@ -180,8 +206,10 @@ def submit(
     frontier = SqlFrontier(db, create=True)
     try:
         c = start_crawl(frontier, s, text)
-        term.print(f"[green]submitted[/] crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
-                  f"start workers with: shoal work --db URL --crawl {c.name}")
+        term.print(
+            f"[green]submitted[/] crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
+            f"start workers with: shoal work --db URL --crawl {c.name}"
+        )
     finally:
         frontier.close()
 
@@ -189,8 +217,12 @@ def submit(
 @app.command()
 def work(
     db: Annotated[str, typer.Option(help="The shared frontier database URL.")],
-    crawl: Annotated[str | None, typer.Option(help="Crawl name (default: the latest submitted).")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Fetches in flight in each process.")] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl name (default: the latest submitted).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Fetches in flight in each process.")
+    ] = None,
     processes: Annotated[int, typer.Option(help="Worker processes to start on this machine.")] = 1,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = False,
 ) -> None:
@@ -205,7 +237,10 @@ def work(
         codes = [p.wait() for p in procs]
         bad = [c for c in codes if c != 0]
         if bad:
-            _fail(f"{len(bad)} of {processes} worker processes exited with an error (codes {bad})", bad[0])
+            _fail(
+                f"{len(bad)} of {processes} worker processes exited with an error (codes {bad})",
+                bad[0],
+            )
         return
     from shoal.frontier.sql import SqlFrontier
 
@@ -214,7 +249,9 @@ def work(
         info = frontier.get_crawl(crawl)
         spec = parse_spec(info.spec, f"crawl {info.name!r} in the database")
         if concurrency:
-            spec = spec.model_copy(update={"worker": spec.worker.model_copy(update={"concurrency": concurrency})})
+            spec = spec.model_copy(
+                update={"worker": spec.worker.model_copy(update={"concurrency": concurrency})}
+            )
         summary = _run_worker(spec, frontier, info, progress)
     finally:
         frontier.close()
@@ -241,7 +278,9 @@ def _resolve_target(target: str | None) -> tuple[str, str | None]:
         found = sorted(Path("shoal-data").glob("*/frontier.sqlite"))
         if len(found) == 1:
             return f"sqlite:///{found[0]}", None
-        _fail("give a spec file or a database URL: `shoal status SPEC.toml` or `shoal status --db URL`")
+        _fail(
+            "give a spec file or a database URL: `shoal status SPEC.toml` or `shoal status --db URL`"
+        )
     if "://" in target:
         return target, None
     spec = load_spec(target)
@@ -252,10 +291,15 @@ def _resolve_target(target: str | None) -> tuple[str, str | None]:
 def status(
     target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
     db: Annotated[str | None, typer.Option(help="The frontier database URL.")] = None,
-    crawl: Annotated[str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
     watch: Annotated[float, typer.Option(help="Refresh every N seconds (0: once).")] = 0,
-    html: Annotated[Path | None, typer.Option(help="Also write a page with charts (throughput, errors by class).")] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(help="Also write a page with charts (throughput, errors by class)."),
+    ] = None,
 ) -> None:
     """Counts by status, error class and host; throughput; workers; the last errors. Works while a crawl runs."""
     from shoal.frontier.sql import SqlFrontier
@@ -290,19 +334,44 @@ def status(
 @app.command()
 def parse(
     spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML) with its [parse] tables.")],
-    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable).")] = None,
-    to: Annotated[str | None, typer.Option(help="parquet, csv, jsonl or sql (default: [parse] to, else parquet).")] = None,
-    out: Annotated[str | None, typer.Option(help="Output folder, or with --to sql a database URL (default: the frontier's).")] = None,
-    db: Annotated[str | None, typer.Option(help="The frontier database URL (default: the spec's).")] = None,
-    all_captures: Annotated[bool, typer.Option("--all-captures", help="Every capture of a URL, not only the latest.")] = False,
-    processes: Annotated[int | None, typer.Option(help="Parser processes (default: the CPU count).")] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable).")
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="parquet, csv, jsonl or sql (default: [parse] to, else parquet)."),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Output folder, or with --to sql a database URL (default: the frontier's)."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option(help="The frontier database URL (default: the spec's).")
+    ] = None,
+    all_captures: Annotated[
+        bool, typer.Option("--all-captures", help="Every capture of a URL, not only the latest.")
+    ] = False,
+    processes: Annotated[
+        int | None, typer.Option(help="Parser processes (default: the CPU count).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
 ) -> None:
     """Turn the archived pages into tables (Parquet/CSV/JSON lines/SQL) and a data-quality report."""
     from shoal.parse import run_parse
 
-    result = run_parse(load_spec(spec), db_url=db, tables=table, to=to, out=out, all_captures=all_captures,
-                       processes=processes, progress=progress and console.is_terminal, console=console)
+    result = run_parse(
+        load_spec(spec),
+        db_url=db,
+        tables=table,
+        to=to,
+        out=out,
+        all_captures=all_captures,
+        processes=processes,
+        progress=progress and console.is_terminal,
+        console=console,
+    )
     for line in result.summary_lines():
         term.print(line, soft_wrap=True)
     if result.exit_code:
@@ -311,10 +380,16 @@ def parse(
 
 @app.command()
 def report(
-    target: Annotated[str, typer.Argument(help="A spec, the parse output folder, or its quality.json.")],
-    out: Annotated[str | None, typer.Option(help="The parse output folder, when not the spec's.")] = None,
+    target: Annotated[
+        str, typer.Argument(help="A spec, the parse output folder, or its quality.json.")
+    ],
+    out: Annotated[
+        str | None, typer.Option(help="The parse output folder, when not the spec's.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    html: Annotated[Path | None, typer.Option(help="Also write the report as an HTML page.")] = None,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the report as an HTML page.")
+    ] = None,
     fields: Annotated[bool, typer.Option(help="Show the per-field table.")] = True,
 ) -> None:
     """Show the data-quality report of the last `shoal parse`."""
@@ -336,7 +411,9 @@ def doctor(
     for col in ("check", "ok", "detail", "what to do"):
         t.add_column(col)
     for c in checks:
-        t.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, "" if c.ok else c.hint)
+        t.add_row(
+            c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, "" if c.ok else c.hint
+        )
     term.print(t)
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
@@ -358,8 +435,12 @@ def serve_demo(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8
 
 @app.command()
 def demo(
-    data: Annotated[Path, typer.Option(help="Where the demo's frontier, archive and tables go.")] = Path("shoal-data/demo"),
-    port: Annotated[int, typer.Option(help="Port of the demo site on 127.0.0.1 (fixed, so a rerun resumes).")] = 8765,
+    data: Annotated[
+        Path, typer.Option(help="Where the demo's frontier, archive and tables go.")
+    ] = Path("shoal-data/demo"),
+    port: Annotated[
+        int, typer.Option(help="Port of the demo site on 127.0.0.1 (fixed, so a rerun resumes).")
+    ] = 8765,
     fresh: Annotated[bool, typer.Option(help="Start from an empty frontier and archive.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
 ) -> None:
@@ -373,7 +454,9 @@ def demo(
     try:
         server = start_in_thread(port=port)
     except OSError as exc:
-        _fail(f"cannot serve the demo site on 127.0.0.1:{port} ({exc.strerror}): choose another port with --port")
+        _fail(
+            f"cannot serve the demo site on 127.0.0.1:{port} ({exc.strerror}): choose another port with --port"
+        )
     try:
         data.mkdir(parents=True, exist_ok=True)
         text = spec_text(server.base_url, data.resolve())
@@ -408,5 +491,7 @@ def main() -> None:
         if os.environ.get("SHOAL_DEBUG"):
             raise
         console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}")
-        console.print("This is a bug in shoal; rerun with SHOAL_DEBUG=1 to see the traceback and report it.")
+        console.print(
+            "This is a bug in shoal; rerun with SHOAL_DEBUG=1 to see the traceback and report it."
+        )
         sys.exit(1)

@@ -81,7 +81,7 @@ def build_fetchers(spec: Spec, policy: AddressPolicy) -> dict[str, Fetcher]:
             from shoal.fetch.browser import BrowserFetcher
         except ImportError as exc:
             raise SpecError(
-                f"a rule has render = \"browser\" but the browser fetcher cannot load ({exc}): "
+                f'a rule has render = "browser" but the browser fetcher cannot load ({exc}): '
                 "install shoal[browser] and Debian's chromium + chromium-driver, then run `shoal doctor`"
             ) from None
         fetchers["browser"] = BrowserFetcher(
@@ -109,7 +109,9 @@ def _robots_getter(
             from shoal.archive import content_decode
             from shoal.errors import ArchiveError
 
-            with contextlib.suppress(ArchiveError):  # mislabelled coding: parse the bytes as they came
+            with contextlib.suppress(
+                ArchiveError
+            ):  # mislabelled coding: parse the bytes as they came
                 body, _ = content_decode(body, enc, 512 * 1024)
         return res.status, body, res.header("location")
 
@@ -146,7 +148,10 @@ async def run_async(
             await holder[0].wait_host_slot(url)
 
     robots = (
-        RobotsCache(_robots_getter(http, min(30.0, spec.limits.fetch_timeout), before_robots), spec.politeness.user_agent)
+        RobotsCache(
+            _robots_getter(http, min(30.0, spec.limits.fetch_timeout), before_robots),
+            spec.politeness.user_agent,
+        )
         if spec.politeness.robots
         else None
     )
@@ -158,8 +163,16 @@ async def run_async(
         fsync=spec.storage.fsync,
         operator_info={"crawl": spec.name, "worker": wid},
     )
-    worker = Worker(spec=spec, frontier=frontier, crawl_id=crawl.id, fetchers=fetchers, archive=archive,
-                    robots=robots, worker_id=wid, notifier=Notifier(spec.notify))
+    worker = Worker(
+        spec=spec,
+        frontier=frontier,
+        crawl_id=crawl.id,
+        fetchers=fetchers,
+        archive=archive,
+        robots=robots,
+        worker_id=wid,
+        notifier=Notifier(spec.notify),
+    )
     holder.append(worker)
     loop = asyncio.get_running_loop()
     stops = {"n": 0}
@@ -177,7 +190,11 @@ async def run_async(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal)
-    display = asyncio.create_task(_progress(worker, spec, console)) if progress and console is not None else None
+    display = (
+        asyncio.create_task(_progress(worker, spec, console))
+        if progress and console is not None
+        else None
+    )
     try:
         stats = await worker.run()
     finally:
@@ -212,7 +229,10 @@ def _progress_table(worker: Worker, spec: Spec) -> Group:
     failed = ", ".join(f"{k} {v}" for k, v in sorted(s.failed.items())) or "0"
     skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "0"
     t.add_row("crawl", f"{spec.name}  [dim]{worker.frontier.safe_url}[/]")
-    t.add_row("done", f"[green]{s.done}[/]   {s.rate():.1f} pages/s now, {s.done / max(s.elapsed, 1e-9):.1f} average")
+    t.add_row(
+        "done",
+        f"[green]{s.done}[/]   {s.rate():.1f} pages/s now, {s.done / max(s.elapsed, 1e-9):.1f} average",
+    )
     t.add_row("failed", f"[red]{failed}[/]")
     t.add_row("skipped", f"[yellow]{skipped}[/]")
     t.add_row("retries", f"{s.retries}   in flight {s.inflight}, queued {worker._queue.qsize()}")
@@ -223,7 +243,9 @@ def _progress_table(worker: Worker, spec: Spec) -> Group:
 
 
 async def _progress(worker: Worker, spec: Spec, console: Console | None) -> None:
-    with Live(_progress_table(worker, spec), console=console, refresh_per_second=4, transient=False) as live:
+    with Live(
+        _progress_table(worker, spec), console=console, refresh_per_second=4, transient=False
+    ) as live:
         while True:
             await asyncio.sleep(0.5)
             worker.stats.sample()

@@ -75,7 +75,9 @@ SECRET_PARAMS = frozenset(
 """Query parameter names (lower case) whose values are secrets."""
 
 # scheme://user[:password]@ : the userinfo cannot contain "/", "?", "#", "@" or whitespace.
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/?#\s]*)(?::(?P<password>[^@/?#\s]*))?@")
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/?#\s]*)(?::(?P<password>[^@/?#\s]*))?@"
+)
 _PARAM = re.compile(r"(?P<lead>[?&;](?P<name>[A-Za-z0-9_.-]+)=)(?P<value>[^&;#\s\"'<>]*)")
 _HEADER_IN_TEXT = re.compile(
     r"(?P<name>\b(?:proxy-)?authorization|\bcookie|\bx-api-key)(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
@@ -109,7 +111,9 @@ def redact_text(text: str) -> str:
     """``text`` with the secrets of every URL and header fragment in it replaced by ``***``."""
     text = redact_url(text)
     if ":" in text or "=" in text:
-        text = _HEADER_IN_TEXT.sub(lambda m: f"{m.group('name')}{m.group('sep')}{m.group('value')}{MASK}", text)
+        text = _HEADER_IN_TEXT.sub(
+            lambda m: f"{m.group('name')}{m.group('sep')}{m.group('value')}{MASK}", text
+        )
     return text
 
 

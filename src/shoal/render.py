@@ -13,7 +13,13 @@ from shoal.status import STATUSES, CrawlStatus
 
 __all__ = ["render_status", "status_page"]
 
-_COLORS = {"pending": "cyan", "leased": "blue", "done": "green", "failed": "red", "skipped": "yellow"}
+_COLORS = {
+    "pending": "cyan",
+    "leased": "blue",
+    "done": "green",
+    "failed": "red",
+    "skipped": "yellow",
+}
 
 
 def _age(ms: int | None, now: int) -> str:
@@ -34,14 +40,23 @@ def render_status(st: CrawlStatus) -> Group:
     rates = Table(show_header=False, box=None)
     rates.add_column(style="bold")
     rates.add_column()
-    rates.add_row("throughput", f"{st.pages_last_minute} pages in the last minute, {st.pages_last_10_minutes} in 10 min, "
-                                f"{st.pages_per_second:.1f} pages/s overall")
+    rates.add_row(
+        "throughput",
+        f"{st.pages_last_minute} pages in the last minute, {st.pages_last_10_minutes} in 10 min, "
+        f"{st.pages_per_second:.1f} pages/s overall",
+    )
     rates.add_row("archived", f"{st.bytes_archived / 1e6:.2f} MB")
-    rates.add_row("failed by class", ", ".join(f"{k} {v}" for k, v in sorted(st.failed.items())) or "none")
-    rates.add_row("skipped by reason", ", ".join(f"{k} {v}" for k, v in sorted(st.skipped.items())) or "none")
+    rates.add_row(
+        "failed by class", ", ".join(f"{k} {v}" for k, v in sorted(st.failed.items())) or "none"
+    )
+    rates.add_row(
+        "skipped by reason", ", ".join(f"{k} {v}" for k, v in sorted(st.skipped.items())) or "none"
+    )
     rates.add_row("retried URLs", str(st.retried))
     rates.add_row("expired leases", f"{st.lease_lost} (URLs possibly fetched twice)")
-    rates.add_row("HTTP status", ", ".join(f"{k}: {v}" for k, v in sorted(st.http_status.items())) or "-")
+    rates.add_row(
+        "HTTP status", ", ".join(f"{k}: {v}" for k, v in sorted(st.http_status.items())) or "-"
+    )
 
     hosts = Table(title="hosts", show_header=True)
     hosts.add_column("host")
@@ -50,8 +65,12 @@ def render_status(st: CrawlStatus) -> Group:
     hosts.add_column("delay", justify="right")
     hosts.add_column("state")
     for h in st.hosts:
-        hosts.add_row(h["host"], *[str(h[s]) for s in STATUSES], f"{h['delay_s']:.1f}s",
-                      f"paused ({h['pause_reason']})" if h["paused"] else "ok")
+        hosts.add_row(
+            h["host"],
+            *[str(h[s]) for s in STATUSES],
+            f"{h['delay_s']:.1f}s",
+            f"paused ({h['pause_reason']})" if h["paused"] else "ok",
+        )
 
     parts: list[Any] = [head, rates, hosts]
     if st.workers:
@@ -59,17 +78,33 @@ def render_status(st: CrawlStatus) -> Group:
         for c in ("worker", "host / ip", "state", "heartbeat", "done", "failed", "MB"):
             w.add_column(c)
         for r in st.workers:
-            state = r["state"] if r["state"] != "running" else ("alive" if r["alive"] else "dead (no heartbeat)")
-            w.add_row(r["id"], f"{r['hostname']} / {r['ip'] or '-'}", state, _age(r["heartbeat_at"], st.now_ms),
-                      str(r["pages_done"]), str(r["pages_failed"]), f"{r['bytes_archived'] / 1e6:.1f}")
+            state = (
+                r["state"]
+                if r["state"] != "running"
+                else ("alive" if r["alive"] else "dead (no heartbeat)")
+            )
+            w.add_row(
+                r["id"],
+                f"{r['hostname']} / {r['ip'] or '-'}",
+                state,
+                _age(r["heartbeat_at"], st.now_ms),
+                str(r["pages_done"]),
+                str(r["pages_failed"]),
+                f"{r['bytes_archived'] / 1e6:.1f}",
+            )
         parts.append(w)
     if st.last_errors:
         e = Table(title="last errors", show_header=True)
         for c in ("when", "class", "status", "url", "detail"):
             e.add_column(c)
         for r in st.last_errors:
-            e.add_row(_age(r["at"], st.now_ms), r["class"], "retrying" if r["status"] == "pending" else "failed",
-                      r["url"], (r["detail"] or "")[:80])
+            e.add_row(
+                _age(r["at"], st.now_ms),
+                r["class"],
+                "retrying" if r["status"] == "pending" else "failed",
+                r["url"],
+                (r["detail"] or "")[:80],
+            )
         parts.append(e)
     return Group(*parts)
 
@@ -101,7 +136,9 @@ def _timeline_svg(points: list[tuple[int, int]], width: int = 720, height: int =
     for m, n in points:
         x = 50 + (m - m0) * (width - 60) // (span + 1)
         h = int((height - 30) * n / top)
-        bars.append(f'<rect x="{x}" y="{height - 20 - h}" width="{bw - 1}" height="{h}" fill="#2a7"/>')
+        bars.append(
+            f'<rect x="{x}" y="{height - 20 - h}" width="{bw - 1}" height="{h}" fill="#2a7"/>'
+        )
     axis = (
         f'<text x="0" y="14" font-size="12">{top}/min</text>'
         f'<text x="50" y="{height - 4}" font-size="12">{time.strftime("%H:%M", time.gmtime(m0 * 60))} UTC</text>'
@@ -115,7 +152,8 @@ def status_page(st: CrawlStatus) -> str:
     e = html.escape
     counts = [(s, st.counts.get(s, 0)) for s in STATUSES]
     host_rows = "".join(
-        f"<tr><td>{e(h['host'])}</td>" + "".join(f"<td>{h[s]}</td>" for s in STATUSES)
+        f"<tr><td>{e(h['host'])}</td>"
+        + "".join(f"<td>{h[s]}</td>" for s in STATUSES)
         + f"<td>{h['delay_s']:.1f}s</td><td>{'paused' if h['paused'] else 'ok'}</td></tr>"
         for h in st.hosts
     )

@@ -102,7 +102,15 @@ class ScopeSpec(_Model):
     allow_cidrs: list[str] = Field(default_factory=list)
     """Extra networks allowed even when private, e.g. ``10.1.0.0/16``."""
     strip_query_params: list[str] = Field(
-        default_factory=lambda: ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "fbclid", "gclid"]
+        default_factory=lambda: [
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "utm_term",
+            "utm_content",
+            "fbclid",
+            "gclid",
+        ]
     )
     """Query parameters dropped by URL canonicalisation (globs allowed)."""
     headers: dict[str, dict[str, str]] = Field(default_factory=dict)
@@ -115,7 +123,9 @@ class ScopeSpec(_Model):
     def _headers(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         for host, hdrs in v.items():
             if not host or any(ch in host for ch in "/*@ "):
-                raise ValueError(f"{host!r} is not a host name such as example.com or 127.0.0.1:8000 (no scheme, path or wildcard)")
+                raise ValueError(
+                    f"{host!r} is not a host name such as example.com or 127.0.0.1:8000 (no scheme, path or wildcard)"
+                )
             for name, value in hdrs.items():
                 if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
                     raise ValueError(f"{name!r} (for {host}) is not a valid header name")
@@ -210,7 +220,9 @@ class NotifySpec(_Model):
     """Where events are sent, as apprise URLs."""
 
     urls: list[str] = Field(default_factory=list)
-    events: list[str] = Field(default_factory=lambda: ["finished", "critical", "new_error", "blocked", "quality"])
+    events: list[str] = Field(
+        default_factory=lambda: ["finished", "critical", "new_error", "blocked", "quality"]
+    )
 
 
 class ArchiveSpec(_Model):
@@ -255,12 +267,17 @@ class Spec(_Model):
         return self.storage.archive.replace("{name}", self.crawl.name)
 
 
-def format_validation_error(exc: ValidationError, source: str, *, what: str = "crawl spec",
-                            prefix: tuple[str, ...] = ()) -> str:
+def format_validation_error(
+    exc: ValidationError, source: str, *, what: str = "crawl spec", prefix: tuple[str, ...] = ()
+) -> str:
     """One line per problem: ``key.path: what was expected (got value)``; shared by every spec section."""
     lines = [f"{source}: the {what} is invalid ({exc.error_count()} problem(s)):"]
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
+        loc = [
+            str(p)
+            for p in err["loc"]
+            if not str(p).startswith(("function-after", "function-before"))
+        ]
         key = ".".join([*prefix, *loc]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

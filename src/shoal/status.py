@@ -54,7 +54,11 @@ class CrawlStatus:
     @property
     def pages_per_second(self) -> float:
         """Average fetch rate between the first and the last fetch."""
-        if self.first_fetch_ms is None or self.last_fetch_ms is None or self.last_fetch_ms <= self.first_fetch_ms:
+        if (
+            self.first_fetch_ms is None
+            or self.last_fetch_ms is None
+            or self.last_fetch_ms <= self.first_fetch_ms
+        ):
             return 0.0
         fetched = self.counts.get("done", 0) + self.counts.get("failed", 0)
         return fetched / ((self.last_fetch_ms - self.first_fetch_ms) / 1000)
@@ -67,27 +71,41 @@ class CrawlStatus:
         return d
 
 
-def collect(frontier: SqlFrontier, crawl: CrawlInfo, *, top_hosts: int = 15, errors: int = 10,
-            heartbeat_dead_ms: int = 60_000) -> CrawlStatus:
+def collect(
+    frontier: SqlFrontier,
+    crawl: CrawlInfo,
+    *,
+    top_hosts: int = 15,
+    errors: int = 10,
+    heartbeat_dead_ms: int = 60_000,
+) -> CrawlStatus:
     """Read a snapshot of ``crawl`` from the frontier."""
     cid = crawl.id
     now = frontier.now_ms()
     u = urls.c
     st = CrawlStatus(crawl.name, cid, crawl.state, frontier.safe_url, now)
-    for status, n in frontier.query(select(u.status, func.count()).where(u.crawl_id == cid).group_by(u.status)):
+    for status, n in frontier.query(
+        select(u.status, func.count()).where(u.crawl_id == cid).group_by(u.status)
+    ):
         st.counts[status] = int(n)
     for s in STATUSES:
         st.counts.setdefault(s, 0)
     for cls, n in frontier.query(
-        select(u.error_class, func.count()).where(u.crawl_id == cid, u.status == "failed").group_by(u.error_class)
+        select(u.error_class, func.count())
+        .where(u.crawl_id == cid, u.status == "failed")
+        .group_by(u.error_class)
     ):
         st.failed[cls or "unknown"] = int(n)
     for reason, n in frontier.query(
-        select(u.skip_reason, func.count()).where(u.crawl_id == cid, u.status == "skipped").group_by(u.skip_reason)
+        select(u.skip_reason, func.count())
+        .where(u.crawl_id == cid, u.status == "skipped")
+        .group_by(u.skip_reason)
     ):
         st.skipped[reason or "?"] = int(n)
     for code, n in frontier.query(
-        select(u.http_status, func.count()).where(u.crawl_id == cid, u.http_status.is_not(None)).group_by(u.http_status)
+        select(u.http_status, func.count())
+        .where(u.crawl_id == cid, u.http_status.is_not(None))
+        .group_by(u.http_status)
     ):
         st.http_status[str(code)] = int(n)
     row = frontier.query(
@@ -109,7 +127,10 @@ def collect(frontier: SqlFrontier, crawl: CrawlInfo, *, top_hosts: int = 15, err
     st.timeline = [
         (int(m), int(n))
         for m, n in frontier.query(
-            select(minute.label("m"), func.count()).where(u.crawl_id == cid, u.fetched_at.is_not(None)).group_by("m").order_by("m")
+            select(minute.label("m"), func.count())
+            .where(u.crawl_id == cid, u.fetched_at.is_not(None))
+            .group_by("m")
+            .order_by("m")
         )
         if m is not None
     ][-240:]
@@ -121,7 +142,10 @@ def collect(frontier: SqlFrontier, crawl: CrawlInfo, *, top_hosts: int = 15, err
             h.next_fetch_at,
             h.paused_until,
             h.pause_reason,
-            *[func.coalesce(func.sum(case((u.status == s, 1), else_=0)), 0).label(s) for s in STATUSES],
+            *[
+                func.coalesce(func.sum(case((u.status == s, 1), else_=0)), 0).label(s)
+                for s in STATUSES
+            ],
         )
         .select_from(hosts.join(urls, (u.crawl_id == h.crawl_id) & (u.host_key == h.host_key)))
         .where(h.crawl_id == cid)
@@ -136,7 +160,9 @@ def collect(frontier: SqlFrontier, crawl: CrawlInfo, *, top_hosts: int = 15, err
                 "host": m["host"],
                 "delay_s": m["min_delay_ms"] / 1000,
                 "paused": bool(m["paused_until"] and m["paused_until"] > now),
-                "pause_reason": m["pause_reason"] if m["paused_until"] and m["paused_until"] > now else None,
+                "pause_reason": m["pause_reason"]
+                if m["paused_until"] and m["paused_until"] > now
+                else None,
                 **{s: int(m[s]) for s in STATUSES},
             }
         )
@@ -147,9 +173,14 @@ def collect(frontier: SqlFrontier, crawl: CrawlInfo, *, top_hosts: int = 15, err
         .limit(errors)
     ):
         st.last_errors.append(
-            {"url": redact_url(r.url), "class": r.error_class,
-             "detail": redact_text(r.error_detail) if r.error_detail else r.error_detail,
-             "http_status": r.http_status, "at": r.fetched_at, "status": r.status}
+            {
+                "url": redact_url(r.url),
+                "class": r.error_class,
+                "detail": redact_text(r.error_detail) if r.error_detail else r.error_detail,
+                "http_status": r.http_status,
+                "at": r.fetched_at,
+                "status": r.status,
+            }
         )
     w = workers.c
     for r in frontier.query(select(workers).where(w.crawl_id == cid).order_by(w.started_at)):

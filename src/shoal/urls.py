@@ -46,7 +46,11 @@ class Canonical:
 
 def key64(text: str) -> int:
     """A signed 64-bit key of ``text`` (blake2b), stable across processes and machines."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big", signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+        "big",
+        signed=True,
+    )
 
 
 def url_key(url: str) -> int:
@@ -77,7 +81,9 @@ def resolve(href: str, base: str | None = None) -> URL:
         raise URLError(f"not a valid URL: {href[:200]!r}") from None
 
 
-def canonicalize(href: str, base: str | None = None, strip: re.Pattern[str] | None = None) -> Canonical:
+def canonicalize(
+    href: str, base: str | None = None, strip: re.Pattern[str] | None = None
+) -> Canonical:
     """Resolve and canonicalise a URL; only http and https are accepted."""
     u = resolve(href.strip(), base)
     if u.protocol not in ("http:", "https:"):

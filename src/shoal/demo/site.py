@@ -141,14 +141,20 @@ class BlogPost:
 
 BLOG_POSTS: tuple[BlogPost, ...] = (
     BlogPost(
-        1, "성수동 카페 투어 후기", "김민수", ("카페", "서울"),
+        1,
+        "성수동 카페 투어 후기",
+        "김민수",
+        ("카페", "서울"),
         "지난 토요일에 성수동 카페 세 곳을 돌아봤습니다. 아메리카노는 한 잔에 4,500원에서 6,000원 사이였고, "
         "디저트까지 합치면 한 사람당 12,000원 정도 들었습니다.",
         "Three cafés in one afternoon: coffee cost between 4,500 and 6,000 won a cup.",
         numbers=("4,500원", "6,000원", "12,000원"),
     ),
     BlogPost(
-        2, "파이썬으로 웹 크롤러 만들기 1편", "김민수", ("파이썬", "크롤러", "python"),
+        2,
+        "파이썬으로 웹 크롤러 만들기 1편",
+        "김민수",
+        ("파이썬", "크롤러", "python"),
         "파이썬 3.11과 aiohttp로 간단한 크롤러를 만들었습니다. 페이지 100개를 수집하는 데 약 12초가 걸렸고, "
         "실패한 요청은 3건이었습니다.",
         "A first crawler in Python 3.11: 100 pages in about 12 seconds, with 3 failed requests.",
@@ -157,7 +163,10 @@ BLOG_POSTS: tuple[BlogPost, ...] = (
         pii_sentence="코드에 대한 질문은 kim.minsu@example.com 으로 메일 주세요.",
     ),
     BlogPost(
-        3, "제주도 3박 4일 여행 경비 정리", "이서연", ("여행", "제주"),
+        3,
+        "제주도 3박 4일 여행 경비 정리",
+        "이서연",
+        ("여행", "제주"),
         "항공권 왕복 89,000원, 숙소 3박 285,000원, 렌터카 4일 156,000원으로 총 경비는 약 680,000원이었습니다.",
         "Four days in Jeju cost about 680,000 won in total, flights included.",
         numbers=("89,000원", "285,000원", "156,000원", "680,000원"),
@@ -165,14 +174,20 @@ BLOG_POSTS: tuple[BlogPost, ...] = (
         pii_sentence="게스트하우스 사장님 번호는 010-1234-5678 인데, 예약은 문자로 받으신다고 합니다.",
     ),
     BlogPost(
-        4, "겨울철 자전거 출퇴근 장비", "박지훈", ("자전거", "출퇴근"),
+        4,
+        "겨울철 자전거 출퇴근 장비",
+        "박지훈",
+        ("자전거", "출퇴근"),
         "기온이 영하 5도까지 내려가도 8.5km 출퇴근 거리를 자전거로 다니고 있습니다. "
         "장갑은 29,900원, 방풍 재킷은 79,000원에 샀습니다.",
         "Commuting 8.5 km by bike at minus five degrees: gloves for 29,900 won, a jacket for 79,000 won.",
         numbers=("8.5km", "29,900원", "79,000원"),
     ),
     BlogPost(
-        5, "동네 병원 진료 시간 정리", "이서연", ("생활정보", "병원"),
+        5,
+        "동네 병원 진료 시간 정리",
+        "이서연",
+        ("생활정보", "병원"),
         "평일 진료는 오전 9시부터 오후 6시 30분까지, 토요일은 오후 1시까지입니다. 점심시간은 12:30부터 13:30까지입니다.",
         "Opening hours: weekdays 9:00 to 18:30, Saturdays until 13:00, lunch break 12:30 to 13:30.",
         numbers=("12:30", "13:30"),
@@ -180,19 +195,28 @@ BLOG_POSTS: tuple[BlogPost, ...] = (
         pii_sentence="예약 전화는 02-312-4567 이고, 해외에 계신 분은 +82 10 9876 5432 로 문자 주시면 됩니다.",
     ),
     BlogPost(
-        6, "집에서 만드는 김치찌개 레시피", "최유진", ("요리", "레시피"),
+        6,
+        "집에서 만드는 김치찌개 레시피",
+        "최유진",
+        ("요리", "레시피"),
         "2인분 기준으로 돼지고기 300g, 김치 반 포기, 두부 한 모가 필요합니다. 재료비는 약 15,000원입니다.",
         "Kimchi stew for two: 300 g of pork, half a cabbage of kimchi and one block of tofu, about 15,000 won.",
         numbers=("300g", "15,000원"),
     ),
     BlogPost(
-        7, "중고 노트북 구매 체크리스트", "박지훈", ("중고거래", "노트북"),
+        7,
+        "중고 노트북 구매 체크리스트",
+        "박지훈",
+        ("중고거래", "노트북"),
         "2023년식 노트북을 650,000원에 샀습니다. 배터리 사이클 수가 120회 이하인지 꼭 확인하세요.",
         "A 2023 laptop for 650,000 won: always check that the battery has fewer than 120 cycles.",
         numbers=("2023년식", "650,000원", "120회"),
     ),
     BlogPost(
-        8, "연말정산 준비하면서 배운 것들", "최유진", ("세금", "연말정산"),
+        8,
+        "연말정산 준비하면서 배운 것들",
+        "최유진",
+        ("세금", "연말정산"),
         "올해 의료비 공제 대상 금액은 1,250,000원이었고, 환급액은 약 187,000원으로 예상됩니다.",
         "Medical expenses of 1,250,000 won should bring a refund of about 187,000 won.",
         numbers=("1,250,000원", "187,000원"),
@@ -200,13 +224,19 @@ BLOG_POSTS: tuple[BlogPost, ...] = (
         pii_sentence="서류에 주민등록번호 900101-1234567 을 잘못 적어서 다시 제출해야 했습니다.",
     ),
     BlogPost(
-        9, "한강 러닝 코스 추천", "김민수", ("러닝", "한강"),
+        9,
+        "한강 러닝 코스 추천",
+        "김민수",
+        ("러닝", "한강"),
         "반포대교에서 잠수교까지 왕복 5.2km 코스를 평균 6분 10초 페이스로 달렸습니다.",
         "A 5.2 km loop along the Han river at an average pace of 6:10 per kilometre.",
         numbers=("5.2km", "6:10"),
     ),
     BlogPost(
-        10, "해외 직구 결제 실수담", "이서연", ("직구", "쇼핑"),
+        10,
+        "해외 직구 결제 실수담",
+        "이서연",
+        ("직구", "쇼핑"),
         "해외 쇼핑몰에서 $129.99짜리 신발을 샀는데 카드 수수료까지 약 178,000원이 청구됐습니다.",
         "Shoes for $129.99 ended up costing about 178,000 won with the card fees.",
         numbers=("$129.99", "178,000원"),
@@ -214,7 +244,10 @@ BLOG_POSTS: tuple[BlogPost, ...] = (
         pii_sentence="결제 화면 캡처에 카드번호 4111 1111 1111 1111 이 그대로 보여서 급하게 지웠습니다.",
     ),
     BlogPost(
-        11, "독서 모임 1월 일정 안내", "최유진", ("독서모임", "공지"),
+        11,
+        "독서 모임 1월 일정 안내",
+        "최유진",
+        ("독서모임", "공지"),
         "1월 모임은 2026-01-24 토요일 오후 2시, 참가비는 10,000원입니다. 정원은 12명입니다.",
         "The January meeting is on 2026-01-24 at 2 pm; the fee is 10,000 won and there are 12 seats.",
         numbers=("2026-01-24", "10,000원", "12명"),
@@ -222,7 +255,10 @@ BLOG_POSTS: tuple[BlogPost, ...] = (
         pii_sentence="참가 신청은 kim.minsu@example.com 또는 010-1234-5678 로 해 주세요.",
     ),
     BlogPost(
-        12, "블로그 1주년 회고", "김민수", ("회고", "블로그"),
+        12,
+        "블로그 1주년 회고",
+        "김민수",
+        ("회고", "블로그"),
         "지난 1년 동안 글 12편을 썼고, 누적 방문자는 34,567명, 가장 많이 읽힌 글은 글번호 2번이었습니다.",
         "One year of blogging: 12 posts, 34,567 visitors, and post No. 2 was read the most.",
         numbers=("12편", "34,567명", "글번호 2번"),
@@ -242,9 +278,29 @@ Kinds: ``email``, ``phone_mobile``, ``phone_landline``, ``phone_intl``, ``rrn``
 PLANTED_NUMBERS: dict[str, tuple[str, ...]] = {p.path: p.numbers for p in BLOG_POSTS}
 """Harmless numbers (prices, dates, ids, distances) in each post that redaction must leave alone."""
 
-BOARD_SUBJECTS = ("노트북", "자전거", "중고 책상", "이사 업체", "주말 등산", "파이썬 공부", "점심 메뉴", "강아지 산책", "전세 계약", "캠핑 장비")
+BOARD_SUBJECTS = (
+    "노트북",
+    "자전거",
+    "중고 책상",
+    "이사 업체",
+    "주말 등산",
+    "파이썬 공부",
+    "점심 메뉴",
+    "강아지 산책",
+    "전세 계약",
+    "캠핑 장비",
+)
 BOARD_FORMS = ("{} 추천 부탁드립니다", "{} 후기 남깁니다", "{} 관련 질문 있어요")
-BOARD_NICKS = ("달빛고양이", "코딩하는곰", "서울사람", "바다소년", "초보집사", "등산러버", "mintchoco", "jhpark")
+BOARD_NICKS = (
+    "달빛고양이",
+    "코딩하는곰",
+    "서울사람",
+    "바다소년",
+    "초보집사",
+    "등산러버",
+    "mintchoco",
+    "jhpark",
+)
 BOARD_COMMENTS = (
     "좋은 정보 감사합니다!",
     "저도 같은 고민 중이었어요.",
@@ -384,7 +440,7 @@ def _html(title: str, body: str, *, head: str = '<meta charset="utf-8">', lang: 
     return (
         f'<!DOCTYPE html>\n<html lang="{lang}">\n<head>\n{head}\n<title>{E(title)}</title>\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n</head>\n'
-        f"<body>\n<header><a class=\"logo\" href=\"/\">shoal 동네</a>\n{NAV}\n</header>\n"
+        f'<body>\n<header><a class="logo" href="/">shoal 동네</a>\n{NAV}\n</header>\n'
         f"<main>\n{body}\n</main>\n"
         "<footer><p>© 2026 shoal 동네 커뮤니티 · 데모 사이트</p></footer>\n</body>\n</html>\n"
     )
@@ -439,8 +495,10 @@ def render_blog_list(page: int) -> str:
             f'<p class="summary">{E(post.lead_ko[:60])}…</p></li>'
         )
     body = (
-        f"<h1>개발·일상 블로그</h1>\n<p class=\"page-info\">{page} / {BLOG_PAGES} 페이지</p>\n"
-        '<ul class="post-list">\n' + "\n".join(items) + "\n</ul>\n"
+        f'<h1>개발·일상 블로그</h1>\n<p class="page-info">{page} / {BLOG_PAGES} 페이지</p>\n'
+        '<ul class="post-list">\n'
+        + "\n".join(items)
+        + "\n</ul>\n"
         + _pagination(page, BLOG_PAGES, blog_list_path)
     )
     return _html(f"블로그 - {page}페이지", body)
@@ -537,7 +595,9 @@ def render_board_list(page: int) -> str:
     body = (
         "<h1>자유게시판</h1>\n"
         '<table class="board-list">\n<thead><tr><th>번호</th><th>제목</th><th>글쓴이</th>'
-        "<th>날짜</th><th>조회</th></tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>\n"
+        "<th>날짜</th><th>조회</th></tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>\n"
         + _pagination(page, BOARD_PAGES, board_list_path, cls="paging")
     )
     return _html(f"자유게시판 - {page}페이지", body)
@@ -570,7 +630,9 @@ def euckr_post_body(no: int) -> list[str]:
     title = EUCKR_TITLES[no - 1]
     lines = [f"{title}. 오랜만에 게시판에 글을 남깁니다."]
     if no in CP949_ONLY_POSTS:
-        lines.append("태국 음식 좋아하시는 분들은 똠양꿍 꼭 드셔 보세요. 똠양꿍 한 그릇에 9,000원입니다.")
+        lines.append(
+            "태국 음식 좋아하시는 분들은 똠양꿍 꼭 드셔 보세요. 똠양꿍 한 그릇에 9,000원입니다."
+        )
     lines.extend(_pick(KO_POOL, no, 6, salt=5))
     lines.append(f"글번호 {no}번, 2008년 {no % 12 + 1}월에 처음 올린 글을 옮겨 왔습니다.")
     return lines
@@ -617,7 +679,7 @@ def render_euckr_post(no: int) -> bytes:
 
 def render_simple(title: str, message: str) -> str:
     """A small page with one message and a link home (error pages, test pages)."""
-    return _html(title, f"<h1>{E(title)}</h1>\n<p>{E(message)}</p>\n<p><a href=\"/\">홈으로</a></p>")
+    return _html(title, f'<h1>{E(title)}</h1>\n<p>{E(message)}</p>\n<p><a href="/">홈으로</a></p>')
 
 
 # ---------------------------------------------------------------------------
@@ -671,13 +733,18 @@ FLAKY_KEY = web.AppKey("shoal_demo_flaky_hits", list)
 HTML_UTF8 = "text/html; charset=utf-8"
 
 
-def _page_response(text: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def _page_response(
+    text: str, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     h = {"Content-Type": HTML_UTF8, **(headers or {})}
     return web.Response(body=text.encode("utf-8"), status=status, headers=h)
 
 
 def _not_found() -> web.Response:
-    return _page_response(render_simple("페이지를 찾을 수 없습니다", "요청하신 페이지가 없습니다. (404 Not Found)"), 404)
+    return _page_response(
+        render_simple("페이지를 찾을 수 없습니다", "요청하신 페이지가 없습니다. (404 Not Found)"),
+        404,
+    )
 
 
 def _int_arg(value: str | None, low: int, high: int) -> int | None:
@@ -693,7 +760,14 @@ async def _log_and_404(
 ) -> web.StreamResponse:
     log = request.app.get(LOG_KEY)
     if log is not None:
-        log.append(Hit(time.monotonic(), request.method, request.path_qs, request.headers.get("User-Agent", "")))
+        log.append(
+            Hit(
+                time.monotonic(),
+                request.method,
+                request.path_qs,
+                request.headers.get("User-Agent", ""),
+            )
+        )
     try:
         return await handler(request)
     except web.HTTPNotFound:
@@ -706,7 +780,9 @@ async def _home(request: web.Request) -> web.StreamResponse:
 
 async def _robots(request: web.Request) -> web.StreamResponse:
     text = "User-agent: *\n" + "".join(f"Disallow: {p}\n" for p in ROBOTS_DISALLOW)
-    return web.Response(body=text.encode("ascii"), headers={"Content-Type": "text/plain; charset=utf-8"})
+    return web.Response(
+        body=text.encode("ascii"), headers={"Content-Type": "text/plain; charset=utf-8"}
+    )
 
 
 async def _blog_list(request: web.Request) -> web.StreamResponse:
@@ -856,7 +932,9 @@ class DemoServer:
 
     async def _start(self) -> None:
         # handler_cancellation: a crawler that gives up on /too-slow frees the handler at once.
-        runner = web.AppRunner(make_app(self.log), access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
+        runner = web.AppRunner(
+            make_app(self.log), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+        )
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, self.host, self.port)
@@ -1000,4 +1078,3 @@ def expected(base_url: str, *, detail_links: bool = False) -> dict[str, Any]:
         for target in BROKEN_LINKS.values():
             failed[url(target)] = "permanent"
     return {"done": done, "failed": failed, "skipped": skipped}
-

@@ -119,7 +119,9 @@ class PolicyResolver(AbstractResolver):
         self.policy = policy
         self.inner = inner
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         """The allowed addresses of ``host``; raises :class:`AddressRefused` when none is."""
         if self.inner is None:
             self.inner = DefaultResolver()
@@ -144,11 +146,15 @@ class StaticResolver(AbstractResolver):
     fetcher wraps it in the same :class:`PolicyResolver` as in production.
     """
 
-    def __init__(self, table: Mapping[str, Iterable[str]], fallback: AbstractResolver | bool | None = None) -> None:
+    def __init__(
+        self, table: Mapping[str, Iterable[str]], fallback: AbstractResolver | bool | None = None
+    ) -> None:
         self.table = {k.lower(): list(v) for k, v in table.items()}
         self._fallback = fallback
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         """The table's addresses of ``host`` (port as given), else the fallback's answer."""
         addresses = self.table.get(host.lower().rstrip("."))
         if addresses is None:
@@ -162,8 +168,16 @@ class StaticResolver(AbstractResolver):
             fam = socket.AF_INET6 if ":" in a else socket.AF_INET
             if family not in (socket.AF_UNSPEC, fam):
                 continue
-            out.append(ResolveResult(hostname=host, host=a, port=port, family=fam, proto=0,
-                                     flags=socket.AI_NUMERICHOST))
+            out.append(
+                ResolveResult(
+                    hostname=host,
+                    host=a,
+                    port=port,
+                    family=fam,
+                    proto=0,
+                    flags=socket.AI_NUMERICHOST,
+                )
+            )
         if not out:
             raise OSError(socket.EAI_NODATA, f"{host} has no address of family {family!r}")
         return out
@@ -206,7 +220,9 @@ class HostHeaders:
     their host (the URLs the crawl discovers are stored without credentials).
     """
 
-    def __init__(self, table: Mapping[str, Mapping[str, str]] | None = None, seeds: Iterable[str] = ()) -> None:
+    def __init__(
+        self, table: Mapping[str, Mapping[str, str]] | None = None, seeds: Iterable[str] = ()
+    ) -> None:
         self._table: dict[str, dict[str, str]] = {}
         for host, headers in (table or {}).items():
             self._table.setdefault(_host_id(host), {}).update(headers)
@@ -270,7 +286,9 @@ def content_codings(header: str | None) -> list[str] | None:
     if any(c not in _KNOWN_CODINGS for c in codings):
         return None
     if len(codings) > MAX_LAYERS:
-        raise UnsupportedCoding(f"{len(codings)} stacked content codings ({header.strip()!r}); at most {MAX_LAYERS} are decoded")
+        raise UnsupportedCoding(
+            f"{len(codings)} stacked content codings ({header.strip()!r}); at most {MAX_LAYERS} are decoded"
+        )
     return codings
 
 
@@ -530,7 +548,9 @@ class HttpFetcher:
             return None
         if self.policy.allows(literal):
             return None
-        return PolicyRefusal(SkipReason.ADDRESS_POLICY, f"address {literal} is refused by the address policy")
+        return PolicyRefusal(
+            SkipReason.ADDRESS_POLICY, f"address {literal} is refused by the address policy"
+        )
 
     async def check_address(self, url: str) -> None:
         """Raise :class:`~shoal.errors.PolicyRefusal` when the policy refuses every address of ``url``'s host.
@@ -556,7 +576,9 @@ class HttpFetcher:
         if hit is None or hit[0] < now:
             detail: str | None = None
             try:
-                await asyncio.wait_for(self._resolver.resolve(host, 0, socket.AF_UNSPEC), self.connect_timeout)
+                await asyncio.wait_for(
+                    self._resolver.resolve(host, 0, socket.AF_UNSPEC), self.connect_timeout
+                )
             except AddressRefused as exc:
                 detail = str(exc)
             except (OSError, TimeoutError, ValueError):
@@ -585,7 +607,9 @@ class HttpFetcher:
         session = self._get_session()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise FetchError(ErrorClass.TRANSIENT, "fetch deadline passed before the request started")
+            raise FetchError(
+                ErrorClass.TRANSIENT, "fetch deadline passed before the request started"
+            )
         target, creds = split_userinfo(url)
         req_headers = dict(self.headers)
         if headers:
@@ -615,7 +639,10 @@ class HttpFetcher:
                     peer_ip = _peer_ip(resp)
                     if peer_ip is not None and not self.policy.allows(peer_ip):
                         resp.close()
-                        raise PolicyRefusal(SkipReason.ADDRESS_POLICY, f"connected address {peer_ip} is refused by the address policy")
+                        raise PolicyRefusal(
+                            SkipReason.ADDRESS_POLICY,
+                            f"connected address {peer_ip} is refused by the address policy",
+                        )
                     try:
                         codings = content_codings(resp.headers.get("Content-Encoding"))
                     except UnsupportedCoding:
@@ -624,7 +651,9 @@ class HttpFetcher:
                         undecodable = True
                     elif codings:
                         decoder = StreamDecoder(codings, self.max_body_bytes)
-                    ctype = (resp.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+                    ctype = (
+                        (resp.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+                    )
                     if html_only and 200 <= resp.status < 300 and ctype not in HTML_TYPES:
                         resp.close()
                     else:
@@ -640,8 +669,12 @@ class HttpFetcher:
         except TimeoutError as exc:
             if resp is None:
                 if isinstance(exc, aiohttp.ServerTimeoutError):
-                    raise FetchError(ErrorClass.TRANSIENT, f"connect timed out after {self.connect_timeout:.1f}s") from None
-                raise FetchError(ErrorClass.TRANSIENT, f"no response within the {remaining:.1f}s deadline") from None
+                    raise FetchError(
+                        ErrorClass.TRANSIENT, f"connect timed out after {self.connect_timeout:.1f}s"
+                    ) from None
+                raise FetchError(
+                    ErrorClass.TRANSIENT, f"no response within the {remaining:.1f}s deadline"
+                ) from None
             truncated = "time"
             resp.close()
         except aiohttp.ClientConnectorDNSError as exc:
@@ -651,18 +684,30 @@ class HttpFetcher:
                 raise PolicyRefusal(SkipReason.ADDRESS_POLICY, str(exc.os_error)) from None
             raise FetchError(ErrorClass.TRANSIENT, f"cannot connect: {exc.os_error}") from None
         except aiohttp.InvalidURL as exc:
-            raise FetchError(ErrorClass.PERMANENT, f"invalid URL: {redact_text(str(exc))}") from None
+            raise FetchError(
+                ErrorClass.PERMANENT, f"invalid URL: {redact_text(str(exc))}"
+            ) from None
         except aiohttp.ServerDisconnectedError:
-            raise FetchError(ErrorClass.TRANSIENT, "server closed the connection without a response") from None
+            raise FetchError(
+                ErrorClass.TRANSIENT, "server closed the connection without a response"
+            ) from None
         except aiohttp.ClientResponseError as exc:
             # Malformed status line or headers, duplicate Content-Length, bad chunk framing.
-            raise FetchError(ErrorClass.PERMANENT, f"malformed HTTP response: {_one_line(exc.message)}") from None
+            raise FetchError(
+                ErrorClass.PERMANENT, f"malformed HTTP response: {_one_line(exc.message)}"
+            ) from None
         except aiohttp.ClientOSError as exc:
-            raise FetchError(ErrorClass.TRANSIENT, f"connection error: {redact_text(str(exc))}") from None
+            raise FetchError(
+                ErrorClass.TRANSIENT, f"connection error: {redact_text(str(exc))}"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise FetchError(ErrorClass.TRANSIENT, f"{type(exc).__name__}: {redact_text(str(exc))}") from None
+            raise FetchError(
+                ErrorClass.TRANSIENT, f"{type(exc).__name__}: {redact_text(str(exc))}"
+            ) from None
         except ValueError as exc:  # yarl/idna refusing a URL that ada accepted
-            raise FetchError(ErrorClass.PERMANENT, f"invalid URL: {redact_text(str(exc))}") from None
+            raise FetchError(
+                ErrorClass.PERMANENT, f"invalid URL: {redact_text(str(exc))}"
+            ) from None
         assert resp is not None
         if truncated is not None:
             resp.close()  # the connection is in an unknown state: never reuse it
@@ -679,8 +724,13 @@ class HttpFetcher:
             url=target,
             status=resp.status,
             reason=resp.reason or "",
-            http_version=_HTTP_VERSION.get((resp.version.major, resp.version.minor), "1.1") if resp.version else "1.1",
-            headers=[(k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")) for k, v in resp.raw_headers],
+            http_version=_HTTP_VERSION.get((resp.version.major, resp.version.minor), "1.1")
+            if resp.version
+            else "1.1",
+            headers=[
+                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                for k, v in resp.raw_headers
+            ],
             body=raw,
             request_headers=redact_headers(resp.request_info.headers.items()),
             peer_ip=peer_ip,
@@ -691,7 +741,11 @@ class HttpFetcher:
         )
 
     async def _read_body(
-        self, resp: aiohttp.ClientResponse, body: bytearray, decoder: StreamDecoder | None, decoded: bytearray
+        self,
+        resp: aiohttp.ClientResponse,
+        body: bytearray,
+        decoder: StreamDecoder | None,
+        decoded: bytearray,
     ) -> str | None:
         """Read the body into ``body`` (raw) and ``decoded``; returns why it is incomplete, else None."""
         cap = self.max_body_bytes
@@ -737,5 +791,9 @@ def _peer_ip(resp: aiohttp.ClientResponse) -> str | None:
     if ip is not None:
         return str(ip)
     conn: Any = resp.connection
-    peer = conn.transport.get_extra_info("peername") if conn is not None and conn.transport is not None else None
+    peer = (
+        conn.transport.get_extra_info("peername")
+        if conn is not None and conn.transport is not None
+        else None
+    )
     return str(peer[0]) if peer else None

@@ -262,7 +262,13 @@ class Robots:
         return self._parser.crawl_delay(self._token)
 
     def __repr__(self) -> str:
-        kind = "allow-all" if self._verdict.allow_all else "disallow-all" if self._verdict.disallow_all else "rules"
+        kind = (
+            "allow-all"
+            if self._verdict.allow_all
+            else "disallow-all"
+            if self._verdict.disallow_all
+            else "rules"
+        )
         return f"<Robots {kind} status={self.status} temporary={self.temporary}>"
 
 
@@ -353,7 +359,12 @@ class RobotsCache:
         robots = await self._fetch(origin)
         now = self._clock()
         old = self._entries.get(origin)
-        if robots.temporary and old is not None and not old.robots.temporary and now - old.fetched < self.max_stale:
+        if (
+            robots.temporary
+            and old is not None
+            and not old.robots.temporary
+            and now - old.fetched < self.max_stale
+        ):
             self._entries[origin] = _Entry(old.robots, now + self.temporary_ttl, old.fetched)
             return old.robots
         ttl = self.temporary_ttl if robots.temporary else self.ttl

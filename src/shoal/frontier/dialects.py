@@ -55,7 +55,9 @@ def redact_url(url: str) -> str:
         return _USERINFO.sub(r"//\1:***@", url)
 
 
-_EXPECTED = "expected postgresql://user:password@host:port/database, mysql://... or sqlite:///path/to/file"
+_EXPECTED = (
+    "expected postgresql://user:password@host:port/database, mysql://... or sqlite:///path/to/file"
+)
 
 
 def make_engine(url: str, *, pool_size: int = 4) -> Engine:
@@ -72,7 +74,9 @@ def make_engine(url: str, *, pool_size: int = 4) -> Engine:
         u.port  # noqa: B018 - parsed lazily by some versions: fail here, not at the first connection
     except (ArgumentError, ValueError) as exc:
         reason = _USERINFO.sub(r"//\1:***@", str(exc))
-        raise FrontierError(f"invalid database URL {redact_url(url)} ({reason}): {_EXPECTED}") from None
+        raise FrontierError(
+            f"invalid database URL {redact_url(url)} ({reason}): {_EXPECTED}"
+        ) from None
     if backend == "sqlite":
         if u.database and u.database != ":memory:":
             from pathlib import Path
@@ -81,7 +85,9 @@ def make_engine(url: str, *, pool_size: int = 4) -> Engine:
         # One writer at a time: every write transaction starts with BEGIN IMMEDIATE
         # so that a claim never fails half-way on a lock upgrade (SQLITE_BUSY);
         # busy_timeout makes the other processes wait instead of failing.
-        engine = create_engine(url, poolclass=NullPool if u.database in (None, "", ":memory:") else None)
+        engine = create_engine(
+            url, poolclass=NullPool if u.database in (None, "", ":memory:") else None
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -216,7 +222,9 @@ def is_unavailable(exc: BaseException) -> bool:
         return False
     orig = exc.orig
     code = getattr(orig, "sqlstate", None)
-    if isinstance(code, str) and (code in _UNAVAILABLE_PG or code.startswith(_UNAVAILABLE_PG_CLASSES)):
+    if isinstance(code, str) and (
+        code in _UNAVAILABLE_PG or code.startswith(_UNAVAILABLE_PG_CLASSES)
+    ):
         return True
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int) and args[0] in _UNAVAILABLE_MYSQL:

@@ -52,7 +52,12 @@ def host_quota(per_host: int, leased: int, delay_ms: int, horizon_ms: int, wante
 
 
 def assign_slots(
-    now: int, next_fetch_at: int, delay_ms: int, jitter: float, n: int, rng: random.Random | None = None
+    now: int,
+    next_fetch_at: int,
+    delay_ms: int,
+    jitter: float,
+    n: int,
+    rng: random.Random | None = None,
 ) -> tuple[list[int], int]:
     """Politeness slots for ``n`` requests to one host and the host's next free slot.
 

@@ -70,7 +70,9 @@ def ensure_schema(engine: Engine, *, create: bool) -> None:
                 "point shoal at an empty database or one made by shoal"
             )
         if not create:
-            raise SchemaVersionError("the database has no shoal schema yet: run `shoal db upgrade --db URL` first")
+            raise SchemaVersionError(
+                "the database has no shoal schema yet: run `shoal db upgrade --db URL` first"
+            )
         upgrade(engine)
         return
     known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}

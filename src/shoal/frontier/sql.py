@@ -59,7 +59,9 @@ class SqlFrontier:
         try:
             ensure_schema(self.engine, create=create)
         except OperationalError as exc:
-            raise DatabaseUnavailable(f"cannot open the frontier database {self.safe_url}: {exc.orig}") from None
+            raise DatabaseUnavailable(
+                f"cannot open the frontier database {self.safe_url}: {exc.orig}"
+            ) from None
         self._offset_ms = 0
         self._measure_clock()
         self._build_statements()
@@ -89,19 +91,26 @@ class SqlFrontier:
         """The database clock in milliseconds (local clock plus the offset measured at start)."""
         return int(time.time() * 1000) + self._offset_ms
 
-    def _tx(self, fn: Callable[[Connection], T], *, readonly: bool = False, attempts: int = 20) -> T:
+    def _tx(
+        self, fn: Callable[[Connection], T], *, readonly: bool = False, attempts: int = 20
+    ) -> T:
         """Run ``fn`` in one transaction, again on deadlock; translate a lost server."""
         delay = 0.01
         for i in range(attempts):
             try:
                 if readonly:
-                    with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+                    with (
+                        self.engine.connect().execution_options(readonly=True) as conn,
+                        conn.begin(),
+                    ):
                         return fn(conn)
                 with self.engine.begin() as conn:
                     return fn(conn)
             except DBAPIError as exc:
                 if dialects.is_unavailable(exc):
-                    raise DatabaseUnavailable(f"the frontier database {self.safe_url} is unreachable: {exc.orig}") from exc
+                    raise DatabaseUnavailable(
+                        f"the frontier database {self.safe_url} is unreachable: {exc.orig}"
+                    ) from exc
                 if dialects.is_retryable(exc) and i + 1 < attempts:
                     time.sleep(delay * (1 + self._rng.random()))
                     delay = min(delay * 2, 1.0)
@@ -118,7 +127,9 @@ class SqlFrontier:
         self._ins_url = dialects.insert_ignore(self.engine, urls, ["crawl_id", "url_key"])
         # RETURNING tells how many rows were really new (executemany rowcounts are not
         # reliable across drivers); MySQL has no RETURNING but an exact rowcount.
-        self._ins_url_counted = self._ins_url.returning(_U.id) if self.dialect != "mysql" else self._ins_url
+        self._ins_url_counted = (
+            self._ins_url.returning(_U.id) if self.dialect != "mysql" else self._ins_url
+        )
         self._ins_host = dialects.insert_ignore(self.engine, hosts, ["crawl_id", "host_key"])
         self._upd_outcome = (
             update(urls)
@@ -159,14 +170,25 @@ class SqlFrontier:
             if row is None:
                 conn.execute(
                     crawls.insert().values(
-                        name=name, spec=spec_text, spec_hash=digest, state="running", created_at=now, updated_at=now
+                        name=name,
+                        spec=spec_text,
+                        spec_hash=digest,
+                        state="running",
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
             elif row.spec_hash != digest or row.state != "running":
                 conn.execute(
                     update(crawls)
                     .where(crawls.c.id == row.id)
-                    .values(spec=spec_text, spec_hash=digest, state="running", updated_at=now, finished_at=None)
+                    .values(
+                        spec=spec_text,
+                        spec_hash=digest,
+                        state="running",
+                        updated_at=now,
+                        finished_at=None,
+                    )
                 )
             r = conn.execute(select(crawls).where(crawls.c.name == name)).one()
             return CrawlInfo(r.id, r.name, r.spec, r.state)
@@ -185,13 +207,18 @@ class SqlFrontier:
         info = self._tx(run, readonly=True)
         if info is None:
             what = f"no crawl named {name!r}" if name else "no crawl"
-            raise FrontierError(f"{what} in {self.safe_url}: submit one with `shoal submit SPEC --db URL`")
+            raise FrontierError(
+                f"{what} in {self.safe_url}: submit one with `shoal submit SPEC --db URL`"
+            )
         return info
 
     def list_crawls(self) -> list[CrawlInfo]:
         """Every crawl in the database, oldest first."""
         return self._tx(
-            lambda c: [CrawlInfo(r.id, r.name, r.spec, r.state) for r in c.execute(select(crawls).order_by(crawls.c.id))],
+            lambda c: [
+                CrawlInfo(r.id, r.name, r.spec, r.state)
+                for r in c.execute(select(crawls).order_by(crawls.c.id))
+            ],
             readonly=True,
         )
 
@@ -202,7 +229,11 @@ class SqlFrontier:
         if state == "finished":
             values["finished_at"] = now
         res = self._tx(
-            lambda c: c.execute(update(crawls).where(crawls.c.id == crawl_id, crawls.c.state != state).values(**values))
+            lambda c: c.execute(
+                update(crawls)
+                .where(crawls.c.id == crawl_id, crawls.c.state != state)
+                .values(**values)
+            )
         )
         return bool(res.rowcount)
 
@@ -214,7 +245,8 @@ class SqlFrontier:
                 .where(_H.crawl_id == crawl_id)
                 .values(
                     min_delay_ms=case(
-                        (_H.robots_delay_ms > default_delay_ms, _H.robots_delay_ms), else_=default_delay_ms
+                        (_H.robots_delay_ms > default_delay_ms, _H.robots_delay_ms),
+                        else_=default_delay_ms,
                     )
                 )
             )
@@ -222,7 +254,14 @@ class SqlFrontier:
 
     # -- adding URLs ------------------------------------------------------
 
-    def _add(self, conn: Connection, crawl_id: int, new: Sequence[NewURL], default_delay_ms: int, now: int) -> tuple[int, list[tuple[int, int]]]:
+    def _add(
+        self,
+        conn: Connection,
+        crawl_id: int,
+        new: Sequence[NewURL],
+        default_delay_ms: int,
+        now: int,
+    ) -> tuple[int, list[tuple[int, int]]]:
         if not new:
             return 0, []
         # Rows are inserted in key order: two transactions inserting overlapping
@@ -237,7 +276,10 @@ class SqlFrontier:
             existing: set[int] = set()
             for chunk in _chunks(keys, 500):
                 existing.update(
-                    r[0] for r in conn.execute(select(_U.url_key).where(_U.crawl_id == crawl_id, _U.url_key.in_(chunk)))
+                    r[0]
+                    for r in conn.execute(
+                        select(_U.url_key).where(_U.crawl_id == crawl_id, _U.url_key.in_(chunk))
+                    )
                 )
             keys = [k for k in keys if k not in existing]
             if not keys:
@@ -251,8 +293,14 @@ class SqlFrontier:
             conn.execute(
                 self._ins_host,
                 [
-                    {"crawl_id": crawl_id, "host_key": k, "host": fresh_hosts[k][:255], "min_delay_ms": default_delay_ms,
-                     "next_fetch_at": 0, "paused_until": 0}
+                    {
+                        "crawl_id": crawl_id,
+                        "host_key": k,
+                        "host": fresh_hosts[k][:255],
+                        "min_delay_ms": default_delay_ms,
+                        "next_fetch_at": 0,
+                        "paused_until": 0,
+                    }
                     for k in sorted(fresh_hosts)
                 ],
             )
@@ -313,12 +361,22 @@ class SqlFrontier:
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
             now = self.now_ms()
             reaped = self._reap(conn, crawl_id, now, lease_ms) if reap else 0
-            accepted, added, fresh, done = self._complete(conn, crawl_id, owner, outcomes, default_delay_ms, now)
-            claimed = self._claim(conn, crawl_id, owner, claim, lease_ms, per_host, jitter, horizon_ms, now) if claim > 0 else []
+            accepted, added, fresh, done = self._complete(
+                conn, crawl_id, owner, outcomes, default_delay_ms, now
+            )
+            claimed = (
+                self._claim(
+                    conn, crawl_id, owner, claim, lease_ms, per_host, jitter, horizon_ms, now
+                )
+                if claim > 0
+                else []
+            )
             if done:
                 # The crawl's one shared row is written last, so it is held for the shortest time.
                 conn.execute(
-                    update(crawls).where(crawls.c.id == crawl_id).values(fetched=crawls.c.fetched + done, updated_at=now)
+                    update(crawls)
+                    .where(crawls.c.id == crawl_id)
+                    .values(fetched=crawls.c.fetched + done, updated_at=now)
                 )
             return SyncResult(accepted, claimed, added, reaped), fresh
 
@@ -343,9 +401,17 @@ class SqlFrontier:
         )
         res = conn.execute(
             update(urls)
-            .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now, ~alive)
-            .values(status="pending", lease_owner=None, lease_token=None, lease_expires_at=None,
-                    lease_lost=_U.lease_lost + 1, next_attempt_at=now)
+            .where(
+                _U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now, ~alive
+            )
+            .values(
+                status="pending",
+                lease_owner=None,
+                lease_token=None,
+                lease_expires_at=None,
+                lease_lost=_U.lease_lost + 1,
+                next_attempt_at=now,
+            )
         )
         n = max(res.rowcount or 0, 0)
         if n:
@@ -353,7 +419,13 @@ class SqlFrontier:
         return n
 
     def _complete(
-        self, conn: Connection, crawl_id: int, owner: str, outcomes: list[Outcome], default_delay_ms: int, now: int
+        self,
+        conn: Connection,
+        crawl_id: int,
+        owner: str,
+        outcomes: list[Outcome],
+        default_delay_ms: int,
+        now: int,
     ) -> tuple[list[bool], int, list[tuple[int, int]], int]:
         if not outcomes:
             return [], 0, [], 0
@@ -412,14 +484,22 @@ class SqlFrontier:
         values: dict[str, Any] = {}
         if hu.min_delay_ms is not None:
             values["robots_delay_ms"] = hu.min_delay_ms
-            values["min_delay_ms"] = case((_H.min_delay_ms < hu.min_delay_ms, hu.min_delay_ms), else_=_H.min_delay_ms)
+            values["min_delay_ms"] = case(
+                (_H.min_delay_ms < hu.min_delay_ms, hu.min_delay_ms), else_=_H.min_delay_ms
+            )
         if hu.not_before is not None:
-            values["next_fetch_at"] = case((_H.next_fetch_at < hu.not_before, hu.not_before), else_=_H.next_fetch_at)
+            values["next_fetch_at"] = case(
+                (_H.next_fetch_at < hu.not_before, hu.not_before), else_=_H.next_fetch_at
+            )
         if hu.pause_until is not None:
             values["paused_until"] = hu.pause_until
             values["pause_reason"] = hu.pause_reason
         if values:
-            conn.execute(update(hosts).where(_H.crawl_id == crawl_id, _H.host_key == hu.host_key).values(**values))
+            conn.execute(
+                update(hosts)
+                .where(_H.crawl_id == crawl_id, _H.host_key == hu.host_key)
+                .values(**values)
+            )
 
     def _claim(
         self,
@@ -445,7 +525,12 @@ class SqlFrontier:
         )
         hq = (
             select(_H.host_key, _H.min_delay_ms, _H.next_fetch_at)
-            .where(_H.crawl_id == crawl_id, _H.paused_until <= now, _H.next_fetch_at <= now + horizon_ms, due)
+            .where(
+                _H.crawl_id == crawl_id,
+                _H.paused_until <= now,
+                _H.next_fetch_at <= now + horizon_ms,
+                due,
+            )
             .order_by(_H.next_fetch_at)
             .limit(min(max(want, 1), 256))
         )
@@ -461,9 +546,13 @@ class SqlFrontier:
                 leased = conn.execute(
                     select(func.count())
                     .select_from(urls)
-                    .where(_U.crawl_id == crawl_id, _U.host_key == hrow.host_key, _U.status == "leased")
+                    .where(
+                        _U.crawl_id == crawl_id, _U.host_key == hrow.host_key, _U.status == "leased"
+                    )
                 ).scalar_one()
-            quota = policy.host_quota(per_host, leased, hrow.min_delay_ms, horizon_ms, want - len(out))
+            quota = policy.host_quota(
+                per_host, leased, hrow.min_delay_ms, horizon_ms, want - len(out)
+            )
             if quota <= 0:
                 continue
             uq = (
@@ -480,14 +569,21 @@ class SqlFrontier:
             rows = conn.execute(self._lock(uq)).all()
             if not rows:
                 continue
-            slots, next_free = policy.assign_slots(now, hrow.next_fetch_at, hrow.min_delay_ms, jitter, len(rows), self._rng)
+            slots, next_free = policy.assign_slots(
+                now, hrow.next_fetch_at, hrow.min_delay_ms, jitter, len(rows), self._rng
+            )
             ids = [r.id for r in rows]
             for chunk in _chunks(ids, 500):
                 conn.execute(
                     update(urls)
                     .where(_U.id.in_(chunk))
-                    .values(status="leased", lease_owner=owner, lease_token=token, lease_expires_at=expires,
-                            attempts=_U.attempts + 1)
+                    .values(
+                        status="leased",
+                        lease_owner=owner,
+                        lease_token=token,
+                        lease_expires_at=expires,
+                        attempts=_U.attempts + 1,
+                    )
                 )
             if hrow.min_delay_ms > 0:
                 conn.execute(
@@ -497,7 +593,18 @@ class SqlFrontier:
                 )
             for r, slot in zip(rows, slots, strict=True):
                 out.append(
-                    ClaimedURL(r.id, r.url, hrow.host_key, r.rule, r.kind, r.depth, r.redirects, r.attempts + 1, token, slot)
+                    ClaimedURL(
+                        r.id,
+                        r.url,
+                        hrow.host_key,
+                        r.rule,
+                        r.kind,
+                        r.depth,
+                        r.redirects,
+                        r.attempts + 1,
+                        token,
+                        slot,
+                    )
                 )
         return out
 
@@ -507,18 +614,31 @@ class SqlFrontier:
         def run(conn: Connection) -> int:
             now = self.now_ms()
             row = conn.execute(
-                self._lock(select(_H.min_delay_ms, _H.next_fetch_at).where(_H.crawl_id == crawl_id, _H.host_key == host_key), skip=False)
+                self._lock(
+                    select(_H.min_delay_ms, _H.next_fetch_at).where(
+                        _H.crawl_id == crawl_id, _H.host_key == host_key
+                    ),
+                    skip=False,
+                )
             ).first()
             if row is None:
                 return now
-            slots, nxt = policy.assign_slots(now, row.next_fetch_at, row.min_delay_ms, jitter, 1, self._rng)
+            slots, nxt = policy.assign_slots(
+                now, row.next_fetch_at, row.min_delay_ms, jitter, 1, self._rng
+            )
             if row.min_delay_ms > 0:
-                conn.execute(update(hosts).where(_H.crawl_id == crawl_id, _H.host_key == host_key).values(next_fetch_at=nxt))
+                conn.execute(
+                    update(hosts)
+                    .where(_H.crawl_id == crawl_id, _H.host_key == host_key)
+                    .values(next_fetch_at=nxt)
+                )
             return slots[0]
 
         return self._tx(run)
 
-    def heartbeat(self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int] | None = None) -> int:
+    def heartbeat(
+        self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int] | None = None
+    ) -> int:
         """Record that ``owner`` is alive, which keeps every lease it holds; returns 1 if it is registered.
 
         Leases are kept by the owner's heartbeat, not by rewriting each URL row:
@@ -530,7 +650,11 @@ class SqlFrontier:
             values: dict[str, Any] = {"heartbeat_at": self.now_ms()}
             if stats:
                 values.update(stats)
-            res = conn.execute(update(workers).where(workers.c.id == owner, workers.c.crawl_id == crawl_id).values(**values))
+            res = conn.execute(
+                update(workers)
+                .where(workers.c.id == owner, workers.c.crawl_id == crawl_id)
+                .values(**values)
+            )
             return max(res.rowcount or 0, 0)
 
         return self._tx(run)
@@ -542,8 +666,14 @@ class SqlFrontier:
             res = conn.execute(
                 update(urls)
                 .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == owner)
-                .values(status="pending", lease_owner=None, lease_token=None, lease_expires_at=None,
-                        attempts=_U.attempts - 1, next_attempt_at=self.now_ms())
+                .values(
+                    status="pending",
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    attempts=_U.attempts - 1,
+                    next_attempt_at=self.now_ms(),
+                )
             )
             return max(res.rowcount or 0, 0)
 
@@ -554,7 +684,9 @@ class SqlFrontier:
         rows = self._tx(
             lambda c: c.execute(
                 select(workers.c.id, workers.c.pid).where(
-                    workers.c.crawl_id == crawl_id, workers.c.hostname == hostname, workers.c.state == "running"
+                    workers.c.crawl_id == crawl_id,
+                    workers.c.hostname == hostname,
+                    workers.c.state == "running",
                 )
             ).all(),
             readonly=True,
@@ -568,10 +700,20 @@ class SqlFrontier:
                 res = conn.execute(
                     update(urls)
                     .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == wid)
-                    .values(status="pending", lease_owner=None, lease_token=None, lease_expires_at=None,
-                            lease_lost=_U.lease_lost + 1, next_attempt_at=self.now_ms())
+                    .values(
+                        status="pending",
+                        lease_owner=None,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        lease_lost=_U.lease_lost + 1,
+                        next_attempt_at=self.now_ms(),
+                    )
                 )
-                conn.execute(update(workers).where(workers.c.id == wid).values(state="dead", stopped_at=self.now_ms()))
+                conn.execute(
+                    update(workers)
+                    .where(workers.c.id == wid)
+                    .values(state="dead", stopped_at=self.now_ms())
+                )
                 return max(res.rowcount or 0, 0)
 
             total += self._tx(run)
@@ -579,7 +721,11 @@ class SqlFrontier:
 
     def pending_left(self, crawl_id: int) -> bool:
         """True while any URL is pending or leased."""
-        q = select(_U.id).where(_U.crawl_id == crawl_id, _U.status.in_(("pending", "leased"))).limit(1)
+        q = (
+            select(_U.id)
+            .where(_U.crawl_id == crawl_id, _U.status.in_(("pending", "leased")))
+            .limit(1)
+        )
         return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
 
     def next_due(self, crawl_id: int) -> int | None:
@@ -587,7 +733,9 @@ class SqlFrontier:
 
         def run(conn: Connection) -> int | None:
             t_url = conn.execute(
-                select(func.min(_U.next_attempt_at)).where(_U.crawl_id == crawl_id, _U.status == "pending")
+                select(func.min(_U.next_attempt_at)).where(
+                    _U.crawl_id == crawl_id, _U.status == "pending"
+                )
             ).scalar()
             if t_url is None:
                 return None
@@ -597,7 +745,14 @@ class SqlFrontier:
 
     def count_done(self, crawl_id: int) -> int:
         """Pages fetched so far (the crawl's counter)."""
-        return int(self._tx(lambda c: c.execute(select(crawls.c.fetched).where(crawls.c.id == crawl_id)).scalar_one(), readonly=True))
+        return int(
+            self._tx(
+                lambda c: c.execute(
+                    select(crawls.c.fetched).where(crawls.c.id == crawl_id)
+                ).scalar_one(),
+                readonly=True,
+            )
+        )
 
     def skip_pending(self, crawl_id: int, reason: str) -> int:
         """Mark every pending URL ``skipped`` with ``reason`` (e.g. max_pages reached)."""
@@ -619,7 +774,9 @@ class SqlFrontier:
             keys: list[int] = []
             current: int | None = url_id
             for _ in range(limit + 1):
-                row = conn.execute(select(_U.url_key, _U.parent_id, _U.redirects).where(_U.id == current)).first()
+                row = conn.execute(
+                    select(_U.url_key, _U.parent_id, _U.redirects).where(_U.id == current)
+                ).first()
                 if row is None:
                     break
                 keys.append(row.url_key)
@@ -632,48 +789,97 @@ class SqlFrontier:
 
     # -- workers and events ----------------------------------------------
 
-    def register_worker(self, crawl_id: int, worker_id: str, *, hostname: str, ip: str | None, pid: int,
-                        version: str, concurrency: int) -> None:
+    def register_worker(
+        self,
+        crawl_id: int,
+        worker_id: str,
+        *,
+        hostname: str,
+        ip: str | None,
+        pid: int,
+        version: str,
+        concurrency: int,
+    ) -> None:
         """Record a worker as running."""
         now = self.now_ms()
         self._tx(
             lambda c: c.execute(
                 workers.insert().values(
-                    id=worker_id, crawl_id=crawl_id, hostname=hostname, ip=ip, pid=pid, version=version,
-                    state="running", started_at=now, heartbeat_at=now, concurrency=concurrency,
+                    id=worker_id,
+                    crawl_id=crawl_id,
+                    hostname=hostname,
+                    ip=ip,
+                    pid=pid,
+                    version=version,
+                    state="running",
+                    started_at=now,
+                    heartbeat_at=now,
+                    concurrency=concurrency,
                 )
             )
         )
 
-    def stop_worker(self, worker_id: str, state: str = "stopped", detail: str | None = None) -> None:
+    def stop_worker(
+        self, worker_id: str, state: str = "stopped", detail: str | None = None
+    ) -> None:
         """Record a worker as stopped (or ``failed`` with a detail)."""
         now = self.now_ms()
         self._tx(
             lambda c: c.execute(
-                update(workers).where(workers.c.id == worker_id).values(state=state, stopped_at=now, heartbeat_at=now, detail=detail)
+                update(workers)
+                .where(workers.c.id == worker_id)
+                .values(state=state, stopped_at=now, heartbeat_at=now, detail=detail)
             )
         )
 
-    def record_event(self, crawl_id: int, kind: str, message: str, *, severity: str = "info", worker_id: str | None = None,
-                     url: str | None = None, host: str | None = None, error_class: str | None = None,
-                     signature: str | None = None) -> None:
+    def record_event(
+        self,
+        crawl_id: int,
+        kind: str,
+        message: str,
+        *,
+        severity: str = "info",
+        worker_id: str | None = None,
+        url: str | None = None,
+        host: str | None = None,
+        error_class: str | None = None,
+        signature: str | None = None,
+    ) -> None:
         """Append an event (finished, critical, new_error, blocked, quality, ...)."""
         now = self.now_ms()
         self._tx(
             lambda c: c.execute(
                 events.insert().values(
-                    crawl_id=crawl_id, at=now, kind=kind, severity=severity, worker_id=worker_id, url=url, host=host,
-                    error_class=error_class, signature=signature, message=message[:4000],
+                    crawl_id=crawl_id,
+                    at=now,
+                    kind=kind,
+                    severity=severity,
+                    worker_id=worker_id,
+                    url=url,
+                    host=host,
+                    error_class=error_class,
+                    signature=signature,
+                    message=message[:4000],
                 )
             )
         )
 
     def has_signature(self, crawl_id: int, signature: str) -> bool:
         """True when an error of this signature was already recorded for the crawl."""
-        q = select(events.c.id).where(events.c.crawl_id == crawl_id, events.c.kind == "new_error", events.c.signature == signature).limit(1)
+        q = (
+            select(events.c.id)
+            .where(
+                events.c.crawl_id == crawl_id,
+                events.c.kind == "new_error",
+                events.c.signature == signature,
+            )
+            .limit(1)
+        )
         return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
 
-    def pending_events(self, crawl_id: int | None = None, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def pending_events(
+        self, crawl_id: int | None = None, kinds: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Events not yet notified (oldest first)."""
         q = select(events).where(events.c.notified == 0)
         if crawl_id is not None:
@@ -686,7 +892,9 @@ class SqlFrontier:
     def mark_notified(self, ids: list[int]) -> None:
         """Mark events as sent."""
         if ids:
-            self._tx(lambda c: c.execute(update(events).where(events.c.id.in_(ids)).values(notified=1)))
+            self._tx(
+                lambda c: c.execute(update(events).where(events.c.id.in_(ids)).values(notified=1))
+            )
 
     # -- reading for status and parse ---------------------------------------
 

@@ -37,7 +37,9 @@ def format_event(event: dict[str, Any], crawl: str) -> tuple[str, str]:
     """The (title, body) of the message for one event row."""
     title = _TITLES.get(event["kind"], "shoal: {crawl}: " + event["kind"]).format(crawl=crawl)
     body = event["message"]
-    extra = [f"{k}: {event[k]}" for k in ("url", "host", "error_class", "worker_id") if event.get(k)]
+    extra = [
+        f"{k}: {event[k]}" for k in ("url", "host", "error_class", "worker_id") if event.get(k)
+    ]
     if extra:
         body += "\n" + "\n".join(extra)
     return title, body
@@ -62,7 +64,10 @@ class Notifier:
         app = apprise.Apprise()
         for url in self.spec.urls:
             if not app.add(url):
-                log.warning("notify: %s is not an apprise URL this installation understands", url.split("://", 1)[0] + "://...")
+                log.warning(
+                    "notify: %s is not an apprise URL this installation understands",
+                    url.split("://", 1)[0] + "://...",
+                )
         sent = 0
         for ev in frontier.pending_events(crawl_id, self.spec.events):
             if not self._claim(frontier, ev["id"]):
@@ -82,7 +87,11 @@ class Notifier:
     @staticmethod
     def _claim(frontier: SqlFrontier, event_id: int) -> bool:
         def run(conn: Any) -> bool:
-            res = conn.execute(update(events).where(events.c.id == event_id, events.c.notified == 0).values(notified=1))
+            res = conn.execute(
+                update(events)
+                .where(events.c.id == event_id, events.c.notified == 0)
+                .values(notified=1)
+            )
             return bool(res.rowcount)
 
         return frontier._tx(run)

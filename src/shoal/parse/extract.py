@@ -51,6 +51,7 @@ BLOCK_TAGS = frozenset({
 CELL_TAGS = frozenset({"td", "th"})
 SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "head"})
 
+
 def normalize_text(text: str) -> str:
     """Runs of whitespace collapsed to one space, lines stripped, blank lines dropped."""
     if "\u200b" in text:
@@ -120,7 +121,11 @@ def cast_value(value: Any, type_: str, date_format: str | None = None) -> Any:
         return value if value is None or isinstance(value, str) else str(value)
     if isinstance(value, bool) and type_ == "bool":
         return value
-    if type_ in ("int", "float") and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if (
+        type_ in ("int", "float")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
         return int(value) if type_ == "int" else float(value)
     text = str(value).strip()
     if type_ == "int":
@@ -144,7 +149,9 @@ def cast_value(value: Any, type_: str, date_format: str | None = None) -> Any:
         try:
             dt = datetime.strptime(text, date_format) if date_format else _iso(text)
         except ValueError as exc:
-            raise CastError(f"not a date ({date_format or 'ISO 8601'}): {text[:60]!r}: {exc}") from None
+            raise CastError(
+                f"not a date ({date_format or 'ISO 8601'}): {text[:60]!r}: {exc}"
+            ) from None
         return dt.date() if type_ == "date" else dt
     raise CastError(f"unknown type {type_!r}")  # pragma: no cover - the spec forbids it
 
@@ -362,7 +369,9 @@ ImageReader = Callable[[str], str | None]
 class TableExtractor:
     """Turns pages into the rows of one table, following its :class:`TableSpec`."""
 
-    def __init__(self, name: str, spec: TableSpec, *, image_reader: ImageReader | None = None) -> None:
+    def __init__(
+        self, name: str, spec: TableSpec, *, image_reader: ImageReader | None = None
+    ) -> None:
         self.name = name
         self.spec = spec
         self.image_reader = image_reader
@@ -372,7 +381,9 @@ class TableExtractor:
             if f.function is not None
         }
         self.table_function = (
-            load_function(spec.function, f"parse.tables.{name}.function") if spec.function is not None else None
+            load_function(spec.function, f"parse.tables.{name}.function")
+            if spec.function is not None
+            else None
         )
         self.required = spec.required_fields()
         self.ocr_stats: Counter[str] = Counter()
@@ -404,7 +415,9 @@ class TableExtractor:
             else:  # inner_html
                 from lxml import html as lxml_html
 
-                inner = (root.text or "") + "".join(lxml_html.tostring(c, encoding="unicode") for c in root)
+                inner = (root.text or "") + "".join(
+                    lxml_html.tostring(c, encoding="unicode") for c in root
+                )
                 values.append(inner)
         return values
 
@@ -431,7 +444,9 @@ class TableExtractor:
                 samples.append(str(value)[:200])
             return None
 
-    def field_value(self, name: str, f: FieldSpec, scope: Selector, page: Page, result: ExtractResult) -> Any:
+    def field_value(
+        self, name: str, f: FieldSpec, scope: Selector, page: Page, result: ExtractResult
+    ) -> Any:
         """The value of one field on one page (or row element)."""
         fn = self.field_functions.get(name)
         if fn is not None:
@@ -441,7 +456,11 @@ class TableExtractor:
             return value if not is_missing(value) else f.default
         values = self._post(f, self._raw_values(f, scope, page), page)
         if f.all:
-            cast = [self._cast(name, f, v, result) for v in values] if f.type != "str" else list(values)
+            cast = (
+                [self._cast(name, f, v, result) for v in values]
+                if f.type != "str"
+                else list(values)
+            )
             cast = [v for v in cast if v is not None]
             if f.join is not None:
                 joined = f.join.join(str(v) for v in cast)
@@ -521,10 +540,14 @@ class TableExtractor:
                     rows = []
                     for item in got:
                         if not isinstance(item, dict):
-                            raise TypeError(f"{spec.function} returned a list holding {type(item).__name__}, not dicts")
+                            raise TypeError(
+                                f"{spec.function} returned a list holding {type(item).__name__}, not dicts"
+                            )
                         rows.append({**row, **item})
                 else:
-                    raise TypeError(f"{spec.function} returned {type(got).__name__}, not a dict, a list of dicts or None")
+                    raise TypeError(
+                        f"{spec.function} returned {type(got).__name__}, not a dict, a list of dicts or None"
+                    )
             for r in rows:
                 for name in self.required:
                     if is_missing(r.get(name)):

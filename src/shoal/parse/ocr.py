@@ -42,7 +42,9 @@ def check_tesseract(lang: str = "kor+eng") -> str:
         version = str(pytesseract.get_tesseract_version())
         have = set(pytesseract.get_languages(config=""))
     except pytesseract.TesseractNotFoundError:
-        raise OcrUnavailable(f"the tesseract program is not installed or not on PATH: {INSTALL_HINT}") from None
+        raise OcrUnavailable(
+            f"the tesseract program is not installed or not on PATH: {INSTALL_HINT}"
+        ) from None
     except (pytesseract.TesseractError, OSError) as exc:
         raise OcrUnavailable(f"tesseract does not run ({exc}): {INSTALL_HINT}") from None
     missing = [code for code in lang.split("+") if code and code not in have]
@@ -63,7 +65,9 @@ def normalize_ocr_text(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def ocr_image(data: bytes, lang: str = "kor+eng", *, psm: int | None = None, timeout: float = 60.0) -> str:
+def ocr_image(
+    data: bytes, lang: str = "kor+eng", *, psm: int | None = None, timeout: float = 60.0
+) -> str:
     """The text Tesseract reads in an image (PNG, JPEG, GIF, WebP...), normalised; raises on unreadable bytes.
 
     Raises :class:`OcrUnavailable` when Tesseract cannot run, ``PIL.UnidentifiedImageError``
@@ -79,10 +83,14 @@ def ocr_image(data: bytes, lang: str = "kor+eng", *, psm: int | None = None, tim
         image = opened.convert("L")
     if 0 < image.height < MIN_HEIGHT:
         scale = MIN_HEIGHT / image.height * 2
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        )
     config = f"--psm {psm}" if psm is not None else ""
     try:
         text = pytesseract.image_to_string(image, lang=lang, config=config, timeout=timeout)
     except pytesseract.TesseractNotFoundError:
-        raise OcrUnavailable(f"the tesseract program is not installed or not on PATH: {INSTALL_HINT}") from None
+        raise OcrUnavailable(
+            f"the tesseract program is not installed or not on PATH: {INSTALL_HINT}"
+        ) from None
     return normalize_ocr_text(str(text))

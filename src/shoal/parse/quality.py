@@ -63,13 +63,19 @@ def _is_empty(v: Any) -> bool:
         return not v.strip()
     if isinstance(v, (list, tuple)):
         return len(v) == 0
-    if hasattr(v, "__len__") and not isinstance(v, (bytes, dict)) and type(v).__module__.startswith("numpy"):
+    if (
+        hasattr(v, "__len__")
+        and not isinstance(v, (bytes, dict))
+        and type(v).__module__.startswith("numpy")
+    ):
         return len(v) == 0
     return False
 
 
 def _hashable(v: Any) -> Any:
-    if isinstance(v, (list, tuple)) or (type(v).__module__.startswith("numpy") and hasattr(v, "tolist")):
+    if isinstance(v, (list, tuple)) or (
+        type(v).__module__.startswith("numpy") and hasattr(v, "tolist")
+    ):
         seq = v.tolist() if hasattr(v, "tolist") else v
         if isinstance(seq, list):
             return tuple(_hashable(x) for x in seq)
@@ -131,7 +137,9 @@ class FieldQuality:
         return self.required and self.threshold is not None and self.missing_rate > self.threshold
 
 
-def field_quality(name: str, values: Iterable[Any], *, kind: str = "field", type_: str = "str") -> FieldQuality:
+def field_quality(
+    name: str, values: Iterable[Any], *, kind: str = "field", type_: str = "str"
+) -> FieldQuality:
     """Counts, distinct values and samples of one column's values."""
     rows = nulls = empties = 0
     seen: set[Any] = set()
@@ -225,7 +233,11 @@ class QualityReport:
         tail = f"{redacted} values redacted, {dups} duplicates dropped"
         if errors:
             tail += f", {errors} pages failed"
-        verdict = "quality ok" if self.ok else f"quality FAILED ({len(self.failures)} required field(s) missing)"
+        verdict = (
+            "quality ok"
+            if self.ok
+            else f"quality FAILED ({len(self.failures)} required field(s) missing)"
+        )
         return f"{self.crawl}: {', '.join(parts) or 'no tables'}; {tail}; {verdict}"
 
     # -- JSON ------------------------------------------------------------
@@ -278,22 +290,47 @@ class QualityReport:
 
     def render(self, *, fields: bool = True) -> RenderableType:
         """The report for a rich console: a summary table, then one table of fields per table."""
-        parts: list[RenderableType] = [Text(self.headline(), style="bold green" if self.ok else "bold red")]
-        summary = Table(title=f"parse of crawl {self.crawl} ({self.generated_at})", title_justify="left")
-        for col in ("table", "pages", "rows", "dup url", "dup content", "redacted", "OCR read", "failed pages", "output"):
+        parts: list[RenderableType] = [
+            Text(self.headline(), style="bold green" if self.ok else "bold red")
+        ]
+        summary = Table(
+            title=f"parse of crawl {self.crawl} ({self.generated_at})", title_justify="left"
+        )
+        for col in (
+            "table",
+            "pages",
+            "rows",
+            "dup url",
+            "dup content",
+            "redacted",
+            "OCR read",
+            "failed pages",
+            "output",
+        ):
             summary.add_column(col, justify="right" if col not in ("table", "output") else "left")
         for t in self.tables.values():
             ocr = f"{t.ocr.get('read', 0)}/{t.ocr.get('images', 0)}" if t.ocr else "-"
             summary.add_row(
-                t.name, str(t.pages), str(t.rows), str(t.dedup_url), str(t.dedup_content),
-                str(t.redacted_total), ocr, str(t.errors), t.output,
+                t.name,
+                str(t.pages),
+                str(t.rows),
+                str(t.dedup_url),
+                str(t.dedup_content),
+                str(t.redacted_total),
+                ocr,
+                str(t.errors),
+                t.output,
             )
         parts.append(summary)
         if fields:
             for t in self.tables.values():
                 ft = Table(title=f"{t.name}: fields", title_justify="left")
                 for col in ("field", "type", "null/empty", "distinct", "missing", "samples"):
-                    ft.add_column(col, overflow="fold", justify="right" if col in ("null/empty", "distinct") else "left")
+                    ft.add_column(
+                        col,
+                        overflow="fold",
+                        justify="right" if col in ("null/empty", "distinct") else "left",
+                    )
                 for f in t.fields:
                     missing = ""
                     if f.required:
@@ -302,13 +339,19 @@ class QualityReport:
                     if f.cast_errors:
                         missing += f" [yellow]{f.cast_errors} not {f.type}[/]"
                     ft.add_row(
-                        f.name + (" *" if f.required else ""), f.type, f"{f.null_rate:.0%}",
-                        str(f.distinct) if f.distinct >= 0 else "?", missing or "-",
+                        f.name + (" *" if f.required else ""),
+                        f.type,
+                        f"{f.null_rate:.0%}",
+                        str(f.distinct) if f.distinct >= 0 else "?",
+                        missing or "-",
                         Text(" | ".join(_short(x, 40) for x in f.samples[:3])),
                     )
                 parts.append(ft)
                 if t.redacted:
-                    red = ", ".join(f"{col}: " + " ".join(f"{k} {n}" for k, n in kinds.items()) for col, kinds in t.redacted.items())
+                    red = ", ".join(
+                        f"{col}: " + " ".join(f"{k} {n}" for k, n in kinds.items())
+                        for col, kinds in t.redacted.items()
+                    )
                     parts.append(Text(f"  redacted in {t.name}: {red}", style="dim"))
         for line in self.failures:
             parts.append(Text(f"FAILED {line}", style="red"))
@@ -330,25 +373,29 @@ class QualityReport:
         """A self-contained HTML page of the report."""
         e = html.escape
         out = [
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
             f"<title>shoal parse report: {e(self.crawl)}</title>",
             "<style>body{font:14px system-ui,sans-serif;margin:2em;color:#222}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
             "vertical-align:top;text-align:left}th{background:#f4f4f4}.bad{color:#b00}.ok{color:#070}"
             "td.n{text-align:right}.s{color:#555;font-size:12px;max-width:40em}</style></head><body>",
             f"<h1>Parse report: {e(self.crawl)}</h1>",
-            f"<p class=\"{'ok' if self.ok else 'bad'}\"><b>{e(self.headline())}</b></p>",
+            f'<p class="{"ok" if self.ok else "bad"}"><b>{e(self.headline())}</b></p>',
             f"<p>Generated {e(self.generated_at)}; captures: {e(self.captures)}; output: {e(self.to)}.</p>",
         ]
         if self.failures:
-            out.append("<h2 class=\"bad\">Failures</h2><ul>")
+            out.append('<h2 class="bad">Failures</h2><ul>')
             for line in self.failures:
                 fq = self._field_of(line)
-                urls = "".join(f"<li><a href=\"{e(u)}\">{e(u)}</a></li>" for u in (fq.missing_urls if fq else []))
-                out.append(f"<li class=\"bad\">{e(line)}<ul>{urls}</ul></li>")
+                urls = "".join(
+                    f'<li><a href="{e(u)}">{e(u)}</a></li>' for u in (fq.missing_urls if fq else [])
+                )
+                out.append(f'<li class="bad">{e(line)}<ul>{urls}</ul></li>')
             out.append("</ul>")
-        out.append("<h2>Tables</h2><table><tr><th>table</th><th>pages</th><th>rows extracted</th><th>rows</th>"
-                   "<th>dup URL</th><th>dup content</th><th>redacted</th><th>OCR</th><th>failed pages</th><th>output</th></tr>")
+        out.append(
+            "<h2>Tables</h2><table><tr><th>table</th><th>pages</th><th>rows extracted</th><th>rows</th>"
+            "<th>dup URL</th><th>dup content</th><th>redacted</th><th>OCR</th><th>failed pages</th><th>output</th></tr>"
+        )
         for t in self.tables.values():
             ocr = ", ".join(f"{k} {v}" for k, v in t.ocr.items()) or "-"
             out.append(
@@ -358,15 +405,23 @@ class QualityReport:
             )
         out.append("</table>")
         for t in self.tables.values():
-            out.append(f"<h2>{e(t.name)}</h2><table><tr><th>field</th><th>kind</th><th>type</th><th>null/empty</th>"
-                       "<th>distinct</th><th>required missing</th><th>cast errors</th><th>samples</th></tr>")
+            out.append(
+                f"<h2>{e(t.name)}</h2><table><tr><th>field</th><th>kind</th><th>type</th><th>null/empty</th>"
+                "<th>distinct</th><th>required missing</th><th>cast errors</th><th>samples</th></tr>"
+            )
             for f in t.fields:
                 miss = "-"
                 if f.required:
-                    miss = (f"<span class=\"{'bad' if f.failed else 'ok'}\">{f.missing} ({f.missing_rate:.1%}, "
-                            f"max {(f.threshold or 0):.1%})</span>")
+                    miss = (
+                        f'<span class="{"bad" if f.failed else "ok"}">{f.missing} ({f.missing_rate:.1%}, '
+                        f"max {(f.threshold or 0):.1%})</span>"
+                    )
                     if f.missing_urls:
-                        miss += "<ul>" + "".join(f"<li>{e(u)}</li>" for u in f.missing_urls[:MAX_URLS]) + "</ul>"
+                        miss += (
+                            "<ul>"
+                            + "".join(f"<li>{e(u)}</li>" for u in f.missing_urls[:MAX_URLS])
+                            + "</ul>"
+                        )
                 samples = "<br>".join(e(s) for s in f.samples)
                 out.append(
                     f"<tr><td>{e(f.name)}</td><td>{e(f.kind)}</td><td>{e(f.type)}</td><td class=n>{f.null_rate:.1%}</td>"
@@ -375,13 +430,25 @@ class QualityReport:
                 )
             out.append("</table>")
             if t.redacted:
-                out.append("<p>Redacted: " + e("; ".join(
-                    f"{col}: " + ", ".join(f"{k} {n}" for k, n in kinds.items()) for col, kinds in t.redacted.items()
-                )) + "</p>")
+                out.append(
+                    "<p>Redacted: "
+                    + e(
+                        "; ".join(
+                            f"{col}: " + ", ".join(f"{k} {n}" for k, n in kinds.items())
+                            for col, kinds in t.redacted.items()
+                        )
+                    )
+                    + "</p>"
+                )
             if t.error_samples:
-                out.append("<p class=bad>Pages that failed:</p><ul>" + "".join(
-                    f"<li>{e(s.get('url', ''))}: {e(s.get('error', ''))}</li>" for s in t.error_samples
-                ) + "</ul>")
+                out.append(
+                    "<p class=bad>Pages that failed:</p><ul>"
+                    + "".join(
+                        f"<li>{e(s.get('url', ''))}: {e(s.get('error', ''))}</li>"
+                        for s in t.error_samples
+                    )
+                    + "</ul>"
+                )
         out.append("</body></html>\n")
         return "".join(out)
 

@@ -69,7 +69,8 @@ _RIGHT = r"(?!\d)(?![-.]\d)"
 _RRN = re.compile(r"\d" + _START + r"\d(\d{2})(\d{2})\s?[-–]\s?([1-8])\d{6}" + _RIGHT)
 
 _CARD = re.compile(
-    r"\d" + _START
+    r"\d"
+    + _START
     + r"(?:\d{3}([ -])\d{4}\1\d{4}\1\d{1,7}"  # 4-4-4-N, one kind of separator
     + r"|\d{3}([ -])\d{6}\2\d{4,5}"  # Amex / Diners 4-6-5, 4-6-4
     + r"|\d{12,18})"  # bare, 13 to 19 digits
@@ -148,7 +149,9 @@ _PATTERNS: dict[str, tuple[re.Pattern[str], Callable[[re.Match[str]], bool]]] = 
 }
 
 
-def redact_text(text: str, kinds: Iterable[str] = DEFAULT_KINDS, counts: Counter[str] | None = None) -> str:
+def redact_text(
+    text: str, kinds: Iterable[str] = DEFAULT_KINDS, counts: Counter[str] | None = None
+) -> str:
     """``text`` with every match of ``kinds`` replaced by its placeholder; ``counts`` gains one per match."""
     wanted = set(kinds)
     for kind in KINDS:
@@ -160,7 +163,9 @@ def redact_text(text: str, kinds: Iterable[str] = DEFAULT_KINDS, counts: Counter
         placeholder = PLACEHOLDERS[kind]
         n = 0
 
-        def sub(m: re.Match[str], valid: Callable[[re.Match[str]], bool] = valid, ph: str = placeholder) -> str:
+        def sub(
+            m: re.Match[str], valid: Callable[[re.Match[str]], bool] = valid, ph: str = placeholder
+        ) -> str:
             nonlocal n
             if not valid(m):
                 return m.group(0)
@@ -186,7 +191,9 @@ class Redactor:
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(KINDS)
         if unknown:
-            raise ValueError(f"unknown redaction kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
+            raise ValueError(
+                f"unknown redaction kinds {sorted(unknown)}; known: {', '.join(KINDS)}"
+            )
         self.counts: dict[str, Counter[str]] = {}
 
     def _value(self, value: Any, counter: Counter[str]) -> Any:

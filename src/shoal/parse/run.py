@@ -80,7 +80,9 @@ QUALITY_EXIT_CODE = 4
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
 FRONTIER_TABLES = frozenset({"crawls", "urls", "hosts", "workers", "events", "alembic_version"})
-_NOT_HASHED = frozenset({"url", "final_url", "fetched_at", "http_status", "rule", "warc_record_id", "encoding"})
+_NOT_HASHED = frozenset(
+    {"url", "final_url", "fetched_at", "http_status", "rule", "warc_record_id", "encoding"}
+)
 _BUILTIN_TYPES = {
     "url": "str", "final_url": "str", "fetched_at": "datetime", "http_status": "int", "title": "str",
     "main_text": "str", "language": "str", "images": "list[str]", "content_type": "str", "encoding": "str",
@@ -148,7 +150,9 @@ class _TablePart:
         self.missing.extend(other.missing)
         self.cast_errors.update(other.cast_errors)
         for k, v in other.cast_samples.items():
-            self.cast_samples.setdefault(k, []).extend(v[: max(0, 5 - len(self.cast_samples.get(k, [])))])
+            self.cast_samples.setdefault(k, []).extend(
+                v[: max(0, 5 - len(self.cast_samples.get(k, [])))]
+            )
         self.errors += other.errors
         self.error_samples.extend(other.error_samples[: max(0, 20 - len(self.error_samples))])
         for col, c in other.redacted.items():
@@ -206,7 +210,9 @@ def _init_worker(ctx: _Context) -> None:
     redactors: dict[str, Redactor] = {}
     for name in ctx.tables:
         t = ctx.parse.tables[name]
-        extractors[name] = TableExtractor(name, t, image_reader=image_reader(t.ocr_lang) if t.ocr else None)
+        extractors[name] = TableExtractor(
+            name, t, image_reader=image_reader(t.ocr_lang) if t.ocr else None
+        )
         skip = set(URL_COLUMNS) | {n for n, f in t.fields.items() if not f.redact}
         redactors[name] = Redactor(
             tuple(t.redact),
@@ -275,7 +281,9 @@ def _parse_chunk(captures: list[Capture]) -> dict[str, _TablePart]:
             for part in parts:
                 part.errors += 1
                 if len(part.error_samples) < 20:
-                    part.error_samples.append({"url": cap.url, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                    part.error_samples.append(
+                        {"url": cap.url, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                    )
             continue
         try:
             dedup_key = canonicalize(cap.final_url or cap.url, strip=_STATE["strip"]).url_key
@@ -322,7 +330,9 @@ def _open_frontier(url: str) -> SqlFrontier:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:" and not Path(path).exists():
-            raise ParseError(f"no frontier database at {url}: has the crawl been run? (`shoal crawl SPEC`)")
+            raise ParseError(
+                f"no frontier database at {url}: has the crawl been run? (`shoal crawl SPEC`)"
+            )
     return SqlFrontier(url, create=False)
 
 
@@ -340,8 +350,15 @@ def _wanted(table: TableSpec, rule: str | None, kind: str) -> bool:
 
 
 def _captures(
-    frontier: SqlFrontier, crawl_id: int, spec: Spec, stored_spec: str, ps: ParseSpec, tables: Sequence[str],
-    *, all_captures: bool, archive_dir: str,
+    frontier: SqlFrontier,
+    crawl_id: int,
+    spec: Spec,
+    stored_spec: str,
+    ps: ParseSpec,
+    tables: Sequence[str],
+    *,
+    all_captures: bool,
+    archive_dir: str,
 ) -> list[Capture]:
     from sqlalchemy import select
 
@@ -350,9 +367,24 @@ def _captures(
     u = urls.c
     names = _rule_names(spec, stored_spec)
     q = (
-        select(u.id, u.url, u.final_url, u.rule, u.kind, u.http_status, u.fetched_at, u.content_type,
-               u.warc_file, u.warc_offset, u.warc_length, u.warc_record_id, u.url_key)
-        .where(u.crawl_id == crawl_id, u.status == "done", u.warc_file.is_not(None), u.kind != "asset")
+        select(
+            u.id,
+            u.url,
+            u.final_url,
+            u.rule,
+            u.kind,
+            u.http_status,
+            u.fetched_at,
+            u.content_type,
+            u.warc_file,
+            u.warc_offset,
+            u.warc_length,
+            u.warc_record_id,
+            u.url_key,
+        )
+        .where(
+            u.crawl_id == crawl_id, u.status == "done", u.warc_file.is_not(None), u.kind != "asset"
+        )
         .order_by(u.warc_file, u.warc_offset)
     )
     rows = frontier.query(q)
@@ -361,20 +393,47 @@ def _captures(
     for r in rows:
         rule = names[r.rule] if 0 <= r.rule < len(names) and names[r.rule] else None
         feeds = tuple(
-            t for t in tables if _wanted(ps.tables[t], rule, r.kind) and (r.http_status or 0) in ps.tables[t].statuses
+            t
+            for t in tables
+            if _wanted(ps.tables[t], rule, r.kind) and (r.http_status or 0) in ps.tables[t].statuses
         )
         if not feeds:
             continue
         by_key[r.url_key] = (r, rule)
-        out.append(Capture(len(out), r.id, r.url, r.final_url or r.url, rule, r.kind, r.http_status, r.fetched_at,
-                           r.content_type, r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id, feeds))
+        out.append(
+            Capture(
+                len(out),
+                r.id,
+                r.url,
+                r.final_url or r.url,
+                rule,
+                r.kind,
+                r.http_status,
+                r.fetched_at,
+                r.content_type,
+                r.warc_file,
+                r.warc_offset,
+                r.warc_length,
+                r.warc_record_id,
+                feeds,
+            )
+        )
     if all_captures:
-        out.extend(_older_captures(by_key, {c.record_id for c in out}, ps, tables, archive_dir, spec, len(out)))
+        out.extend(
+            _older_captures(
+                by_key, {c.record_id for c in out}, ps, tables, archive_dir, spec, len(out)
+            )
+        )
     return out
 
 
 def _older_captures(
-    by_key: dict[int, Any], known: set[str], ps: ParseSpec, tables: Sequence[str], archive_dir: str, spec: Spec,
+    by_key: dict[int, Any],
+    known: set[str],
+    ps: ParseSpec,
+    tables: Sequence[str],
+    archive_dir: str,
+    spec: Spec,
     start: int,
 ) -> list[Capture]:
     """Every other response record in the archive of a URL the frontier holds (earlier fetches)."""
@@ -384,7 +443,9 @@ def _older_captures(
 
     strip = HostScope([], spec.scope.strip_query_params).strip
     out: list[Capture] = []
-    files = sorted(p for p in Path(archive_dir).glob("*.warc*") if p.name.endswith((".warc", ".warc.gz")))
+    files = sorted(
+        p for p in Path(archive_dir).glob("*.warc*") if p.name.endswith((".warc", ".warc.gz"))
+    )
     for path in files:
         try:
             for ref, rec in iter_records(path):
@@ -399,13 +460,32 @@ def _older_captures(
                     continue
                 r, rule = hit
                 feeds = tuple(
-                    t for t in tables if _wanted(ps.tables[t], rule, r.kind) and (rec.http_status or 0) in ps.tables[t].statuses
+                    t
+                    for t in tables
+                    if _wanted(ps.tables[t], rule, r.kind)
+                    and (rec.http_status or 0) in ps.tables[t].statuses
                 )
                 if not feeds:
                     continue
                 ms = int(rec.date.timestamp() * 1000)
-                out.append(Capture(start + len(out), r.id, r.url, rec.url, rule, r.kind, rec.http_status, ms,
-                                   rec.header("content-type"), ref.file, ref.offset, ref.length, ref.record_id, feeds))
+                out.append(
+                    Capture(
+                        start + len(out),
+                        r.id,
+                        r.url,
+                        rec.url,
+                        rule,
+                        r.kind,
+                        rec.http_status,
+                        ms,
+                        rec.header("content-type"),
+                        ref.file,
+                        ref.offset,
+                        ref.length,
+                        ref.record_id,
+                        feeds,
+                    )
+                )
         except ArchiveError as exc:
             log.warning("stopped reading %s at a damaged record: %s", path.name, exc)
     return out
@@ -417,9 +497,9 @@ def _assets(frontier: SqlFrontier, crawl_id: int) -> dict[int, tuple[str, int, i
     from shoal.frontier.tables import urls
 
     u = urls.c
-    q = select(u.url_key, u.warc_file, u.warc_offset, u.warc_length, u.warc_record_id, u.http_status).where(
-        u.crawl_id == crawl_id, u.kind == "asset", u.status == "done", u.warc_file.is_not(None)
-    )
+    q = select(
+        u.url_key, u.warc_file, u.warc_offset, u.warc_length, u.warc_record_id, u.http_status
+    ).where(u.crawl_id == crawl_id, u.kind == "asset", u.status == "done", u.warc_file.is_not(None))
     return {
         r.url_key: (r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id)
         for r in frontier.query(q)
@@ -435,8 +515,13 @@ def _chunks(captures: list[Capture], processes: int) -> list[list[Capture]]:
 # --------------------------------------------------------------------------- running the workers
 
 
-def _run_chunks(ctx: _Context, chunks: list[list[Capture]], processes: int, progress: bool,
-                console: Console | None) -> dict[str, _TablePart]:
+def _run_chunks(
+    ctx: _Context,
+    chunks: list[list[Capture]],
+    processes: int,
+    progress: bool,
+    console: Console | None,
+) -> dict[str, _TablePart]:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -448,8 +533,14 @@ def _run_chunks(ctx: _Context, chunks: list[list[Capture]], processes: int, prog
     total = sum(len(c) for c in chunks)
     result: dict[str, _TablePart] = {t: _TablePart() for t in ctx.tables}
     bar = Progress(
-        TextColumn("parsing"), BarColumn(), MofNCompleteColumn(), TextColumn("pages"), TimeRemainingColumn(),
-        console=console or Console(stderr=True), transient=False, disable=not progress,
+        TextColumn("parsing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("pages"),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=False,
+        disable=not progress,
     )
     with bar:
         task = bar.add_task("parse", total=total)
@@ -468,19 +559,28 @@ def _run_chunks(ctx: _Context, chunks: list[list[Capture]], processes: int, prog
         except BrokenProcessPool as exc:
             raise ParseError(
                 f"a parse worker process died ({exc}). Worker processes are started with 'spawn': a script "
-                "that calls run_parse must do so under `if __name__ == \"__main__\":`, or pass processes=1"
+                'that calls run_parse must do so under `if __name__ == "__main__":`, or pass processes=1'
             ) from exc
     return result
 
 
-def _run_pool(ctx: _Context, chunks: list[list[Capture]], processes: int, result: dict[str, _TablePart],
-              bar: Any, task: Any) -> None:
+def _run_pool(
+    ctx: _Context,
+    chunks: list[list[Capture]],
+    processes: int,
+    result: dict[str, _TablePart],
+    bar: Any,
+    task: Any,
+) -> None:
     """Parse ``chunks`` in a pool of spawned processes, merging into ``result`` as they finish."""
     # spawn, not fork: the parent may run threads (a demo server, database pools) that fork would copy mid-state.
     mp = multiprocessing.get_context("spawn")
-    with _single_threaded_children(), ProcessPoolExecutor(
-        max_workers=processes, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
-    ) as pool:
+    with (
+        _single_threaded_children(),
+        ProcessPoolExecutor(
+            max_workers=processes, mp_context=mp, initializer=_init_worker, initargs=(ctx,)
+        ) as pool,
+    ):
         pending: dict[Future[dict[str, _TablePart]], int] = {}
         it = iter(chunks)
         # Keep a bounded number of chunks in flight so results stream back in order of completion.
@@ -544,7 +644,11 @@ def _dedup(part: _TablePart, keys: Sequence[str], all_captures: bool) -> tuple[l
             cand3 = (ms, seq, -pos)
             if h not in best or cand3 > best[h]:
                 best[h] = cand3
-        kept = [i for i in idx if best[part.meta[i][5] or ""] == (part.meta[i][3], part.meta[i][1], -part.meta[i][2])]
+        kept = [
+            i
+            for i in idx
+            if best[part.meta[i][5] or ""] == (part.meta[i][3], part.meta[i][1], -part.meta[i][2])
+        ]
         by_content = len(idx) - len(kept)
         idx = kept
     idx.sort(key=lambda i: (_natural(part.meta[i][0]), part.meta[i][3], part.meta[i][2]))
@@ -599,12 +703,24 @@ def _frame(table: TableSpec, rows: list[dict[str, Any]], columns: list[str]) -> 
             aware = any(isinstance(v, datetime) and v.tzinfo is not None for v in values)
             data[col] = pd.to_datetime(pd.Series(values, dtype=object), utc=aware)
         else:
-            data[col] = pd.Series(values, dtype=object) if typ.startswith("list") or typ in ("date", "any") else values
+            data[col] = (
+                pd.Series(values, dtype=object)
+                if typ.startswith("list") or typ in ("date", "any")
+                else values
+            )
     return pd.DataFrame(data, columns=columns)
 
 
-def _quality(name: str, table: TableSpec, ps: ParseSpec, part: _TablePart, kept: list[int], columns: list[str],
-             dedup_url: int, dedup_content: int) -> TableQuality:
+def _quality(
+    name: str,
+    table: TableSpec,
+    ps: ParseSpec,
+    part: _TablePart,
+    kept: list[int],
+    columns: list[str],
+    dedup_url: int,
+    dedup_content: int,
+) -> TableQuality:
     rows = [part.rows[i] for i in kept]
     fields: list[FieldQuality] = []
     missing_by: dict[str, list[str]] = {}
@@ -654,8 +770,13 @@ def _flatten(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         if out[col].dtype == object and any(isinstance(v, (list, dict, tuple)) for v in out[col]):
             out[col] = [
-                json.dumps(list(v) if isinstance(v, tuple) else v, ensure_ascii=False, default=_json_default)
-                if isinstance(v, (list, dict, tuple)) else v
+                json.dumps(
+                    list(v) if isinstance(v, tuple) else v,
+                    ensure_ascii=False,
+                    default=_json_default,
+                )
+                if isinstance(v, (list, dict, tuple))
+                else v
                 for v in out[col]
             ]
     return out
@@ -667,7 +788,9 @@ def _tmp_path(path: Path) -> Path:
     return Path(tmp)
 
 
-def _write_file(fmt: str, df: pd.DataFrame, rows: list[dict[str, Any]], columns: list[str], path: Path) -> None:
+def _write_file(
+    fmt: str, df: pd.DataFrame, rows: list[dict[str, Any]], columns: list[str], path: Path
+) -> None:
     """Write one table file atomically: a temporary file in the same folder, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
@@ -679,7 +802,13 @@ def _write_file(fmt: str, df: pd.DataFrame, rows: list[dict[str, Any]], columns:
         else:
             with open(tmp, "w", encoding="utf-8") as f:
                 for r in rows:
-                    f.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False, default=_json_default))
+                    f.write(
+                        json.dumps(
+                            {c: r.get(c) for c in columns},
+                            ensure_ascii=False,
+                            default=_json_default,
+                        )
+                    )
                     f.write("\n")
         os.replace(tmp, path)
     except BaseException:
@@ -722,7 +851,9 @@ def _write_sql(df: pd.DataFrame, engine: Any, name: str) -> None:
             else:
                 dtypes[col] = DateTime(timezone=True)
         elif str(s.dtype).startswith("datetime64"):
-            dtypes[col] = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")  # MySQL drops fractions otherwise
+            dtypes[col] = DateTime().with_variant(
+                mysql.DATETIME(fsp=6), "mysql"
+            )  # MySQL drops fractions otherwise
         elif (s.dtype == object or str(s.dtype) in ("str", "string")) and not any(
             isinstance(v, (date, datetime)) for v in s.head(50)
         ):
@@ -736,7 +867,11 @@ def _write_sql(df: pd.DataFrame, engine: Any, name: str) -> None:
             with engine.begin() as conn:
                 conn.execute(text(f"DROP TABLE IF EXISTS {prep.quote(old)}"))
                 if exists:
-                    conn.execute(text(f"RENAME TABLE {prep.quote(name)} TO {prep.quote(old)}, {prep.quote(new)} TO {prep.quote(name)}"))
+                    conn.execute(
+                        text(
+                            f"RENAME TABLE {prep.quote(name)} TO {prep.quote(old)}, {prep.quote(new)} TO {prep.quote(name)}"
+                        )
+                    )
                     conn.execute(text(f"DROP TABLE {prep.quote(old)}"))
                 else:
                     conn.execute(text(f"RENAME TABLE {prep.quote(new)} TO {prep.quote(name)}"))
@@ -787,11 +922,15 @@ class ParseResult:
 
     def summary_lines(self) -> list[str]:
         """What ``shoal parse`` (and ``shoal demo``) print: each table and where it went, the report, the headline."""
-        lines = [f"parsed {self.pages} pages of crawl {self.crawl} in {self.elapsed:.1f}s with {self.processes} process(es)"]
+        lines = [
+            f"parsed {self.pages} pages of crawl {self.crawl} in {self.elapsed:.1f}s with {self.processes} process(es)"
+        ]
         width = max((len(n) for n in self.rows), default=0)
         for name, n in self.rows.items():
             lines.append(f"  {name:<{width}}  {n:>7} rows  → {self.outputs[name]}")
-        lines.append(f"  quality report → {self.report_path} (and {self.html_path.name}); `shoal report` shows it")
+        lines.append(
+            f"  quality report → {self.report_path} (and {self.html_path.name}); `shoal report` shows it"
+        )
         lines.append(self.report.headline())
         lines.extend(f"  FAILED {line}" for line in self.failures)
         return lines
@@ -803,12 +942,16 @@ def _as_spec(spec: Spec | str | os.PathLike[str]) -> Spec:
 
 def _select_tables(ps: ParseSpec, tables: Sequence[str] | None) -> list[str]:
     if not ps.tables:
-        raise ParseError("the spec declares no tables: add [parse.tables.NAME] sections (see the README)")
+        raise ParseError(
+            "the spec declares no tables: add [parse.tables.NAME] sections (see the README)"
+        )
     if not tables:
         return list(ps.tables)
     unknown = [t for t in tables if t not in ps.tables]
     if unknown:
-        raise ParseError(f"no table {', '.join(map(repr, unknown))} in [parse]; the spec has {', '.join(ps.tables)}")
+        raise ParseError(
+            f"no table {', '.join(map(repr, unknown))} in [parse]; the spec has {', '.join(ps.tables)}"
+        )
     return list(dict.fromkeys(tables))
 
 
@@ -816,8 +959,14 @@ def _default_processes(ps: ParseSpec) -> int:
     return ps.processes or max(1, os.cpu_count() or 1)
 
 
-def _prepare(spec: Spec, ps: ParseSpec, names: list[str], frontier: SqlFrontier, all_captures: bool,
-             processes: int) -> tuple[Any, _Context, list[Capture]]:
+def _prepare(
+    spec: Spec,
+    ps: ParseSpec,
+    names: list[str],
+    frontier: SqlFrontier,
+    all_captures: bool,
+    processes: int,
+) -> tuple[Any, _Context, list[Capture]]:
     info = frontier.get_crawl(spec.name)
     if any(ps.tables[t].ocr for t in names):
         from shoal.parse.ocr import check_tesseract
@@ -826,10 +975,28 @@ def _prepare(spec: Spec, ps: ParseSpec, names: list[str], frontier: SqlFrontier,
             check_tesseract(lang)
     archive_dir = spec.archive_dir()
     if not Path(archive_dir).is_dir():
-        raise ParseError(f"no archive folder at {archive_dir}: run the parse where the crawl's WARC files are")
-    captures = _captures(frontier, info.id, spec, info.spec, ps, names, all_captures=all_captures, archive_dir=archive_dir)
+        raise ParseError(
+            f"no archive folder at {archive_dir}: run the parse where the crawl's WARC files are"
+        )
+    captures = _captures(
+        frontier,
+        info.id,
+        spec,
+        info.spec,
+        ps,
+        names,
+        all_captures=all_captures,
+        archive_dir=archive_dir,
+    )
     assets = _assets(frontier, info.id) if any(ps.tables[t].ocr for t in names) else {}
-    ctx = _Context(ps, tuple(names), archive_dir, assets, tuple(spec.scope.strip_query_params), spec.limits.max_body_bytes)
+    ctx = _Context(
+        ps,
+        tuple(names),
+        archive_dir,
+        assets,
+        tuple(spec.scope.strip_query_params),
+        spec.limits.max_body_bytes,
+    )
     return info, ctx, captures
 
 
@@ -880,7 +1047,9 @@ def run_parse(
     frontier = _open_frontier(frontier_url)
     try:
         info, ctx, captures = _prepare(spec, ps, names, frontier, all_captures, nproc)
-        parts = _run_chunks(ctx, _chunks(captures, nproc), min(nproc, max(1, len(captures))), progress, console)
+        parts = _run_chunks(
+            ctx, _chunks(captures, nproc), min(nproc, max(1, len(captures))), progress, console
+        )
         engine = None
         if sql_url is not None:
             from shoal.frontier.dialects import make_engine
@@ -900,7 +1069,9 @@ def run_parse(
                 if engine is not None:
                     target = sql_table_name(ps, spec.name, name)
                     if target in FRONTIER_TABLES:
-                        raise ParseError(f"table {name!r} would overwrite the frontier's table {target!r}: set [parse] sql_prefix")
+                        raise ParseError(
+                            f"table {name!r} would overwrite the frontier's table {target!r}: set [parse] sql_prefix"
+                        )
                     _write_sql(df, engine, target)
                     from shoal.frontier.dialects import redact_url
 
@@ -929,11 +1100,20 @@ def run_parse(
     finally:
         frontier.close()
     pages = len({c.seq for c in captures})
-    return ParseResult(spec.name, rows_out, outputs, report, js, page, pages, time.monotonic() - started, nproc)
+    return ParseResult(
+        spec.name, rows_out, outputs, report, js, page, pages, time.monotonic() - started, nproc
+    )
 
 
-def _merge_report(report_dir: Path, crawl: str, fmt: str, fresh: dict[str, TableQuality], ps: ParseSpec,
-                  all_captures: bool, archive_dir: str) -> QualityReport:
+def _merge_report(
+    report_dir: Path,
+    crawl: str,
+    fmt: str,
+    fresh: dict[str, TableQuality],
+    ps: ParseSpec,
+    all_captures: bool,
+    archive_dir: str,
+) -> QualityReport:
     """This run's tables over the previous report's others (a ``--table`` run keeps the rest)."""
     tables: dict[str, TableQuality] = {}
     old = report_dir / REPORT_JSON
@@ -945,8 +1125,14 @@ def _merge_report(report_dir: Path, crawl: str, fmt: str, fresh: dict[str, Table
             tables = {}
     tables.update(fresh)
     ordered = {n: tables[n] for n in ps.tables if n in tables}
-    return QualityReport(crawl=crawl, generated_at=now_iso(), to=fmt, tables=ordered, archive=archive_dir,
-                         captures="all" if all_captures else "latest")
+    return QualityReport(
+        crawl=crawl,
+        generated_at=now_iso(),
+        to=fmt,
+        tables=ordered,
+        archive=archive_dir,
+        captures="all" if all_captures else "latest",
+    )
 
 
 def parse_table(
@@ -1014,8 +1200,14 @@ def read_table(
     if db_url is not None or fmt == "sql":
         url = db_url or (spec.frontier_url() if spec is not None else None)
         if url is None:
-            raise ParseError(f"table {table!r} was written to SQL: pass db_url= (or the spec) to read it")
-        name = location or (sql_table_name(parse_config(spec, import_functions=False), spec.name, table) if spec else table)
+            raise ParseError(
+                f"table {table!r} was written to SQL: pass db_url= (or the spec) to read it"
+            )
+        name = location or (
+            sql_table_name(parse_config(spec, import_functions=False), spec.name, table)
+            if spec
+            else table
+        )
         from shoal.frontier.dialects import make_engine
 
         engine = make_engine(url)

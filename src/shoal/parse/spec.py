@@ -68,7 +68,9 @@ BUILTINS: tuple[str, ...] = (
 DEFAULT_BUILTINS: tuple[str, ...] = BUILTINS[:8]
 """The built-in columns of a table that does not list its own ``builtins``."""
 
-URL_COLUMNS = frozenset({"url", "final_url", "images", "warc_record_id", "content_type", "encoding", "rule"})
+URL_COLUMNS = frozenset(
+    {"url", "final_url", "images", "warc_record_id", "content_type", "encoding", "rule"}
+)
 """Built-in columns never redacted: URLs and technical values."""
 
 PAGE_KINDS = ("list", "detail")
@@ -186,11 +188,15 @@ class FieldSpec(_Model):
     def _coherent(self) -> FieldSpec:
         given = [k for k in ("css", "xpath", "function") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of 'css', 'xpath' or 'function' (got {given or 'none'})")
+            raise ValueError(
+                f"give exactly one of 'css', 'xpath' or 'function' (got {given or 'none'})"
+            )
         if self.get == "attr" and not self.attr:
             raise ValueError("get = 'attr' needs attr = 'name'")
         if self.attr and self.get not in (None, "attr"):
-            raise ValueError(f"attr is given but get = {self.get!r}; leave get out or set it to 'attr'")
+            raise ValueError(
+                f"attr is given but get = {self.get!r}; leave get out or set it to 'attr'"
+            )
         if self.date_format is not None and self.type not in ("date", "datetime"):
             raise ValueError("date_format is only used with type = 'date' or 'datetime'")
         if self.join is not None and not self.all:
@@ -277,7 +283,9 @@ class TableSpec(_Model):
     def _field_names(cls, v: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
         for name in v:
             if not _NAME.match(name):
-                raise ValueError(f"field name {name!r} must be letters, digits and _ (not starting with a digit)")
+                raise ValueError(
+                    f"field name {name!r} must be letters, digits and _ (not starting with a digit)"
+                )
         return v
 
     @field_validator("rows", "ocr")
@@ -305,8 +313,12 @@ class TableSpec(_Model):
             raise ValueError(f"ocr_lang {self.ocr_lang!r} must look like 'kor+eng'")
         clash = set(self.fields) & set(self.builtins)
         if clash:
-            raise ValueError(f"fields {sorted(clash)} have the names of built-in columns; rename them or drop them from builtins")
-        if self.ocr is not None and (self.ocr_column in self.fields or self.ocr_column in self.builtins):
+            raise ValueError(
+                f"fields {sorted(clash)} have the names of built-in columns; rename them or drop them from builtins"
+            )
+        if self.ocr is not None and (
+            self.ocr_column in self.fields or self.ocr_column in self.builtins
+        ):
             raise ValueError(f"ocr_column {self.ocr_column!r} is also a field or built-in column")
         if not self.fields and not self.builtins and self.function is None and self.ocr is None:
             raise ValueError("the table has no columns: give fields, builtins or a function")
@@ -316,7 +328,9 @@ class TableSpec(_Model):
                 cols = getattr(self, key)
                 unknown = [c for c in cols or () if c not in known]
                 if unknown:
-                    raise ValueError(f"{key} names unknown columns {unknown}; the table has {sorted(known)}")
+                    raise ValueError(
+                        f"{key} names unknown columns {unknown}; the table has {sorted(known)}"
+                    )
         return self
 
     def columns(self) -> list[str]:
@@ -350,7 +364,9 @@ class ParseSpec(_Model):
     def _table_names(cls, v: dict[str, TableSpec]) -> dict[str, TableSpec]:
         for name in v:
             if not _NAME.match(name):
-                raise ValueError(f"table name {name!r} must be letters, digits and _ (not starting with a digit)")
+                raise ValueError(
+                    f"table name {name!r} must be letters, digits and _ (not starting with a digit)"
+                )
         return v
 
     def threshold(self, table: str, field: str) -> float:
@@ -374,7 +390,9 @@ def load_function(ref: str, key: str = "function") -> Callable[..., Any]:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except ImportError as exc:
-        raise SpecError(f"{key}: cannot import module {module_name!r} ({exc}) (got {ref!r})") from None
+        raise SpecError(
+            f"{key}: cannot import module {module_name!r} ({exc}) (got {ref!r})"
+        ) from None
     except AttributeError:
         raise SpecError(f"{key}: module {module_name!r} has no {attr!r} (got {ref!r})") from None
     if not callable(obj):
@@ -404,7 +422,10 @@ def parse_config(spec: Spec, *, source: str = "spec", import_functions: bool = T
                 )
         if import_functions:
             refs = [(f"parse.tables.{tname}.function", table.function)]
-            refs += [(f"parse.tables.{tname}.fields.{n}.function", f.function) for n, f in table.fields.items()]
+            refs += [
+                (f"parse.tables.{tname}.fields.{n}.function", f.function)
+                for n, f in table.fields.items()
+            ]
             for key, ref in refs:
                 if ref is None:
                     continue
@@ -413,5 +434,8 @@ def parse_config(spec: Spec, *, source: str = "spec", import_functions: bool = T
                 except SpecError as exc:
                     problems.append(f"  - {exc}")
     if problems:
-        raise SpecError(f"{source}: the [parse] section is invalid ({len(problems)} problem(s)):\n" + "\n".join(problems))
+        raise SpecError(
+            f"{source}: the [parse] section is invalid ({len(problems)} problem(s)):\n"
+            + "\n".join(problems)
+        )
     return ps

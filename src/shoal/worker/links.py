@@ -100,14 +100,34 @@ TAME_ABOVE_TAGS = 4096
 _TAG_STR = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*?(/?)>")
 _TAG_BYTES = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^<>]*?(/?)>")
 _VOID = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "keygen", "link", "meta", "param", "source", "track", "wbr"}
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "keygen",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+    }
 )
 _KEEP = frozenset({"a", "area", "base", "html", "head", "body"})
-_SIBLINGS = frozenset({"li", "p", "td", "th", "tr", "option", "optgroup", "dt", "dd", "rb", "rt", "rp"})
+_SIBLINGS = frozenset(
+    {"li", "p", "td", "th", "tr", "option", "optgroup", "dt", "dd", "rb", "rt", "rp"}
+)
 _OPTIONS = frozenset({"option", "optgroup"})
 
 
-def tame_html(html: str | bytes, max_nesting: int = MAX_NESTING, max_options: int = MAX_OPTIONS) -> str | bytes:
+def tame_html(
+    html: str | bytes, max_nesting: int = MAX_NESTING, max_options: int = MAX_OPTIONS
+) -> str | bytes:
     """``html`` with the tags that make parsing quadratic removed (see the module docstring).
 
     Depth is estimated from start and end tags, with ``<li>``, ``<p>``,
@@ -228,7 +248,9 @@ class Router:
 class LinkExtractor:
     """Turns a list page into the :class:`NewURL` rows to add to the frontier."""
 
-    def __init__(self, router: Router, scope: HostScope, limits: LimitsSpec, cache_size: int = 200_000) -> None:
+    def __init__(
+        self, router: Router, scope: HostScope, limits: LimitsSpec, cache_size: int = 200_000
+    ) -> None:
         self.router = router
         self.scope = scope
         self.limits = limits
@@ -330,10 +352,24 @@ class LinkExtractor:
 
     @staticmethod
     def _same_list(target: Target, parent_rule: int, parent_kind: str) -> bool:
-        return target.rule >= 0 and target.rule == parent_rule and parent_kind == "list" and target.kind == "list"
+        return (
+            target.rule >= 0
+            and target.rule == parent_rule
+            and parent_kind == "list"
+            and target.kind == "list"
+        )
 
-    def new_url(self, c: Canonical, *, parent_id: int | None, parent_rule: int, parent_kind: str, parent_depth: int,
-                redirects: int = 0, barren: bool = False) -> NewURL | None:
+    def new_url(
+        self,
+        c: Canonical,
+        *,
+        parent_id: int | None,
+        parent_rule: int,
+        parent_kind: str,
+        parent_depth: int,
+        redirects: int = 0,
+        barren: bool = False,
+    ) -> NewURL | None:
         """The frontier row for a discovered URL, or None when it is out of scope.
 
         Depth grows by one per hop, except along a rule's own pagination (a list
@@ -344,10 +380,19 @@ class LinkExtractor:
         target = self._target(c)
         if target is None:
             return None
-        return self._row(c, target, parent_id, parent_rule, parent_kind, parent_depth, redirects, barren)
+        return self._row(
+            c, target, parent_id, parent_rule, parent_kind, parent_depth, redirects, barren
+        )
 
-    def page_links(self, found: Iterable[Canonical], *, parent_id: int | None, parent_rule: int, parent_kind: str,
-                   parent_depth: int) -> list[NewURL]:
+    def page_links(
+        self,
+        found: Iterable[Canonical],
+        *,
+        parent_id: int | None,
+        parent_rule: int,
+        parent_kind: str,
+        parent_depth: int,
+    ) -> list[NewURL]:
         """The frontier rows of the links newly found on one page (out-of-scope ones left out).
 
         The page is barren when none of them is a URL for the crawl other than
@@ -355,10 +400,22 @@ class LinkExtractor:
         """
         targets = [(c, t) for c in found if (t := self._target(c)) is not None]
         barren = all(self._same_list(t, parent_rule, parent_kind) for _, t in targets)
-        return [self._row(c, t, parent_id, parent_rule, parent_kind, parent_depth, 0, barren) for c, t in targets]
+        return [
+            self._row(c, t, parent_id, parent_rule, parent_kind, parent_depth, 0, barren)
+            for c, t in targets
+        ]
 
-    def _row(self, c: Canonical, target: Target, parent_id: int | None, parent_rule: int, parent_kind: str,
-             parent_depth: int, redirects: int, barren: bool) -> NewURL:
+    def _row(
+        self,
+        c: Canonical,
+        target: Target,
+        parent_id: int | None,
+        parent_rule: int,
+        parent_kind: str,
+        parent_depth: int,
+        redirects: int,
+        barren: bool,
+    ) -> NewURL:
         same_list = self._same_list(target, parent_rule, parent_kind)
         depth = parent_depth if same_list and not barren else parent_depth + 1
         status = Status.PENDING

@@ -173,11 +173,20 @@ class Worker:
         """Run until the crawl is finished, :meth:`stop` is called, or a critical error."""
         hostname = socket.gethostname()
         await self._call(
-            self.frontier.register_worker, self.crawl_id, self.id, hostname=hostname, ip=_local_ip(),
-            pid=os.getpid(), version=__version__, concurrency=self.concurrency,
+            self.frontier.register_worker,
+            self.crawl_id,
+            self.id,
+            hostname=hostname,
+            ip=_local_ip(),
+            pid=os.getpid(),
+            version=__version__,
+            concurrency=self.concurrency,
         )
         self._fetched_base = await self._call(self.frontier.count_done, self.crawl_id)
-        fetch_tasks = [asyncio.create_task(self._fetch_loop(), name=f"fetch-{i}") for i in range(self.concurrency)]
+        fetch_tasks = [
+            asyncio.create_task(self._fetch_loop(), name=f"fetch-{i}")
+            for i in range(self.concurrency)
+        ]
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
         state, detail = "stopped", None
         try:
@@ -201,8 +210,16 @@ class Worker:
         leftovers = []
         while not self._queue.empty():
             c = self._queue.get_nowait()
-            leftovers.append(Outcome(c.id, c.lease_token, Status.PENDING, host_key=c.host_key, refund_attempt=True,
-                                     next_attempt_at=None))
+            leftovers.append(
+                Outcome(
+                    c.id,
+                    c.lease_token,
+                    Status.PENDING,
+                    host_key=c.host_key,
+                    refund_attempt=True,
+                    next_attempt_at=None,
+                )
+            )
         self._outcomes.extend(leftovers)
         try:
             await self._flush_archive()
@@ -211,8 +228,15 @@ class Worker:
             await self._call(self.frontier.release, self.crawl_id, self.id)
             await self._call(self.frontier.stop_worker, self.id, state, detail)
             if self._critical:
-                await self._call(self.frontier.record_event, self.crawl_id, "critical", self._critical,
-                                 severity="error", worker_id=self.id, error_class="critical")
+                await self._call(
+                    self.frontier.record_event,
+                    self.crawl_id,
+                    "critical",
+                    self._critical,
+                    severity="error",
+                    worker_id=self.id,
+                    error_class="critical",
+                )
             await self._notify()
         except (DatabaseUnavailable, CriticalStop) as exc:
             log.error("could not record the worker's stop: %s", exc)
@@ -253,8 +277,14 @@ class Worker:
             # that lapsed while our heartbeats were gone are returned (and counted) before our
             # outcomes are fenced, instead of being revived by our next heartbeat.
             return self.frontier.sync(
-                self.crawl_id, self.id, outcomes, claim=claim, lease_ms=self.lease_ms,
-                per_host=p.concurrency_per_host, default_delay_ms=self.delay_ms, jitter=p.jitter,
+                self.crawl_id,
+                self.id,
+                outcomes,
+                claim=claim,
+                lease_ms=self.lease_ms,
+                per_host=p.concurrency_per_host,
+                default_delay_ms=self.delay_ms,
+                jitter=p.jitter,
                 horizon_ms=max(2000, int(self.spec.worker.flush_interval * 4000)),
                 reap=reap or self._db_failed_at > self._synced_at,
             )
@@ -267,7 +297,10 @@ class Worker:
         fenced = res.accepted.count(False)
         if fenced:
             self.stats.fenced += fenced
-            log.warning("%d outcome(s) not applied: their lease had expired and another worker owns them", fenced)
+            log.warning(
+                "%d outcome(s) not applied: their lease had expired and another worker owns them",
+                fenced,
+            )
         self.stats.links_added += res.links_added
         self.stats.leases_reaped += res.leases_reaped
         for c in res.claimed:
@@ -291,8 +324,12 @@ class Worker:
                 self._orphans_possible = True
                 waited = time.monotonic() - start
                 if waited >= grace or self._db_gave_up:
-                    self._db_gave_up = True  # the clean stop that follows does not wait a second grace
-                    raise CriticalStop(f"the frontier database was unreachable for {waited:.0f}s: {exc}") from None
+                    self._db_gave_up = (
+                        True  # the clean stop that follows does not wait a second grace
+                    )
+                    raise CriticalStop(
+                        f"the frontier database was unreachable for {waited:.0f}s: {exc}"
+                    ) from None
                 pause = min(delay, grace - waited)
                 log.warning("frontier database unreachable (%s); retrying in %.1fs", exc, pause)
                 await asyncio.sleep(pause)
@@ -314,12 +351,19 @@ class Worker:
                     if await self._db_retry(self.frontier.release, self.crawl_id, self.id):
                         continue
                 if self._want() == 0 and self.spec.limits.max_pages is not None and not stopping:
-                    await self._db_retry(self.frontier.skip_pending, self.crawl_id, SkipReason.MAX_PAGES.value)
+                    await self._db_retry(
+                        self.frontier.skip_pending, self.crawl_id, SkipReason.MAX_PAGES.value
+                    )
                 if not await self._db_retry(self.frontier.pending_left, self.crawl_id):
                     self._finished = True
-                    if await self._db_retry(self.frontier.set_crawl_state, self.crawl_id, "finished"):
+                    if await self._db_retry(
+                        self.frontier.set_crawl_state, self.crawl_id, "finished"
+                    ):
                         await self._call(
-                            self.frontier.record_event, self.crawl_id, "finished", await self._call(self._finish_message),
+                            self.frontier.record_event,
+                            self.crawl_id,
+                            "finished",
+                            await self._call(self._finish_message),
                             worker_id=self.id,
                         )
                     return
@@ -371,8 +415,11 @@ class Worker:
                 # The database was lost and no sync got through since: our leases must lapse
                 # (others may take the URLs), not be kept alive by a heartbeat that happens to pass.
                 continue
-            stats = {"pages_done": self.stats.done, "pages_failed": sum(self.stats.failed.values()),
-                     "bytes_archived": self.stats.bytes_archived}
+            stats = {
+                "pages_done": self.stats.done,
+                "pages_failed": sum(self.stats.failed.values()),
+                "bytes_archived": self.stats.bytes_archived,
+            }
             try:
                 await asyncio.get_running_loop().run_in_executor(
                     self._hb, self.frontier.heartbeat, self.crawl_id, self.id, self.lease_ms, stats
@@ -388,14 +435,24 @@ class Worker:
         while True:
             c = await self._queue.get()
             if self._stop.is_set():
-                self._outcomes.append(Outcome(c.id, c.lease_token, Status.PENDING, host_key=c.host_key, refund_attempt=True))
+                self._outcomes.append(
+                    Outcome(
+                        c.id,
+                        c.lease_token,
+                        Status.PENDING,
+                        host_key=c.host_key,
+                        refund_attempt=True,
+                    )
+                )
                 continue
             self._inflight += 1
             try:
                 outcome = await self._process(c)
             except CriticalStop as exc:
                 self._critical = exc.message
-                outcome = Outcome(c.id, c.lease_token, Status.PENDING, host_key=c.host_key, refund_attempt=True)
+                outcome = Outcome(
+                    c.id, c.lease_token, Status.PENDING, host_key=c.host_key, refund_attempt=True
+                )
                 self._outcomes.append(outcome)
                 self.stop()
                 continue
@@ -403,7 +460,10 @@ class Worker:
                 self._inflight -= 1
             self._count(outcome)
             self._outcomes.append(outcome)
-            if len(self._outcomes) >= self.batch // 2 or self._queue.qsize() < self.concurrency // 2:
+            if (
+                len(self._outcomes) >= self.batch // 2
+                or self._queue.qsize() < self.concurrency // 2
+            ):
                 self._wake.set()
 
     def _count(self, o: Outcome) -> None:
@@ -435,7 +495,9 @@ class Worker:
             return self._failure(c, exc.error_class, exc.detail, http_status=exc.http_status)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                raise CriticalStop(f"cannot write the archive: {exc} (free disk space or change [storage] archive)") from None
+                raise CriticalStop(
+                    f"cannot write the archive: {exc} (free disk space or change [storage] archive)"
+                ) from None
             return await self._unknown(c, exc)
         except Exception as exc:
             return await self._unknown(c, exc)
@@ -448,31 +510,68 @@ class Worker:
             try:
                 if not await self._call(self.frontier.has_signature, self.crawl_id, sig):
                     await self._call(
-                        self.frontier.record_event, self.crawl_id, "new_error",
-                        redact_text(f"new kind of error {type(exc).__name__}: {exc} (first seen on {c.url})"),
-                        severity="warning", worker_id=self.id, url=redact_url(c.url), error_class="unknown", signature=sig,
+                        self.frontier.record_event,
+                        self.crawl_id,
+                        "new_error",
+                        redact_text(
+                            f"new kind of error {type(exc).__name__}: {exc} (first seen on {c.url})"
+                        ),
+                        severity="warning",
+                        worker_id=self.id,
+                        url=redact_url(c.url),
+                        error_class="unknown",
+                        signature=sig,
                     )
             except DatabaseUnavailable:
                 pass
-        return self._failure(c, ErrorClass.UNKNOWN, redact_text(f"{type(exc).__name__}: {exc} [signature {sig}]"))
+        return self._failure(
+            c, ErrorClass.UNKNOWN, redact_text(f"{type(exc).__name__}: {exc} [signature {sig}]")
+        )
 
     def _failure(
-        self, c: ClaimedURL, cls: ErrorClass, detail: str, *, http_status: int | None = None,
-        retry_after: float | None = None, ref: Any = None, result: FetchResult | None = None,
+        self,
+        c: ClaimedURL,
+        cls: ErrorClass,
+        detail: str,
+        *,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        ref: Any = None,
+        result: FetchResult | None = None,
         host_update: HostUpdate | None = None,
     ) -> Outcome:
         lim = self.spec.limits
         now = self.frontier.now_ms()
-        retryable = cls in (ErrorClass.TRANSIENT, ErrorClass.UNKNOWN, ErrorClass.MISSING, ErrorClass.BLOCKED)
+        retryable = cls in (
+            ErrorClass.TRANSIENT,
+            ErrorClass.UNKNOWN,
+            ErrorClass.MISSING,
+            ErrorClass.BLOCKED,
+        )
         max_tries = lim.max_retries if cls is not ErrorClass.MISSING else min(lim.max_retries, 2)
-        o = Outcome(c.id, c.lease_token, Status.FAILED, host_key=c.host_key, error_class=cls.value,
-                    error_detail=detail, http_status=http_status, fetched_at=now, host_update=host_update)
+        o = Outcome(
+            c.id,
+            c.lease_token,
+            Status.FAILED,
+            host_key=c.host_key,
+            error_class=cls.value,
+            error_detail=detail,
+            http_status=http_status,
+            fetched_at=now,
+            host_update=host_update,
+        )
         if ref is not None and result is not None:
             self._attach(o, ref, result)
         if retryable and c.attempts <= max_tries:
             o.status = Status.PENDING
-            o.next_attempt_at = retry_at(now, c.attempts, lim.retry_base, lim.retry_max, retry_after,
-                                         self.spec.politeness.max_retry_after)
+            o.next_attempt_at = retry_at(
+                now,
+                c.attempts,
+                lim.retry_base,
+                lim.retry_max,
+                retry_after,
+                self.spec.politeness.max_retry_after,
+            )
         return o
 
     @staticmethod
@@ -483,7 +582,9 @@ class Worker:
         o.body_bytes = len(result.body)
         o.fetch_ms = int(result.elapsed * 1000)
 
-    async def _robots_ok(self, c: ClaimedURL, mem: _HostMemory) -> tuple[bool | None, HostUpdate | None, str]:
+    async def _robots_ok(
+        self, c: ClaimedURL, mem: _HostMemory
+    ) -> tuple[bool | None, HostUpdate | None, str]:
         """What robots.txt says of ``c``: ``(True, crawl-delay update, "")`` allowed, ``(False, ...)``
         disallowed, ``(None, None, why)`` robots.txt could not be read (5xx, 429, timeout,
         unreachable): disallowed for now, the URL is retried once the cache may ask again."""
@@ -518,7 +619,9 @@ class Worker:
                 wait = not_before_ms - self.frontier.now_ms()
             if self.delay_ms <= 0 or -wait <= tolerance:
                 return
-            not_before_ms = await self._db_retry(self.frontier.reserve_slot, self.crawl_id, host_key, self.spec.politeness.jitter)
+            not_before_ms = await self._db_retry(
+                self.frontier.reserve_slot, self.crawl_id, host_key, self.spec.politeness.jitter
+            )
 
     async def wait_host_slot(self, url: str) -> None:
         """Take a politeness slot of ``url``'s host outside a claim (robots.txt fetches)."""
@@ -528,7 +631,9 @@ class Worker:
             key = canonicalize(url).host_key
         except URLError:
             return
-        slot = await self._db_retry(self.frontier.reserve_slot, self.crawl_id, key, self.spec.politeness.jitter)
+        slot = await self._db_retry(
+            self.frontier.reserve_slot, self.crawl_id, key, self.spec.politeness.jitter
+        )
         await self._wait_slot(slot, key)
 
     async def _fetch_and_decide(self, c: ClaimedURL) -> Outcome:
@@ -556,7 +661,13 @@ class Worker:
                 await http.check_address(c.url)
             ok, robots_update, why = await self._robots_ok(c, mem)
             if ok is False:
-                return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key, skip_reason=SkipReason.ROBOTS.value)
+                return Outcome(
+                    c.id,
+                    c.lease_token,
+                    Status.SKIPPED,
+                    host_key=c.host_key,
+                    skip_reason=SkipReason.ROBOTS.value,
+                )
             if ok is None:
                 ttl = self.robots.temporary_ttl if self.robots is not None else 300.0
                 return self._failure(c, ErrorClass.TRANSIENT, why, retry_after=ttl)
@@ -571,29 +682,57 @@ class Worker:
                     await asyncio.sleep(start - now)
             deadline = time.monotonic() + lim.fetch_timeout
             if isinstance(fetcher, HttpFetcher):
-                result = await fetcher.fetch(c.url, rule, deadline=deadline, headers=self.host_headers.for_url(c.url),
-                                             html_only=skip_types)
+                result = await fetcher.fetch(
+                    c.url,
+                    rule,
+                    deadline=deadline,
+                    headers=self.host_headers.for_url(c.url),
+                    html_only=skip_types,
+                )
             else:
                 result = await fetcher.fetch(c.url, rule, deadline=deadline)
         except PolicyRefusal as exc:
             if not mem.refusal_logged:
                 mem.refusal_logged = True
                 log.warning("not fetching from %s: %s", host_of(c.url), redact_text(exc.detail))
-            return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key, skip_reason=exc.reason.value,
-                           error_detail=redact_text(exc.detail))
+            return Outcome(
+                c.id,
+                c.lease_token,
+                Status.SKIPPED,
+                host_key=c.host_key,
+                skip_reason=exc.reason.value,
+                error_detail=redact_text(exc.detail),
+            )
         if skip_types and 200 <= result.status < 300 and result.content_type not in HTML_TYPES:
-            return Outcome(c.id, c.lease_token, Status.SKIPPED, host_key=c.host_key,
-                           skip_reason=SkipReason.CONTENT_TYPE.value, http_status=result.status,
-                           content_type=result.content_type, host_update=robots_update,
-                           error_detail=f"{result.content_type} is not archived (limits.archive_non_html = false)")
+            return Outcome(
+                c.id,
+                c.lease_token,
+                Status.SKIPPED,
+                host_key=c.host_key,
+                skip_reason=SkipReason.CONTENT_TYPE.value,
+                http_status=result.status,
+                content_type=result.content_type,
+                host_update=robots_update,
+                error_detail=f"{result.content_type} is not archived (limits.archive_non_html = false)",
+            )
         loop = asyncio.get_running_loop()
-        ref = await loop.run_in_executor(self._io, partial(self.archive.write_exchange, result, fetched_at=result.started_at or None))
+        ref = await loop.run_in_executor(
+            self._io,
+            partial(self.archive.write_exchange, result, fetched_at=result.started_at or None),
+        )
         self._unsynced_writes += 1
         self.stats.bytes_archived += ref.length
         return await self._decide(c, rule, result, ref, robots_update, mem)
 
-    async def _decide(self, c: ClaimedURL, rule: Any, res: FetchResult, ref: Any, host_update: HostUpdate | None,
-                      mem: _HostMemory) -> Outcome:
+    async def _decide(
+        self,
+        c: ClaimedURL,
+        rule: Any,
+        res: FetchResult,
+        ref: Any,
+        host_update: HostUpdate | None,
+        mem: _HostMemory,
+    ) -> Outcome:
         now = self.frontier.now_ms()
         status = res.status
         p = self.spec.politeness
@@ -605,47 +744,118 @@ class Worker:
         if cls is None and not is_redirect(status):
             # The body matters for a page, not for an error or a redirect (those keep their status's class).
             if res.truncated == "length":
-                return self._failure(c, ErrorClass.PERMANENT, f"body over the {self.spec.limits.max_body_bytes}-byte cap",
-                                     http_status=status, ref=ref, result=res, host_update=host_update)
+                return self._failure(
+                    c,
+                    ErrorClass.PERMANENT,
+                    f"body over the {self.spec.limits.max_body_bytes}-byte cap",
+                    http_status=status,
+                    ref=ref,
+                    result=res,
+                    host_update=host_update,
+                )
             if res.truncated == "unspecified":
-                return self._failure(c, ErrorClass.PERMANENT, "malformed response body (broken transfer framing)",
-                                     http_status=status, ref=ref, result=res, host_update=host_update)
+                return self._failure(
+                    c,
+                    ErrorClass.PERMANENT,
+                    "malformed response body (broken transfer framing)",
+                    http_status=status,
+                    ref=ref,
+                    result=res,
+                    host_update=host_update,
+                )
             if res.truncated is not None:
-                return self._failure(c, ErrorClass.TRANSIENT, f"body cut short ({res.truncated})", http_status=status,
-                                     ref=ref, result=res, host_update=host_update)
+                return self._failure(
+                    c,
+                    ErrorClass.TRANSIENT,
+                    f"body cut short ({res.truncated})",
+                    http_status=status,
+                    ref=ref,
+                    result=res,
+                    host_update=host_update,
+                )
         if cls is not None:
-            retry_after = parse_retry_after(res.header("retry-after")) if status in (429, 503) else None
+            retry_after = (
+                parse_retry_after(res.header("retry-after")) if status in (429, 503) else None
+            )
             if retry_after is not None:
                 nb = now + int(min(retry_after, p.max_retry_after) * 1000)
-                host_update = HostUpdate(c.host_key, not_before=nb,
-                                         min_delay_ms=host_update.min_delay_ms if host_update else None)
+                host_update = HostUpdate(
+                    c.host_key,
+                    not_before=nb,
+                    min_delay_ms=host_update.min_delay_ms if host_update else None,
+                )
             if mem.block_streak >= p.block_threshold:
                 until = now + int(p.block_pause * 1000)
                 host_update = HostUpdate(c.host_key, pause_until=until, pause_reason="blocked")
                 await self._call(
-                    self.frontier.record_event, self.crawl_id, "blocked",
+                    self.frontier.record_event,
+                    self.crawl_id,
+                    "blocked",
                     f"host {host_of(c.url)} answered {mem.block_streak} times 403/429 in a row: paused for {p.block_pause:.0f}s",
-                    severity="warning", worker_id=self.id, url=redact_url(c.url), host=host_of(c.url), error_class="blocked",
+                    severity="warning",
+                    worker_id=self.id,
+                    url=redact_url(c.url),
+                    host=host_of(c.url),
+                    error_class="blocked",
                 )
                 mem.block_streak = 0
-                return self._failure(c, ErrorClass.BLOCKED, f"HTTP {status}; host paused", http_status=status,
-                                     retry_after=p.block_pause, ref=ref, result=res, host_update=host_update)
-            return self._failure(c, cls, f"HTTP {status} {res.reason}".strip(), http_status=status,
-                                 retry_after=retry_after, ref=ref, result=res, host_update=host_update)
-        o = Outcome(c.id, c.lease_token, Status.DONE, host_key=c.host_key, http_status=status, fetched_at=now,
-                    host_update=host_update)
+                return self._failure(
+                    c,
+                    ErrorClass.BLOCKED,
+                    f"HTTP {status}; host paused",
+                    http_status=status,
+                    retry_after=p.block_pause,
+                    ref=ref,
+                    result=res,
+                    host_update=host_update,
+                )
+            return self._failure(
+                c,
+                cls,
+                f"HTTP {status} {res.reason}".strip(),
+                http_status=status,
+                retry_after=retry_after,
+                ref=ref,
+                result=res,
+                host_update=host_update,
+            )
+        o = Outcome(
+            c.id,
+            c.lease_token,
+            Status.DONE,
+            host_key=c.host_key,
+            http_status=status,
+            fetched_at=now,
+            host_update=host_update,
+        )
         self._attach(o, ref, res)
         if is_redirect(status):
             return await self._redirect(c, res, o)
         if res.rendered_html is None:
-            problem = coding_problem(res.header("content-encoding")) if res.decoded is None else None
+            problem = (
+                coding_problem(res.header("content-encoding")) if res.decoded is None else None
+            )
             if problem is not None:
-                return self._failure(c, ErrorClass.PERMANENT, f"unsupported content coding: {problem}",
-                                     http_status=status, ref=ref, result=res, host_update=host_update)
+                return self._failure(
+                    c,
+                    ErrorClass.PERMANENT,
+                    f"unsupported content coding: {problem}",
+                    http_status=status,
+                    ref=ref,
+                    result=res,
+                    host_update=host_update,
+                )
             if status == 200 and not res.body and res.content_type in HTML_TYPES:
                 # An empty 200 page is a server glitch (overload, a WAF) far more often than a real page.
-                return self._failure(c, ErrorClass.TRANSIENT, "HTTP 200 with an empty body", http_status=status,
-                                     ref=ref, result=res, host_update=host_update)
+                return self._failure(
+                    c,
+                    ErrorClass.TRANSIENT,
+                    "HTTP 200 with an empty body",
+                    http_status=status,
+                    ref=ref,
+                    result=res,
+                    host_update=host_update,
+                )
         if res.content_type in HTML_TYPES:
             if c.kind == "list":
                 o.links = self._extract(c, rule, res)
@@ -677,12 +887,29 @@ class Worker:
             o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
             o.error_detail = f"redirect loop back to {redact_url(target.url)}"
             return o
-        new = self.links.new_url(target, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth,
-                                 redirects=hops)
+        new = self.links.new_url(
+            target,
+            parent_id=c.id,
+            parent_rule=c.rule,
+            parent_kind=c.kind,
+            parent_depth=c.depth,
+            redirects=hops,
+        )
         if new is None:
             # The target is outside the crawl's scope: recorded so the user sees where it went.
-            new = NewURL(target.url, target.url_key, target.host, target.host_key, c.rule, c.kind, c.depth,
-                         parent_id=c.id, redirects=hops, status=Status.SKIPPED, skip_reason=SkipReason.SCOPE.value)
+            new = NewURL(
+                target.url,
+                target.url_key,
+                target.host,
+                target.host_key,
+                c.rule,
+                c.kind,
+                c.depth,
+                parent_id=c.id,
+                redirects=hops,
+                status=Status.SKIPPED,
+                skip_reason=SkipReason.SCOPE.value,
+            )
         new.depth = c.depth  # a redirect is the same page moved, not one hop deeper
         o.links = [new]
         return o
@@ -697,7 +924,9 @@ class Worker:
         body = res.body
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("identity", ""):
-            with contextlib.suppress(ArchiveError):  # mislabelled (a plain body called gzip): use the bytes
+            with contextlib.suppress(
+                ArchiveError
+            ):  # mislabelled (a plain body called gzip): use the bytes
                 body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
         text, codec = decode_html(body, res.header("content-type"))
         return body if codec in ("utf-8", "utf_8") else text
@@ -714,8 +943,19 @@ class Worker:
             if canon.url_key in self._seen or canon.url_key in page:
                 continue
             page.add(canon.url_key)
-            out.append(NewURL(canon.url, canon.url_key, canon.host, canon.host_key, c.rule, "asset", c.depth,
-                              priority=c.depth * 100 - 1, parent_id=c.id))
+            out.append(
+                NewURL(
+                    canon.url,
+                    canon.url_key,
+                    canon.host,
+                    canon.host_key,
+                    c.rule,
+                    "asset",
+                    c.depth,
+                    priority=c.depth * 100 - 1,
+                    parent_id=c.id,
+                )
+            )
         return out
 
     def _extract(self, c: ClaimedURL, rule: Any, res: FetchResult) -> list[NewURL]:
@@ -738,7 +978,9 @@ class Worker:
             found.append(canon)
         if len(seen) > 2_000_000:
             seen.clear()
-        links = self.links.page_links(found, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth)
+        links = self.links.page_links(
+            found, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth
+        )
         # Links to be written join _seen only once an outcome carrying them is accepted (_sync_once):
         # a fenced outcome's links are dropped, and a later page must be free to bring them again.
         seen.update(page.difference(n.url_key for n in links))
@@ -755,4 +997,3 @@ def _allowed_hosts(spec: Spec) -> list[str]:
         except URLError:
             continue
     return hosts
-

@@ -1,0 +1,24 @@
+"""Revisit schedules and conditional requests (due times, validators, payload digests).
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass  # reserved in the chain; the change that owns this revision fills it
+
+
+def downgrade() -> None:
+    pass
