@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+from tests.vectors import TESTDATA
+
 PG_ADMIN = os.environ.get("SHOAL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MYSQL_ADMIN = os.environ.get("SHOAL_TEST_MYSQL", "mysql://root@127.0.0.1:3306/")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -40,10 +41,16 @@ def _pg_create() -> tuple[str, str]:
 
     name = f"shoal_t_{uuid.uuid4().hex[:12]}"
     try:
-        with psycopg.connect(PG_ADMIN.replace("postgresql://", "postgresql://", 1), autocommit=True, connect_timeout=5) as c:
+        with psycopg.connect(
+            PG_ADMIN.replace("postgresql://", "postgresql://", 1),
+            autocommit=True,
+            connect_timeout=5,
+        ) as c:
             c.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
-        missing("PostgreSQL", f"{exc}; start it with `pg_ctlcluster 15 main start` or set SHOAL_TEST_PG")
+        missing(
+            "PostgreSQL", f"{exc}; start it with `pg_ctlcluster 15 main start` or set SHOAL_TEST_PG"
+        )
     base = PG_ADMIN.rsplit("/", 1)[0]
     return f"{base}/{name}", name
 
@@ -59,7 +66,12 @@ def _mysql_params() -> dict[str, object]:
     from sqlalchemy.engine import make_url
 
     u = make_url(MYSQL_ADMIN.replace("mysql://", "mysql+pymysql://", 1))
-    return {"host": u.host or "127.0.0.1", "port": u.port or 3306, "user": u.username or "root", "password": u.password or ""}
+    return {
+        "host": u.host or "127.0.0.1",
+        "port": u.port or 3306,
+        "user": u.username or "root",
+        "password": u.password or "",
+    }
 
 
 def _mysql_create() -> tuple[str, str]:
@@ -69,7 +81,10 @@ def _mysql_create() -> tuple[str, str]:
     try:
         conn = pymysql.connect(connect_timeout=5, **_mysql_params())  # type: ignore[arg-type]
     except pymysql.err.OperationalError as exc:
-        missing("MariaDB/MySQL", f"{exc}; start it with `start-stop-daemon --start --background --exec /usr/sbin/mariadbd` or set SHOAL_TEST_MYSQL")
+        missing(
+            "MariaDB/MySQL",
+            f"{exc}; start it with `start-stop-daemon --start --background --exec /usr/sbin/mariadbd` or set SHOAL_TEST_MYSQL",
+        )
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     conn.close()
@@ -106,9 +121,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def testdata() -> Path:
-    """The shared third-party test vectors (never copied into the repo)."""
+    """The third-party test vectors in tests/data/ (sources and licences in its README)."""
     if not TESTDATA.is_dir():
-        missing("shared/testdata", f"expected at {TESTDATA}")
+        missing("tests/data", f"expected at {TESTDATA}")
     return TESTDATA
 
 

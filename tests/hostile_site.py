@@ -80,7 +80,8 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+from tests.vectors import TESTDATA
+
 SAMPLES = TESTDATA / "compression-samples"
 
 PASSWORD = "Pl4nted-Passw0rd"
@@ -125,7 +126,9 @@ class Hit(NamedTuple):
     headers: dict[str, str]
 
 
-def _page(title: str, body: str = "", status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def _page(
+    title: str, body: str = "", status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     text = f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title></head><body>{body}</body></html>'
     return web.Response(text=text, status=status, content_type="text/html", headers=headers)
 
@@ -211,14 +214,23 @@ class HostileSite:
 
     def fill(self, text: str) -> str:
         """``text`` with ``{base}``, ``{alt}``, ``{raw}``, ``{refused}`` and ``{port}`` filled in."""
-        return text.format(base=self.base_url, alt=self.alt_url, raw=self.raw_url, refused=self.refused_url,
-                           port=self.port)
+        return text.format(
+            base=self.base_url,
+            alt=self.alt_url,
+            raw=self.raw_url,
+            refused=self.refused_url,
+            port=self.port,
+        )
 
     def hits(self, path_prefix: str = "", *, host: str | None = None) -> list[Hit]:
         """Requests whose path starts with ``path_prefix`` (and whose Host name is ``host``)."""
         with self._lock:
             snapshot = list(self.log)
-        return [h for h in snapshot if h.path_qs.startswith(path_prefix) and (host is None or h.host == host)]
+        return [
+            h
+            for h in snapshot
+            if h.path_qs.startswith(path_prefix) and (host is None or h.host == host)
+        ]
 
     def hits_on(self, ip: str) -> list[Hit]:
         """Requests that arrived on local address ``ip`` (127.0.0.2 must see none)."""
@@ -262,7 +274,9 @@ class HostileSite:
     async def _start(self) -> None:
         app = web.Application(middlewares=[self._record])
         self._routes(app)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2, handler_cancellation=True)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.2, handler_cancellation=True
+        )
         await runner.setup()
         self._runner = runner
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -270,7 +284,9 @@ class HostileSite:
         self.port = runner.addresses[0][1]
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         self.alt_port = runner.addresses[1][1]
-        with contextlib.suppress(OSError):  # a second loopback address, to prove nothing connects there
+        with contextlib.suppress(
+            OSError
+        ):  # a second loopback address, to prove nothing connects there
             await web.TCPSite(runner, "127.0.0.2", self.port).start()
         self._raw = await asyncio.start_server(self._raw_handler, "127.0.0.1", 0)
         self.raw_port = self._raw.sockets[0].getsockname()[1]
@@ -300,11 +316,18 @@ class HostileSite:
         return n
 
     @web.middleware
-    async def _record(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                      ) -> web.StreamResponse:
+    async def _record(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
         sock = request.transport.get_extra_info("sockname") if request.transport else None
-        hit = Hit(time.monotonic(), str(sock[0]) if sock else "", int(sock[1]) if sock else 0,
-                  request.host.rsplit(":", 1)[0], request.path_qs, dict(request.headers))
+        hit = Hit(
+            time.monotonic(),
+            str(sock[0]) if sock else "",
+            int(sock[1]) if sock else 0,
+            request.host.rsplit(":", 1)[0],
+            request.path_qs,
+            dict(request.headers),
+        )
         with self._lock:
             self.log.append(hit)
         return await handler(request)
@@ -355,7 +378,9 @@ class HostileSite:
         if rb.hang:
             await asyncio.sleep(60)
         if rb.redirects:
-            raise web.HTTPMovedPermanently("/robots-hop/1" if rb.redirects > 1 else "/robots-final.txt")
+            raise web.HTTPMovedPermanently(
+                "/robots-hop/1" if rb.redirects > 1 else "/robots-final.txt"
+            )
         status = rb.status
         if rb.first_status is not None and self.count(request) == 0:
             status = rb.first_status
@@ -371,12 +396,16 @@ class HostileSite:
 
     async def _retry_after(self, request: web.Request) -> web.StreamResponse:
         if self.count(request) == 0:
-            return _page("slow down", status=int(request.match_info["code"]), headers={"Retry-After": "2"})
+            return _page(
+                "slow down", status=int(request.match_info["code"]), headers={"Retry-After": "2"}
+            )
         return _page("fine now")
 
     # -- the raw server --------------------------------------------------------------------------
 
-    async def _raw_handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _raw_handler(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             async with asyncio.timeout(30):
                 line = await reader.readline()
@@ -391,8 +420,16 @@ class HostileSite:
                 path = parts[1] if len(parts) > 1 else "/"
                 sock = writer.get_extra_info("sockname")
                 with self._lock:
-                    self.log.append(Hit(time.monotonic(), sock[0], sock[1], headers.get("Host", "").rsplit(":", 1)[0],
-                                        path, headers))
+                    self.log.append(
+                        Hit(
+                            time.monotonic(),
+                            sock[0],
+                            sock[1],
+                            headers.get("Host", "").rsplit(":", 1)[0],
+                            path,
+                            headers,
+                        )
+                    )
                 await RAW_ROUTES.get(path, _raw_404)(writer)
         except (OSError, TimeoutError):
             pass
@@ -416,17 +453,24 @@ async def _status(request: web.Request) -> web.StreamResponse:
 async def _compressed(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name == "mislabelled":
-        return web.Response(body=b'<html><body><a href="/ok/after-mislabel">x</a></body></html>',
-                            headers={"Content-Type": "text/html", "Content-Encoding": "gzip"})
+        return web.Response(
+            body=b'<html><body><a href="/ok/after-mislabel">x</a></body></html>',
+            headers={"Content-Type": "text/html", "Content-Encoding": "gzip"},
+        )
     if name == "unknown-coding":
-        return web.Response(body=b"<html><body>plain</body></html>",
-                            headers={"Content-Type": "text/html", "Content-Encoding": "utf-8"})
+        return web.Response(
+            body=b"<html><body>plain</body></html>",
+            headers={"Content-Type": "text/html", "Content-Encoding": "utf-8"},
+        )
     coding = CODINGS.get(name)
     if coding is None:
         return _page("unknown sample", status=404)
     path = next(p for p in (SAMPLES / f"{name}.bin", SAMPLES / f"{name}.gz") if p.exists())
-    return web.Response(body=path.read_bytes(), status=int(request.query.get("status", "200")),
-                        headers={"Content-Type": "text/html", "Content-Encoding": coding})
+    return web.Response(
+        body=path.read_bytes(),
+        status=int(request.query.get("status", "200")),
+        headers={"Content-Type": "text/html", "Content-Encoding": coding},
+    )
 
 
 async def _drip(request: web.Request) -> web.StreamResponse:
@@ -486,20 +530,34 @@ async def _files(request: web.Request) -> web.StreamResponse:
 async def _html(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if name == "malformed":
-        body = ('<html><head><title>broken</title><body><table><tr><td><a href="/ok/m1" <b>one</a>'
-                "<div><p><span>never closed<a href='/ok/m1b'>x<<<>>></a></table></td>&bogus;&#xFFFFFFF;"
-                '<a href=/ok/m1c title="unterminated>c</a></html></html><a href="/ok/m1d">after the end</a>')
+        body = (
+            '<html><head><title>broken</title><body><table><tr><td><a href="/ok/m1" <b>one</a>'
+            "<div><p><span>never closed<a href='/ok/m1b'>x<<<>>></a></table></td>&bogus;&#xFFFFFFF;"
+            '<a href=/ok/m1c title="unterminated>c</a></html></html><a href="/ok/m1d">after the end</a>'
+        )
         return web.Response(text=body, content_type="text/html")
     if name == "nested":
         depth = 50_000
-        body = "<html><body>" + "<div>" * depth + '<a href="/ok/m2">deep</a>' + "</div>" * depth + "</body></html>"
+        body = (
+            "<html><body>"
+            + "<div>" * depth
+            + '<a href="/ok/m2">deep</a>'
+            + "</div>" * depth
+            + "</body></html>"
+        )
         return web.Response(text=body, content_type="text/html")
     if name == "options":
-        body = "<html><body><select>" + "<option>x" * 100_000 + '</select><a href="/ok/m4">after</a></body></html>'
+        body = (
+            "<html><body><select>"
+            + "<option>x" * 100_000
+            + '</select><a href="/ok/m4">after</a></body></html>'
+        )
         return web.Response(text=body, content_type="text/html")
     if name == "bad-bytes":
-        raw = (b'<html><head><meta charset="euc-kr"></head><body>\xc7\xd1\xb1\xb9 \xff\xfe\x80\x81 \xc7'
-               b'<a href="/ok/m3">\xb1\xdb \xff</a></body></html>')
+        raw = (
+            b'<html><head><meta charset="euc-kr"></head><body>\xc7\xd1\xb1\xb9 \xff\xfe\x80\x81 \xc7'
+            b'<a href="/ok/m3">\xb1\xdb \xff</a></body></html>'
+        )
         return web.Response(body=raw, headers={"Content-Type": "text/html; charset=euc-kr"})
     return _page("no html", status=404)
 
@@ -509,19 +567,33 @@ async def _board(request: web.Request) -> web.StreamResponse:
         page = int(request.query.get("page", "1"))
     except ValueError:
         return _page("bad page", status=400)
-    posts = f'<a class="post" href="/post/{page}">post {page}</a>' if page <= BOARD_PAGES else "<p>no posts</p>"
-    nav = "".join(f'<a href="/board?page={n}">{n}</a> ' for n in range(page + 1, page + 1 + BOARD_WINDOW))
-    return web.Response(text=f"<html><body>{posts}<div class=paging>{nav}</div></body></html>", content_type="text/html")
+    posts = (
+        f'<a class="post" href="/post/{page}">post {page}</a>'
+        if page <= BOARD_PAGES
+        else "<p>no posts</p>"
+    )
+    nav = "".join(
+        f'<a href="/board?page={n}">{n}</a> ' for n in range(page + 1, page + 1 + BOARD_WINDOW)
+    )
+    return web.Response(
+        text=f"<html><body>{posts}<div class=paging>{nav}</div></body></html>",
+        content_type="text/html",
+    )
 
 
 async def _calendar(request: web.Request) -> web.StreamResponse:
     ym = request.match_info["ym"]
-    return _page(ym, f'<a href="/cal/{_months(ym, -1)}">prev</a> <a href="/cal/{_months(ym, 1)}">next</a> no events')
+    return _page(
+        ym,
+        f'<a href="/cal/{_months(ym, -1)}">prev</a> <a href="/cal/{_months(ym, 1)}">next</a> no events',
+    )
 
 
 async def _events(request: web.Request) -> web.StreamResponse:
     ym = request.match_info["ym"]
-    return _page(ym, f'<a href="/events/{_months(ym, 1)}">next</a> <a href="/event/{ym}-01">an event</a>')
+    return _page(
+        ym, f'<a href="/events/{_months(ym, 1)}">next</a> <a href="/event/{ym}-01">an event</a>'
+    )
 
 
 async def _pingpong(request: web.Request) -> web.StreamResponse:
@@ -551,18 +623,26 @@ async def _auth(request: web.Request) -> web.StreamResponse:
         want = "Basic " + base64.b64encode(f"crawler:{PASSWORD}".encode()).decode()
         ok = request.headers.get("Authorization") == want
     else:
-        ok = (request.headers.get("Authorization") == f"Bearer {TOKEN}"
-              and request.cookies.get("session") == COOKIE)
+        ok = (
+            request.headers.get("Authorization") == f"Bearer {TOKEN}"
+            and request.cookies.get("session") == COOKIE
+        )
     if not ok:
-        return _page("who are you", status=401, headers={"WWW-Authenticate": 'Basic realm="hostile"'})
+        return _page(
+            "who are you", status=401, headers={"WWW-Authenticate": 'Basic realm="hostile"'}
+        )
     if rest.endswith("/hop"):
-        raise web.HTTPFound(f"http://127.0.0.1:{request.query.get('alt', '0')}/echo?from={rest.split('/')[0]}")
+        raise web.HTTPFound(
+            f"http://127.0.0.1:{request.query.get('alt', '0')}/echo?from={rest.split('/')[0]}"
+        )
     if rest.endswith("/missing"):
         return _page("no such page", status=404)
     kind = rest.split("/")[0]
     alt = request.query.get("alt", "0")
-    return _page(f"welcome {kind}", _links([f"/auth/{kind}/page2", f"/auth/{kind}/missing",
-                                             f"/auth/{kind}/hop?alt={alt}"]))
+    return _page(
+        f"welcome {kind}",
+        _links([f"/auth/{kind}/page2", f"/auth/{kind}/missing", f"/auth/{kind}/hop?alt={alt}"]),
+    )
 
 
 async def _blocked(request: web.Request) -> web.StreamResponse:
@@ -578,31 +658,46 @@ async def _raw_send(writer: asyncio.StreamWriter, data: bytes) -> None:
 
 
 async def _raw_404(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
-                            b"Connection: close\r\n\r\nnot found")
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
+        b"Connection: close\r\n\r\nnot found",
+    )
 
 
 async def _raw_dup_cl(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n"
-                            b"Content-Length: 6\r\n\r\nhello!")
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n"
+        b"Content-Length: 6\r\n\r\nhello!",
+    )
 
 
 async def _raw_bad_chunk(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
-                            b"5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n")
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
+    )
 
 
 async def _raw_bad_chunk_late(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
-                            b"5\r\nhello\r\n")
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n",
+    )
     await asyncio.sleep(0.2)
     await _raw_send(writer, b"zz\r\nworld\r\n0\r\n\r\n")
     await asyncio.sleep(5)
 
 
 async def _raw_invalid_header(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nThis line is no header\r\n"
-                            b"Content-Length: 5\r\n\r\nhello")
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nThis line is no header\r\n"
+        b"Content-Length: 5\r\n\r\nhello",
+    )
 
 
 async def _raw_garbage(writer: asyncio.StreamWriter) -> None:
@@ -610,8 +705,12 @@ async def _raw_garbage(writer: asyncio.StreamWriter) -> None:
 
 
 async def _raw_reset(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n"
-                            + b"<html><body>" + b"x" * 2000)
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n"
+        + b"<html><body>"
+        + b"x" * 2000,
+    )
     await asyncio.sleep(0.1)
     sock = writer.get_extra_info("socket")
     if sock is not None:
@@ -620,12 +719,17 @@ async def _raw_reset(writer: asyncio.StreamWriter) -> None:
 
 
 async def _raw_short(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n"
-                            b"<html><body>only the beginning")
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n"
+        b"<html><body>only the beginning",
+    )
 
 
 async def _raw_empty(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n")
+    await _raw_send(
+        writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
+    )
 
 
 RAW_ROUTES: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
@@ -664,8 +768,13 @@ def toml_value(v: Any) -> str:
     raise TypeError(f"no TOML for {v!r}")
 
 
-def spec_text(name: str, data: Path, seeds: list[str], rules: list[dict[str, Any]],
-              sections: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+def spec_text(
+    name: str,
+    data: Path,
+    seeds: list[str],
+    rules: list[dict[str, Any]],
+    sections: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
     """A crawl spec as TOML: storage under ``data``, quick politeness, robots on, loopback allowed.
 
     ``sections`` override or add keys per table (``{"limits": {"max_depth": 3}}``);
@@ -673,11 +782,26 @@ def spec_text(name: str, data: Path, seeds: list[str], rules: list[dict[str, Any
     """
     base: dict[str, dict[str, Any]] = {
         "scope": {"allow_private": True},
-        "politeness": {"delay": 0.0, "jitter": 0.0, "concurrency_per_host": 8, "robots": True,
-                       "max_retry_after": 3.0},
-        "limits": {"fetch_timeout": 1.5, "connect_timeout": 1.0, "max_retries": 1, "retry_base": 0.1,
-                   "retry_max": 0.5, "max_body_bytes": 1024 * 1024},
-        "storage": {"frontier": f"sqlite:///{data}/frontier.sqlite", "archive": f"{data}/warc", "fsync": False},
+        "politeness": {
+            "delay": 0.0,
+            "jitter": 0.0,
+            "concurrency_per_host": 8,
+            "robots": True,
+            "max_retry_after": 3.0,
+        },
+        "limits": {
+            "fetch_timeout": 1.5,
+            "connect_timeout": 1.0,
+            "max_retries": 1,
+            "retry_base": 0.1,
+            "retry_max": 0.5,
+            "max_body_bytes": 1024 * 1024,
+        },
+        "storage": {
+            "frontier": f"sqlite:///{data}/frontier.sqlite",
+            "archive": f"{data}/warc",
+            "fsync": False,
+        },
         "worker": {"concurrency": 16, "lease_seconds": 30, "flush_interval": 0.02},
     }
     for section, values in (sections or {}).items():
@@ -700,7 +824,9 @@ def spec_text(name: str, data: Path, seeds: list[str], rules: list[dict[str, Any
     return "\n".join(lines)
 
 
-def run_crawl(text: str, *, hosts: Mapping[str, list[str]] | None = None, robots_ttl: float = 0.3) -> tuple[Any, Any]:
+def run_crawl(
+    text: str, *, hosts: Mapping[str, list[str]] | None = None, robots_ttl: float = 0.3
+) -> tuple[Any, Any]:
     """Run the crawl of spec ``text`` to its end in this process, as ``shoal crawl`` does.
 
     ``hosts`` is a static DNS table (``{"evil.test": ["127.0.0.2"]}``, other
@@ -737,12 +863,30 @@ def run_crawl(text: str, *, hosts: Mapping[str, list[str]] | None = None, robots
             if holder:
                 await holder[0].wait_host_slot(url)
 
-        robots = RobotsCache(_robots_getter(http, min(30.0, spec.limits.fetch_timeout), before),
-                             spec.politeness.user_agent, temporary_ttl=robots_ttl) if spec.politeness.robots else None
-        archive = WarcWriter(spec.archive_dir(), prefix=spec.name, max_bytes=spec.storage.warc_max_bytes,
-                             fsync=spec.storage.fsync, operator_info={"crawl": spec.name})
-        worker = Worker(spec=spec, frontier=frontier, crawl_id=crawl.id, fetchers={"http": http}, archive=archive,
-                        robots=robots)
+        robots = (
+            RobotsCache(
+                _robots_getter(http, min(30.0, spec.limits.fetch_timeout), before),
+                spec.politeness.user_agent,
+                temporary_ttl=robots_ttl,
+            )
+            if spec.politeness.robots
+            else None
+        )
+        archive = WarcWriter(
+            spec.archive_dir(),
+            prefix=spec.name,
+            max_bytes=spec.storage.warc_max_bytes,
+            fsync=spec.storage.fsync,
+            operator_info={"crawl": spec.name},
+        )
+        worker = Worker(
+            spec=spec,
+            frontier=frontier,
+            crawl_id=crawl.id,
+            fetchers={"http": http},
+            archive=archive,
+            robots=robots,
+        )
         holder.append(worker)
         try:
             async with asyncio.timeout(120):

@@ -40,8 +40,8 @@ from shoal.archive import (
 from shoal.archive import warc as warc_module
 from shoal.errors import ArchiveError
 from shoal.fetch.base import FetchResult, Rendered
+from tests.vectors import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 WARC_SAMPLES = TESTDATA / "warc-samples"
 COMPRESSION = TESTDATA / "compression-samples"
 BOMB_SIZE = 11_511_612

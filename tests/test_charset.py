@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import codecs
 import json
-from pathlib import Path
 
 import pytest
 
 from shoal.fetch.charset import LABELS, decode_html, lookup_label, prescan, sniff
+from tests.vectors import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 HTML5LIB = TESTDATA / "html5lib-encoding"
 LABELS_JSON = TESTDATA / "whatwg-encoding-labels" / "encodings.json"
 
@@ -39,7 +38,9 @@ def _html5lib_cases() -> list[tuple[str, bytes, str]]:
         for i, block in enumerate(path.read_bytes().split(b"#data\n")[1:]):
             data, _, expected = block.partition(b"#encoding\n")
             # html5lib's reader drops the newline that ends each section.
-            cases.append((f"{path.stem}-{i}", data.removesuffix(b"\n"), expected.strip().decode("ascii")))
+            cases.append(
+                (f"{path.stem}-{i}", data.removesuffix(b"\n"), expected.strip().decode("ascii"))
+            )
     return cases
 
 
@@ -62,7 +63,9 @@ def test_html5lib_sniffing_cases() -> None:
 def test_every_whatwg_label_maps_to_a_python_codec() -> None:
     """Each of the 228 WHATWG labels resolves, through lookup_label, to a codec codecs.lookup accepts."""
     table = json.loads(LABELS_JSON.read_text("utf-8"))
-    labels = [(e["name"], label) for group in table for e in group["encodings"] for label in e["labels"]]
+    labels = [
+        (e["name"], label) for group in table for e in group["encodings"] for label in e["labels"]
+    ]
     assert len(labels) == 228
     assert set(LABELS) == {label for _, label in labels}
     for name, label in labels:
@@ -107,9 +110,21 @@ def test_utf8_page_without_declaration_is_detected_as_utf8() -> None:
 @pytest.mark.parametrize(
     ("text", "encoding", "codec"),
     [
-        ("<p>今日はとても良い天気ですね。週末は家族と一緒に公園に行きました。桜がきれいに咲いていました。</p>", "shift_jis", "cp932"),
-        ("<p>今天天气很好。周末我和家人一起去了公园，花开得很漂亮，我们拍了很多照片。下个星期我打算去爬山。</p>", "gb2312", "gb18030"),
-        ("<p>Сегодня очень хорошая погода. В выходные мы с семьёй ходили в парк, там цвели цветы.</p>", "koi8_r", "koi8-r"),
+        (
+            "<p>今日はとても良い天気ですね。週末は家族と一緒に公園に行きました。桜がきれいに咲いていました。</p>",
+            "shift_jis",
+            "cp932",
+        ),
+        (
+            "<p>今天天气很好。周末我和家人一起去了公园，花开得很漂亮，我们拍了很多照片。下个星期我打算去爬山。</p>",
+            "gb2312",
+            "gb18030",
+        ),
+        (
+            "<p>Сегодня очень хорошая погода. В выходные мы с семьёй ходили в парк, там цвели цветы.</p>",
+            "koi8_r",
+            "koi8-r",
+        ),
     ],
 )
 def test_other_legacy_encodings_are_detected(text: str, encoding: str, codec: str) -> None:
@@ -129,7 +144,10 @@ def test_bom_beats_header_and_meta() -> None:
     """A byte order mark wins over the Content-Type charset and <meta>, and is not part of the text."""
     body = b"\xef\xbb\xbf<meta charset=euc-kr><p>" + "한글".encode() + b"</p>"
     assert sniff(body, "text/html; charset=iso-8859-2") == ("utf-8", "bom")
-    assert decode_html(body, "text/html; charset=iso-8859-2") == ("<meta charset=euc-kr><p>한글</p>", "utf-8")
+    assert decode_html(body, "text/html; charset=iso-8859-2") == (
+        "<meta charset=euc-kr><p>한글</p>",
+        "utf-8",
+    )
     le = "\ufeff<p>한글</p>".encode("utf-16-le")
     assert decode_html(le, "text/html; charset=utf-8") == ("<p>한글</p>", "utf-16-le")
     be = "\ufeff<p>한글</p>".encode("utf-16-be")
@@ -207,7 +225,9 @@ def test_common_case_never_runs_the_detector(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(charset, "_detect", no_detector)
     row = "<li><a href='/board/view?id={i}'>오늘 날씨가 정말 좋네요 주말에는 가족과 함께 {i}</a></li>\n"
-    html = "<!doctype html><html><head><meta charset='utf-8'><title>게시판</title></head><body><ul>\n"
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>게시판</title></head><body><ul>\n"
+    )
     i = 0
     while len(html.encode()) < 20_000:
         html += row.format(i=i)

@@ -9,7 +9,6 @@ import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,8 +17,8 @@ from aiohttp import web
 
 from shoal.fetch.robots import MAX_ROBOTS_BYTES, Compat, Robots, RobotsCache, product_token
 from shoal.urls import URLError
+from tests.vectors import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 CTC = TESTDATA / "robotstxt-spec-test" / "ctc-flat.json"
 UA = "shoal/0.1 (web archive crawler)"
 
@@ -77,7 +76,9 @@ def test_spec_test_vectors(compat: Compat) -> None:
     )
     assert passed["STANDARD"] >= STANDARD_FLOOR[compat]
     assert passed["GOOGLE_SPECIFIC"] >= GOOGLE_SPECIFIC_FLOOR
-    standard_failures = {(c["source"], c["useragent"], c["url"]) for c in failed if c["test_type"] == "STANDARD"}
+    standard_failures = {
+        (c["source"], c["useragent"], c["url"]) for c in failed if c["test_type"] == "STANDARD"
+    }
     assert standard_failures == (RFC9309_DEVIATIONS if compat == "rfc9309" else set())
 
 
@@ -98,7 +99,9 @@ def test_status_semantics() -> None:
     """2xx parses; 3xx and 4xx (404, 401, 403) allow all; 5xx and 429 disallow all, temporarily."""
     body = b"User-agent: *\nDisallow: /private\n"
     ok = Robots.from_response(200, body, UA)
-    assert ok.allowed("http://a/public") and not ok.allowed("http://a/private/x") and not ok.temporary
+    assert (
+        ok.allowed("http://a/public") and not ok.allowed("http://a/private/x") and not ok.temporary
+    )
     for status in (301, 400, 401, 403, 404, 410):
         robots = Robots.from_response(status, body, UA)
         assert robots.allowed("http://a/private/x") and not robots.temporary, status
@@ -135,7 +138,9 @@ def test_crawl_delay() -> None:
     body = b"User-agent: *\nCrawl-delay: 10\n\nUser-agent: shoal\nCrawl-delay: 2.5\nDisallow: /x\n\nUser-agent: other\nCrawl-delay: 99\n"
     assert Robots.from_response(200, body, UA).crawl_delay() == 2.5
     assert Robots.from_response(200, body, "otherbot/1.0").crawl_delay() == 10.0
-    assert Robots.from_response(200, b"User-agent: *\nCrawl-delay: soon\n", UA).crawl_delay() is None
+    assert (
+        Robots.from_response(200, b"User-agent: *\nCrawl-delay: soon\n", UA).crawl_delay() is None
+    )
     assert Robots.from_response(404, b"", UA).crawl_delay() is None
 
 
@@ -205,11 +210,15 @@ async def serve(site: Site) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def getter(session: aiohttp.ClientSession) -> Callable[[str], Awaitable[tuple[int, bytes, str | None]]]:
+def getter(
+    session: aiohttp.ClientSession,
+) -> Callable[[str], Awaitable[tuple[int, bytes, str | None]]]:
     """The cache's fetch function: one GET, no redirects followed."""
 
     async def get(url: str) -> tuple[int, bytes, str | None]:
-        async with session.get(url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=5)) as r:
+        async with session.get(
+            url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=5)
+        ) as r:
             return r.status, await r.read(), r.headers.get("Location")
 
     return get

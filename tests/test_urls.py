@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,14 +17,25 @@ from shoal.urls import (
     resolve,
     url_key,
 )
+from tests.vectors import TESTDATA
 
-TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "testdata"
 URLTESTDATA = TESTDATA / "whatwg-url" / "urltestdata.json"
 
 URL_FLOOR = 891
 """urltestdata.json objects passed by resolve(): all 891 (267 of them must fail)."""
 
-COMPONENTS = ("href", "protocol", "username", "password", "host", "hostname", "port", "pathname", "search", "hash")
+COMPONENTS = (
+    "href",
+    "protocol",
+    "username",
+    "password",
+    "host",
+    "hostname",
+    "port",
+    "pathname",
+    "search",
+    "hash",
+)
 
 
 def _url_cases() -> list[dict[str, Any]]:
@@ -98,7 +108,10 @@ def test_canonical_form_resolves_relative_references() -> None:
 def test_canonical_form_percent_encodes_korean() -> None:
     """Korean paths and queries are UTF-8 percent-encoded and Korean hosts become punycode."""
     c = canonicalize("/게시판/글?q=한글", "https://한국.kr/a/")
-    assert c.url == "https://xn--3e0b707e.kr/%EA%B2%8C%EC%8B%9C%ED%8C%90/%EA%B8%80?q=%ED%95%9C%EA%B8%80"
+    assert (
+        c.url
+        == "https://xn--3e0b707e.kr/%EA%B2%8C%EC%8B%9C%ED%8C%90/%EA%B8%80?q=%ED%95%9C%EA%B8%80"
+    )
     assert c.host == "xn--3e0b707e.kr"
     assert canonicalize(c.url).url == c.url
 
@@ -116,7 +129,13 @@ def test_tracking_parameters_are_stripped_only_when_asked() -> None:
 
 @pytest.mark.parametrize(
     "href",
-    ["ftp://example.com/file", "mailto:someone@example.com", "javascript:alert(1)", "data:text/html,hi", "file:///etc/passwd"],
+    [
+        "ftp://example.com/file",
+        "mailto:someone@example.com",
+        "javascript:alert(1)",
+        "data:text/html,hi",
+        "file:///etc/passwd",
+    ],
 )
 def test_non_http_schemes_are_refused(href: str) -> None:
     """Only http and https URLs are crawled; anything else raises URLError."""
