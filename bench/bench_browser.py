@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import psutil
 from aiohttp import web
 
+from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.browser import BrowserFetcher
 from shoal.spec import Rule
@@ -116,7 +117,9 @@ async def run(pool: int, base: str, pages: int) -> tuple[float, float, int]:
         t0 = time.monotonic()
         await asyncio.gather(
             *(
-                fetcher.fetch(f"{base}/page/{10_000 + i}", rule, deadline=time.monotonic() + 60)
+                fetcher.fetch(
+                    FetchRequest(f"{base}/page/{10_000 + i}", rule, time.monotonic() + 60)
+                )
                 for i in range(pool)
             )
         )
@@ -124,7 +127,7 @@ async def run(pool: int, base: str, pages: int) -> tuple[float, float, int]:
         t0 = time.monotonic()
         results = await asyncio.gather(
             *(
-                fetcher.fetch(f"{base}/page/{i}", rule, deadline=time.monotonic() + 120)
+                fetcher.fetch(FetchRequest(f"{base}/page/{i}", rule, time.monotonic() + 120))
                 for i in range(pages)
             )
         )

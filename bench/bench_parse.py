@@ -91,7 +91,7 @@ def build_archive(site: Path, data: Path, n_posts: int) -> Path:
 
     from shoal.archive import WarcWriter
     from shoal.crawl import start_crawl
-    from shoal.fetch.base import FetchResult
+    from shoal.exchange import FetchResult
     from shoal.frontier.sql import SqlFrontier
     from shoal.frontier.tables import urls
     from shoal.spec import parse_spec

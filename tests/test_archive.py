@@ -39,7 +39,7 @@ from shoal.archive import (
 )
 from shoal.archive import warc as warc_module
 from shoal.errors import ArchiveError
-from shoal.fetch.base import FetchResult, Rendered
+from shoal.exchange import FetchResult, Rendered
 from tests.vectors import TESTDATA
 
 WARC_SAMPLES = TESTDATA / "warc-samples"
@@ -713,7 +713,7 @@ def test_orphan_detection_by_pid(archive: Path) -> None:
 CHILD = """
 import json, os, sys
 from shoal.archive import WarcWriter
-from shoal.fetch.base import FetchResult
+from shoal.exchange import FetchResult
 writer = WarcWriter(sys.argv[1], prefix="killed", fsync=False)
 i = 0
 while True:

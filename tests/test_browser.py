@@ -27,8 +27,8 @@ import psutil
 import pytest
 
 from shoal.errors import BrowserError, ErrorClass, FetchError, PolicyRefusal, SkipReason
+from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
-from shoal.fetch.base import FetchResult
 from shoal.spec import Rule
 from tests.browser_site import SiteServer
 
@@ -102,7 +102,7 @@ def rule(**options: Any) -> Rule:
 def render(
     runner: asyncio.Runner, fetcher: BrowserFetcher, url: str, timeout: float = 20, **options: Any
 ) -> FetchResult:
-    return runner.run(fetcher.fetch(url, rule(**options), deadline=time.monotonic() + timeout))
+    return runner.run(fetcher.fetch(FetchRequest(url, rule(**options), time.monotonic() + timeout)))
 
 
 def test_ajax_comments_rendered_with_wait_for(
@@ -182,7 +182,7 @@ def test_hanging_script_is_transient_and_browser_recycled(
     async def both() -> list[FetchResult]:
         return await asyncio.gather(
             *(
-                fetcher.fetch(site.url(f"/plain?{i}"), None, deadline=time.monotonic() + 20)
+                fetcher.fetch(FetchRequest(site.url(f"/plain?{i}"), None, time.monotonic() + 20))
                 for i in range(2)
             )
         )
@@ -307,7 +307,7 @@ def test_pool_of_two_renders_concurrently(
     async def run() -> tuple[float, float, list[FetchResult]]:
         await asyncio.gather(
             *(
-                fetcher.fetch(site.url("/plain"), None, deadline=time.monotonic() + 20)
+                fetcher.fetch(FetchRequest(site.url("/plain"), None, time.monotonic() + 20))
                 for _ in range(2)
             )
         )
@@ -327,9 +327,11 @@ def test_pool_of_two_renders_concurrently(
         results = await asyncio.gather(
             *(
                 fetcher.fetch(
-                    site.url(f"/slow-ajax?delay=1500&n={i}"),
-                    rule(wait_for=".comment"),
-                    deadline=time.monotonic() + 20,
+                    FetchRequest(
+                        site.url(f"/slow-ajax?delay=1500&n={i}"),
+                        rule(wait_for=".comment"),
+                        time.monotonic() + 20,
+                    ),
                 )
                 for i in range(2)
             )
@@ -393,11 +395,12 @@ def test_browser_recycled_after_recycle_pages(runner: asyncio.Runner, site: Site
 CHILD = r"""
 import asyncio, json, sys, time
 from shoal.fetch.address import AddressPolicy
+from shoal.exchange import FetchRequest
 from shoal.fetch.browser import BrowserFetcher
 
 async def main():
     f = BrowserFetcher(AddressPolicy(allow_cidrs=["127.0.0.1/32"]), pool_size=2, recycle_pages=10, user_agent="t")
-    await asyncio.gather(*(f.fetch(u, None, deadline=time.monotonic() + 30) for u in sys.argv[1:]))
+    await asyncio.gather(*(f.fetch(FetchRequest(u, None, time.monotonic() + 30)) for u in sys.argv[1:]))
     print(json.dumps(f.process_ids()), flush=True)
     await asyncio.sleep(600)
 

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from shoal.archive import WarcRef, content_decode, read_record
 from shoal.errors import ErrorClass, FetchError, PolicyRefusal, SkipReason
+from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.http import (
     HostHeaders,
@@ -85,7 +86,7 @@ def fetch(url: str, *, timeout: float = 5.0, **kw: Any) -> Any:
     async def go() -> Any:
         f = fetcher(**kw)
         try:
-            return await f.fetch(url, None, deadline=time.monotonic() + timeout, **opts)
+            return await f.fetch(FetchRequest(url, None, time.monotonic() + timeout, **opts))
         except FetchError as exc:
             return exc
         finally:
@@ -404,8 +405,8 @@ def test_url_credentials_become_a_header_and_never_reach_the_record(site: Hostil
     hh = HostHeaders({"localhost:8000": {"Cookie": "a=1"}}, ["http://u:p@example.com/"])
     assert hh.for_url("http://localhost:8000/x") == {"Cookie": "a=1"}
     assert (
-        hh.for_url("http://localhost:8001/x") is None
-        and hh.for_url("http://sub.example.com/") is None
+        hh.for_url("http://localhost:8001/x") == {}
+        and hh.for_url("http://sub.example.com/") == {}
     )
     assert (
         (hh.for_url("http://example.com:8080/") or {}).get("Authorization", "").startswith("Basic ")

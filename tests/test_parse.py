@@ -801,7 +801,7 @@ def test_dedup_by_canonical_url_keeps_the_newest(demo: Demo, tmp_path: Path) -> 
 def test_all_captures_reads_older_fetches_from_the_archive(demo: Demo, tmp_path: Path) -> None:
     """With all_captures an older capture of a URL is parsed too; an unchanged older capture is dropped as a duplicate."""
     from shoal.archive import WarcWriter
-    from shoal.fetch.base import FetchResult
+    from shoal.exchange import FetchResult
 
     spec_path = clone(demo.data, tmp_path / "d", demo.base_url)
     post = site.BLOG_POSTS[1]

@@ -24,6 +24,7 @@ from rich.text import Text
 
 from shoal.archive import WarcWriter, recover
 from shoal.errors import SpecError
+from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.base import Fetcher
 from shoal.fetch.http import HttpFetcher
@@ -102,7 +103,7 @@ def _robots_getter(
 ) -> Callable[[str], Awaitable[tuple[int, bytes, str | None]]]:
     async def get(url: str) -> tuple[int, bytes, str | None]:
         await before(url)  # robots.txt requests keep the host's interval too
-        res = await http.fetch(url, None, deadline=time.monotonic() + timeout)
+        res = await http.fetch(FetchRequest(url, None, time.monotonic() + timeout))
         body = res.body
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("", "identity"):

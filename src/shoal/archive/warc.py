@@ -51,7 +51,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import BaseWARCWriter
 
 from shoal.errors import ArchiveError
-from shoal.fetch.base import FetchResult
+from shoal.exchange import FetchResult
 
 __all__ = [
     "ArchivedRecord",

@@ -103,8 +103,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.client_config import ClientConfig
 
 from shoal.errors import BrowserError, ErrorClass, FetchError, PolicyRefusal, SkipReason
+from shoal.exchange import FetchRequest, FetchResult, Rendered
 from shoal.fetch.address import AddressPolicy
-from shoal.fetch.base import FetchResult, Rendered
 from shoal.fetch.doctor import find_chromedriver, find_chromium
 from shoal.fetch.proxy import (
     BROWSER_SERVICE_HOSTS,
@@ -1056,12 +1056,13 @@ class BrowserFetcher:
         """Every guard, chromedriver and Chromium process of the live browsers."""
         return [pid for browser in list(self._live) for pid in browser.pids()]
 
-    async def fetch(self, url: str, rule: Rule | None, *, deadline: float) -> FetchResult:
-        """Render ``url`` as ``rule`` says; the page's own HTTP response is the result.
+    async def fetch(self, request: FetchRequest) -> FetchResult:
+        """Render ``request.url`` as its rule says; the page's own HTTP response is the result.
 
         Raises :class:`~shoal.errors.FetchError` (or its subclasses
         ``BrowserError``, ``PolicyRefusal``) already classified; a 404 is a result.
         """
+        url, rule, deadline = request.url, request.rule, request.deadline
         if self._closed:
             raise RuntimeError("BrowserFetcher is closed")
         opts = _Options.of(rule)

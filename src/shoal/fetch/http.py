@@ -55,10 +55,9 @@ from aiohttp.resolver import DefaultResolver
 
 from shoal.archive.decode import MAX_LAYERS
 from shoal.errors import ErrorClass, FetchError, PolicyRefusal, SkipReason
+from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
-from shoal.fetch.base import FetchResult
 from shoal.redact import redact_headers, redact_text
-from shoal.spec import Rule
 from shoal.urls import URLError, resolve
 
 __all__ = [
@@ -239,18 +238,18 @@ class HostHeaders:
     def __bool__(self) -> bool:
         return bool(self._table)
 
-    def for_url(self, url: str) -> dict[str, str] | None:
-        """The headers to send with a request to ``url``, or None."""
+    def for_url(self, url: str) -> dict[str, str]:
+        """The headers to send with a request to ``url`` (empty when none)."""
         if not self._table:
-            return None
+            return {}
         try:
             host = resolve(url).host.lower()
         except URLError:
-            return None
+            return {}
         hit = self._table.get(host)
         if hit is None and (host.count(":") == 1 or "]:" in host):
             hit = self._table.get(host.rsplit(":", 1)[0])
-        return hit
+        return hit or {}
 
 
 def _host_id(host: str) -> str:
@@ -589,21 +588,14 @@ class HttpFetcher:
         if hit[1] is not None:
             raise PolicyRefusal(SkipReason.ADDRESS_POLICY, hit[1])
 
-    async def fetch(
-        self,
-        url: str,
-        rule: Rule | None = None,
-        *,
-        deadline: float,
-        headers: Mapping[str, str] | None = None,
-        html_only: bool = False,
-    ) -> FetchResult:
-        """One GET of ``url``; a response of any status is a result, no response is a FetchError.
+    async def fetch(self, request: FetchRequest) -> FetchResult:
+        """One GET of ``request.url``; a response of any status is a result, no response is a FetchError.
 
-        ``headers`` are added to this request only (the worker passes a host's
-        :class:`HostHeaders`). With ``html_only`` the body of a 2xx response
-        whose type is not in :data:`HTML_TYPES` is not read (the worker skips it).
+        ``request.headers`` are added to this request only (the worker passes a
+        host's :class:`HostHeaders`). With ``request.html_only`` the body of a
+        2xx response whose type is not in :data:`HTML_TYPES` is not read.
         """
+        url, deadline, html_only = request.url, request.deadline, request.html_only
         session = self._get_session()
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -612,8 +604,7 @@ class HttpFetcher:
             )
         target, creds = split_userinfo(url)
         req_headers = dict(self.headers)
-        if headers:
-            req_headers.update(headers)
+        req_headers.update(request.headers)
         if creds is not None and not any(k.lower() == "authorization" for k in req_headers):
             req_headers["Authorization"] = _basic(*creds)
         try:

@@ -13,7 +13,7 @@ listed in :attr:`FilteringProxy.refused`.
 Plain ``http://`` requests are forwarded by the proxy itself, which lets it keep
 the exact response of the page being rendered (status line, headers, body after
 de-chunking and still content-encoded): the browser fetcher turns that record
-into its :class:`~shoal.fetch.base.FetchResult`. ``CONNECT`` tunnels (https,
+into its :class:`~shoal.exchange.FetchResult`. ``CONNECT`` tunnels (https,
 wss) are checked the same way and then carry opaque TLS bytes, so for an https
 page the fetcher reconstructs the response from Chrome DevTools instead (see
 :mod:`shoal.fetch.browser`); the proxy only contributes the peer address.

@@ -35,7 +35,8 @@ from shoal.errors import (
     PolicyRefusal,
     SkipReason,
 )
-from shoal.fetch.base import Fetcher, FetchResult
+from shoal.exchange import FetchRequest, FetchResult
+from shoal.fetch.base import Fetcher
 from shoal.fetch.charset import decode_html
 from shoal.fetch.classify import classify_status, error_signature, is_redirect, parse_retry_after
 from shoal.fetch.http import HTML_TYPES, HostHeaders, HttpFetcher, coding_problem
@@ -681,16 +682,14 @@ class Worker:
                 if start > now:
                     await asyncio.sleep(start - now)
             deadline = time.monotonic() + lim.fetch_timeout
-            if isinstance(fetcher, HttpFetcher):
-                result = await fetcher.fetch(
-                    c.url,
-                    rule,
-                    deadline=deadline,
-                    headers=self.host_headers.for_url(c.url),
-                    html_only=skip_types,
-                )
-            else:
-                result = await fetcher.fetch(c.url, rule, deadline=deadline)
+            request = FetchRequest(
+                c.url,
+                rule,
+                deadline,
+                headers=tuple(self.host_headers.for_url(c.url).items()),
+                html_only=skip_types,
+            )
+            result = await fetcher.fetch(request)
         except PolicyRefusal as exc:
             if not mem.refusal_logged:
                 mem.refusal_logged = True
