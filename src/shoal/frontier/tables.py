@@ -95,6 +95,19 @@ urls = Table(
     Column("warc_offset", BigInteger, nullable=True),
     Column("warc_length", BigInteger, nullable=True),
     Column("warc_record_id", String(64), nullable=True),
+    # Revisits (0004): when a done page is due again, its validators and its last full payload.
+    Column("revisit_at", BigInteger, nullable=True),
+    Column("first_fetched_at", BigInteger, nullable=True),
+    Column("etag", String(255), nullable=True),
+    Column("last_modified", String(64), nullable=True),
+    Column("payload_digest", String(64), nullable=True),
+    Column("payload_file", String(255), nullable=True),
+    Column("payload_offset", BigInteger, nullable=True),
+    Column("payload_length", BigInteger, nullable=True),
+    Column("payload_record_id", String(64), nullable=True),
+    Column("payload_at", BigInteger, nullable=True),
+    Column("revisits", Integer, nullable=False, server_default="0"),
+    Column("found_new", Integer, nullable=True),
     UniqueConstraint("crawl_id", "url_key", name="uq_urls_crawl_key"),
     # The claim: equality on (crawl, host, status), ORDER BY (priority, id).
     Index("ix_urls_claim", "crawl_id", "host_key", "status", "priority", "id"),
@@ -102,6 +115,8 @@ urls = Table(
     Index("ix_urls_status", "crawl_id", "status", "lease_expires_at"),
     # Throughput over time and "latest capture" for the parse stage.
     Index("ix_urls_fetched", "crawl_id", "fetched_at"),
+    # Revisits coming due: promoted back to pending by the claim transaction.
+    Index("ix_urls_revisit", "crawl_id", "revisit_at"),
 )
 
 workers = Table(
