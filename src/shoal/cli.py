@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shoal import __version__
@@ -27,10 +28,12 @@ app = typer.Typer(
     name="shoal",
     help="Collect web pages into a durable WARC archive through a SQL frontier, then parse them into tables.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Help texts are printed as written: "[parse]" in a docstring must not vanish as rich markup.
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 
 console = Console(stderr=True)
@@ -38,17 +41,23 @@ term = Console()
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
     from rich.logging import RichHandler
 
     from shoal.redact import RedactingFilter
+    from shoal.status.live import JsonLogFormatter
 
     level = logging.DEBUG if verbose else logging.WARNING
-    handler = RichHandler(console=console, show_path=False)
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler = RichHandler(console=console, show_path=False, markup=False)
     handler.addFilter(RedactingFilter())  # credentials in URLs and headers never reach the log
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
     logging.getLogger("shoal").setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -59,17 +68,38 @@ def _load(path: Path) -> tuple[Spec, str]:
     return spec, path.read_text(encoding="utf-8")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        term.print(__version__, markup=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="text (for people) or json (one JSON object a line on stderr, for machines).",
+        ),
+    ] = "text",
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
-    _setup_logging(verbose)
+    if log_format not in ("text", "json"):
+        _fail(f"--log-format {log_format!r} is not known: use text or json")
+    _setup_logging(verbose, log_format)
 
 
 @app.command()
 def version() -> None:
     """Print shoal's version."""
-    term.print(__version__)
+    term.print(__version__, markup=False)
 
 
 @app.command()
@@ -88,8 +118,11 @@ def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")
             )
         tables = f", {len(parse_config(s, source=str(spec)).tables)} parse table(s)"
     term.print(
-        f"[green]ok[/]: crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s){tables}, "
-        f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}"
+        "[green]ok[/]: "
+        + escape(
+            f"crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s){tables}, "
+            f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}"
+        )
     )
 
 
@@ -115,15 +148,21 @@ def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str,
 
 def _print_summary(summary: dict[str, Any]) -> None:
     t = Table(
-        title=f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}",
+        title=escape(
+            f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}"
+        ),
         show_header=False,
     )
     t.add_column(style="bold")
     t.add_column()
     t.add_row("done", str(summary["done"]))
-    t.add_row("failed", ", ".join(f"{k}: {v}" for k, v in sorted(summary["failed"].items())) or "0")
     t.add_row(
-        "skipped", ", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0"
+        "failed",
+        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["failed"].items())) or "0"),
+    )
+    t.add_row(
+        "skipped",
+        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0"),
     )
     if summary["pending"]:
         t.add_row("left", f"{summary['pending']} pending (run the same command again to resume)")
@@ -207,8 +246,11 @@ def submit(
     try:
         c = start_crawl(frontier, s, text)
         term.print(
-            f"[green]submitted[/] crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
-            f"start workers with: shoal work --db URL --crawl {c.name}"
+            "[green]submitted[/] "
+            + escape(
+                f"crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
+                f"start workers with: shoal work --db URL --crawl {c.name}"
+            )
         )
     finally:
         frontier.close()
@@ -269,7 +311,7 @@ def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL."
     engine = make_engine(db)
     before = current_revision(engine)
     upgrade(engine)
-    term.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}")
+    term.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}", markup=False)
 
 
 def _resolve_target(target: str | None) -> tuple[str, str | None]:
@@ -316,11 +358,11 @@ def status(
             if as_json:
                 term.print_json(json.dumps(st.as_dict(), default=str))
             else:
-                from shoal.render import render_status
+                from shoal.status.render import render_status
 
                 term.print(render_status(st))
             if html is not None:
-                from shoal.render import status_page
+                from shoal.status.render import status_page
 
                 html.write_text(status_page(st), encoding="utf-8")
                 console.print(f"wrote {html}")
@@ -373,7 +415,7 @@ def parse(
         console=console,
     )
     for line in result.summary_lines():
-        term.print(line, soft_wrap=True)
+        term.print(line, soft_wrap=True, markup=False)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -412,7 +454,10 @@ def doctor(
         t.add_column(col)
     for c in checks:
         t.add_row(
-            c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail, "" if c.ok else c.hint
+            escape(c.name),
+            "[green]yes[/]" if c.ok else "[red]no[/]",
+            escape(c.detail),
+            "" if c.ok else escape(c.hint),
         )
     term.print(t)
     if not all(c.ok for c in checks):
@@ -425,7 +470,7 @@ def serve_demo(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8
     from shoal.demo.site import start_in_thread
 
     server = start_in_thread(port=port)
-    term.print(f"demo site at {server.base_url}/ (Ctrl-C to stop)")
+    term.print(f"demo site at {server.base_url}/ (Ctrl-C to stop)", markup=False)
     try:
         while True:
             time.sleep(3600)
@@ -462,7 +507,7 @@ def demo(
         text = spec_text(server.base_url, data.resolve())
         spec_path = data / "demo.toml"
         spec_path.write_text(text, encoding="utf-8")
-        term.print(f"demo site at {server.base_url}/ — spec written to {spec_path}")
+        term.print(f"demo site at {server.base_url}/ — spec written to {spec_path}", markup=False)
         spec = parse_spec(text, str(spec_path))
         summary = _crawl(spec, text, None, progress, data / "summary.json")
         _print_summary(summary)
@@ -472,7 +517,7 @@ def demo(
 
     result = run_parse(spec, progress=progress and console.is_terminal, console=console)
     for line in result.summary_lines():
-        term.print(line, soft_wrap=True)
+        term.print(line, soft_wrap=True, markup=False)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -482,7 +527,7 @@ def main() -> None:
     try:
         app()
     except ShoalError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -490,7 +535,7 @@ def main() -> None:
     except Exception as exc:  # the last line of defence: no bare traceback for users
         if os.environ.get("SHOAL_DEBUG"):
             raise
-        console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}")
+        console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}")
         console.print(
             "This is a bug in shoal; rerun with SHOAL_DEBUG=1 to see the traceback and report it."
         )

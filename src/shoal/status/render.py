@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-from shoal.status import STATUSES, CrawlStatus
+from shoal.status.collect import STATUSES, CrawlStatus
 
 __all__ = ["render_status", "status_page"]
 
