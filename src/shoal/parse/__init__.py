@@ -2,7 +2,7 @@
 
 Collect first, parse later: the crawl only archives; :func:`run_parse` (``shoal
 parse``) reads the archived pages again as often as wanted and writes the
-tables the spec's ``[parse]`` section declares (see :mod:`shoal.parse.spec`).
+tables the spec's ``[parse]`` section declares (see :mod:`shoal.parse.config`).
 From Python::
 
     import shoal.parse as sp
@@ -11,18 +11,19 @@ From Python::
     posts = sp.read_table("demo.toml", "posts")  # what was written, as a DataFrame
     draft = sp.parse_table("demo.toml", "posts") # parse now, write nothing
 
-Modules: :mod:`~shoal.parse.spec` (the section's models), :mod:`~shoal.parse.extract`
-(page → rows), :mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.redact`
+Modules: :mod:`~shoal.parse.config` (the section's models), :mod:`~shoal.parse.extract`
+(page → rows), :mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.pii`
 (personal data), :mod:`~shoal.parse.quality` (the report), :mod:`~shoal.parse.run`
 (processes, dedup, outputs).
 """
 
 from __future__ import annotations
 
+from shoal.parse.config import FieldSpec, ParseError, ParseSpec, TableSpec, parse_config
 from shoal.parse.extract import Page, TableExtractor
 from shoal.parse.ocr import OcrUnavailable, check_tesseract, ocr_image
+from shoal.parse.pii import Redactor, redact_text
 from shoal.parse.quality import QualityReport, load_report
-from shoal.parse.redact import Redactor, redact_text
 from shoal.parse.run import (
     FORMATS,
     QUALITY_EXIT_CODE,
@@ -32,7 +33,6 @@ from shoal.parse.run import (
     run_parse,
     show_report,
 )
-from shoal.parse.spec import FieldSpec, ParseError, ParseSpec, TableSpec, parse_config
 
 __all__ = [
     "FORMATS",

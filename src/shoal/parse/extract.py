@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from shoal.parse.spec import FieldSpec, TableSpec, load_function
+from shoal.parse.config import FieldSpec, TableSpec, load_function
 
 if TYPE_CHECKING:
     from parsel import Selector, SelectorList
@@ -313,7 +313,7 @@ class Page:
         return list(seen)
 
     def builtin(self, name: str) -> Any:
-        """The value of a built-in column (see :data:`shoal.parse.spec.BUILTINS`)."""
+        """The value of a built-in column (see :data:`shoal.parse.config.BUILTINS`)."""
         match name:
             case "url":
                 return self.url

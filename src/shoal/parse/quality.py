@@ -22,11 +22,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from shoal.parse.config import ParseSpec, TableSpec
+    from shoal.parse.pool import TablePart
 
 __all__ = [
     "REPORT_HTML",
@@ -36,6 +40,8 @@ __all__ = [
     "TableQuality",
     "field_quality",
     "load_report",
+    "now_iso",
+    "table_quality",
 ]
 
 REPORT_JSON = "quality.json"
@@ -453,6 +459,51 @@ class QualityReport:
         return "".join(out)
 
 
+def table_quality(
+    name: str,
+    table: TableSpec,
+    ps: ParseSpec,
+    part: TablePart,
+    kept: list[int],
+    columns: list[str],
+    dedup_url: int,
+    dedup_content: int,
+) -> TableQuality:
+    """The quality of one parsed table: ``part`` as extracted, ``kept`` the rows that survived dedup."""
+    rows = [part.rows[i] for i in kept]
+    fields: list[FieldQuality] = []
+    missing_by: dict[str, list[str]] = {}
+    for fname, url in part.missing:
+        missing_by.setdefault(fname, []).append(url)
+    for col in columns:
+        kind, typ = table.column_type(col)
+        fq = field_quality(col, (r.get(col) for r in rows), kind=kind, type_=typ)
+        if kind == "field" and table.fields[col].required:
+            fq.required = True
+            urls = missing_by.get(col, [])
+            fq.missing = len(urls)
+            fq.missing_rate = len(urls) / len(part.rows) if part.rows else 0.0
+            fq.threshold = ps.threshold(name, col)
+            fq.missing_urls = sorted(set(urls))[:MAX_URLS]
+        fq.cast_errors = part.cast_errors.get(col, 0)
+        fq.cast_samples = part.cast_samples.get(col, [])[:MAX_SAMPLES]
+        fields.append(fq)
+    return TableQuality(
+        name=name,
+        pages=part.pages,
+        rows_extracted=len(part.rows),
+        rows=len(rows),
+        dedup_url=dedup_url,
+        dedup_content=dedup_content,
+        fields=fields,
+        redacted={col: dict(sorted(c.items())) for col, c in sorted(part.redacted.items()) if c},
+        ocr=dict(sorted(part.ocr.items())),
+        errors=part.errors,
+        error_samples=part.error_samples[:20],
+        generated_at=now_iso(),
+    )
+
+
 def _short(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -464,7 +515,10 @@ def now_iso() -> str:
 
 def _atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    mask = os.umask(0)
+    os.umask(mask)
     try:
+        os.fchmod(fd, 0o666 & ~mask)  # what a plain open() gives, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

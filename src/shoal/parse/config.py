@@ -33,11 +33,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shoal.errors import ShoalError, SpecError
-from shoal.parse.redact import DEFAULT_KINDS
+from shoal.parse.pii import DEFAULT_KINDS
 from shoal.spec import Spec, format_validation_error
 
 __all__ = [
     "BUILTINS",
+    "BUILTIN_TYPES",
     "DEFAULT_BUILTINS",
     "PAGE_KINDS",
     "FieldSpec",
@@ -64,6 +65,13 @@ BUILTINS: tuple[str, ...] = (
     "html",
 )
 """Columns shoal can fill without a selector (see :mod:`shoal.parse.extract`)."""
+
+BUILTIN_TYPES: dict[str, str] = {
+    "url": "str", "final_url": "str", "fetched_at": "datetime", "http_status": "int", "title": "str",
+    "main_text": "str", "language": "str", "images": "list[str]", "content_type": "str", "encoding": "str",
+    "rule": "str", "warc_record_id": "str", "html": "str",
+}  # fmt: skip
+"""The type of each built-in column."""
 
 DEFAULT_BUILTINS: tuple[str, ...] = BUILTINS[:8]
 """The built-in columns of a table that does not list its own ``builtins``."""
@@ -339,6 +347,17 @@ class TableSpec(_Model):
         if self.ocr is not None:
             cols.append(self.ocr_column)
         return cols
+
+    def column_type(self, col: str) -> tuple[str, str]:
+        """(kind, type) of a column: ``builtin``/``field``/``ocr``/``function`` and ``str``, ``int``, ``list[str]``..."""
+        if col in self.builtins:
+            return "builtin", BUILTIN_TYPES.get(col, "str")
+        if col in self.fields:
+            f = self.fields[col]
+            return "field", f"list[{f.type}]" if f.is_list else f.type
+        if self.ocr is not None and col == self.ocr_column:
+            return "ocr", "str"
+        return "function", "any"
 
     def required_fields(self) -> list[str]:
         """Names of the fields marked ``required``."""
