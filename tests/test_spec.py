@@ -17,10 +17,12 @@ name = "blog"
 seeds = ["https://blog.example.com/"]
 
 [[rules]]
+name = "posts"
 glob = "/posts/*"
 kind = "detail"
 
 [[rules]]
+name = "lists"
 regex = "/list\\\\?page=\\\\d+$"
 kind = "list"
 follow = ["a.post", ".pagination a"]
@@ -39,7 +41,7 @@ def test_a_good_spec_parses_with_defaults() -> None:
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        (GOOD.replace('kind = "detail"', 'kind = "page"'), "rules.0.kind"),
+        (GOOD.replace('kind = "detail"', 'kind = "page"'), 'rules["posts"].kind'),
         (GOOD + "\n[politeness]\ndelay = -1\n", "politeness.delay"),
         (GOOD + "\n[politeness]\ndelai = 3\n", "politeness.delai: unknown key"),
         (

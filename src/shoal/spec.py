@@ -8,27 +8,35 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import json
+import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, cast
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shoal import __version__
 from shoal.errors import SpecError
+from shoal.frontier.revisit import parse_duration
 
 __all__ = [
     "ArchiveSpec",
     "CrawlSpec",
+    "EnvSecret",
     "LimitsSpec",
     "NotifySpec",
     "PolitenessSpec",
     "Rule",
     "ScopeSpec",
+    "SeedSource",
     "Spec",
     "StorageSpec",
+    "UrlPattern",
     "WorkerSpec",
+    "compile_regex",
     "format_validation_error",
     "load_spec",
     "parse_spec",
@@ -36,9 +44,55 @@ __all__ = [
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (web archive crawler)"
 
+DAY = 86_400.0
+WEEK = 7 * DAY
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters that may not appear in a header value (tab is allowed, CR, LF and NUL are not)."""
+
+
+class UrlPattern(Protocol):
+    """What a compiled URL pattern offers (both :mod:`re` and RE2 patterns do)."""
+
+    def search(self, text: str) -> object | None: ...
+    def match(self, text: str) -> object | None: ...
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+# Constructs RE2 refuses, recognised in the pattern so the error can name them.
+_UNSUPPORTED = (
+    (re.compile(r"\\[1-9]|\(\?P="), "a back-reference (\\1, (?P=name))"),
+    (re.compile(r"\(\?<?[=!]"), "a lookaround ((?=...), (?!...), (?<=...), (?<!...))"),
+    (re.compile(r"\(\?>"), "an atomic group ((?>...))"),
+    (re.compile(r"[*+?}][+]"), "a possessive quantifier (*+, ++, ?+)"),
+    (re.compile(r"\\Z"), "\\Z (write \\z or $ instead)"),
+)
+
+
+def compile_regex(pattern: str) -> UrlPattern:
+    """Compile a spec regex with RE2, whose matching time is linear in the URL's length.
+
+    A rule's regex runs on every link a crawl meets, so a backtracking engine would
+    let one pattern such as ``(a+)+$`` and one long URL hang a worker. RE2 refuses
+    the few constructs that need backtracking; the :class:`ValueError` raised then
+    names the construct and how to do without it.
+    """
+    try:
+        return cast(UrlPattern, re2.compile(pattern, _RE2_OPTIONS))
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        for probe, construct in _UNSUPPORTED:
+            if probe.search(pattern):
+                raise ValueError(
+                    f"regex {pattern!r} uses {construct}, which shoal's linear-time regex engine"
+                    f" (RE2) does not support ({detail}); rewrite the pattern without it"
+                ) from None
+        raise ValueError(f"regex {pattern!r} does not compile: {detail}") from None
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Rule(_Model):
@@ -56,7 +110,7 @@ class Rule(_Model):
     follow: list[str] | None = None
     """CSS selectors of the links to follow on a list page; None follows every in-scope link."""
     render: Literal["http", "browser"] = "http"
-    priority: int = 0
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     """Lower is fetched first among due URLs of one host (after depth)."""
     images: str | None = None
     """CSS selector of images to fetch into the archive too (for OCR at parse time)."""
@@ -67,22 +121,35 @@ class Rule(_Model):
     click: list[str] = Field(default_factory=list)
     frames: bool = False
     screenshot: bool = False
+    revisit: float | None = None
+    """Seconds (written ``"30m"``, ``"1h"``, ``"7d"``) after its last fetch when a page is fetched again."""
+    revisit_for: float | None = None
+    """How long after its first fetch a page keeps being revisited (``"7d"``); None: for ever."""
+
+    @field_validator("revisit", "revisit_for", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            compile_regex(v)
+        return v
 
     @model_validator(mode="after")
     def _one_pattern(self) -> Rule:
         if (self.glob is None) == (self.regex is None):
             raise ValueError("give exactly one of 'glob' or 'regex'")
-        if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"regex {self.regex!r} does not compile: {exc}") from exc
+        if self.revisit_for is not None and self.revisit is None:
+            raise ValueError("revisit_for needs revisit (how often to fetch the page again)")
         return self
 
-    def compiled(self) -> re.Pattern[str]:
-        """The pattern as a compiled regex (globs translated)."""
+    def compiled(self) -> UrlPattern:
+        """The pattern compiled: a regex by RE2 (linear time), a glob by :func:`fnmatch.translate`."""
         if self.regex is not None:
-            return re.compile(self.regex)
+            return compile_regex(self.regex)
         assert self.glob is not None
         return re.compile(fnmatch.translate(self.glob))
 
@@ -90,6 +157,20 @@ class Rule(_Model):
     def label(self) -> str:
         """A short name for status output: the name, else the pattern."""
         return self.name or self.glob or self.regex or "?"
+
+
+def _check_header_value(value: str, what: str) -> None:
+    if _CONTROL.search(value):
+        raise ValueError(
+            f"{what} contains a line break, NUL or another control character (not allowed in a header)"
+        )
+
+
+class EnvSecret(_Model):
+    """A header value read from an environment variable when the worker starts: ``{ env = "VAR" }``."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The variable's name (letters, digits and ``_``)."""
 
 
 class ScopeSpec(_Model):
@@ -113,25 +194,59 @@ class ScopeSpec(_Model):
         ]
     )
     """Query parameters dropped by URL canonicalisation (globs allowed)."""
-    headers: dict[str, dict[str, str]] = Field(default_factory=dict)
+    headers: dict[str, dict[str, str | EnvSecret]] = Field(default_factory=dict)
     """Extra request headers per host (``name[:port]``, no wildcards), e.g. a login cookie or an
     ``Authorization``: sent to that host only, never on a redirect to another one, and redacted
-    in logs, status output and WARC request records."""
+    in logs, status output and WARC request records. A value is a string, or
+    ``{ env = "VAR" }`` to read it from an environment variable when the worker starts
+    (the database then holds the variable's name, not the secret)."""
 
     @field_validator("headers")
     @classmethod
-    def _headers(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    def _headers(
+        cls, v: dict[str, dict[str, str | EnvSecret]]
+    ) -> dict[str, dict[str, str | EnvSecret]]:
         for host, hdrs in v.items():
-            if not host or any(ch in host for ch in "/*@ "):
+            if not host or any(ch in host for ch in "/*@ ") or _CONTROL.search(host):
                 raise ValueError(
                     f"{host!r} is not a host name such as example.com or 127.0.0.1:8000 (no scheme, path or wildcard)"
                 )
             for name, value in hdrs.items():
                 if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-                    raise ValueError(f"{name!r} (for {host}) is not a valid header name")
-                if any(ch in value for ch in "\r\n\0"):
-                    raise ValueError(f"the value of {name} for {host} contains a line break or NUL")
+                    raise ValueError(
+                        f"{name!r} (for {host}) is not a valid header name"
+                        " (letters, digits and !#$%&'*+.^_`|~- only)"
+                    )
+                if isinstance(value, str):
+                    _check_header_value(value, f"the value of {name} for {host}")
         return v
+
+    def resolved_headers(self) -> dict[str, dict[str, str]]:
+        """The headers with every ``{ env = "VAR" }`` replaced by the variable's value.
+
+        Called when a worker starts; raises :class:`SpecError` naming the header and
+        the variable when the variable is not set, or its value cannot be a header value.
+        """
+        out: dict[str, dict[str, str]] = {}
+        for host, hdrs in self.headers.items():
+            out[host] = {}
+            for name, value in hdrs.items():
+                if isinstance(value, str):
+                    out[host][name] = value
+                    continue
+                key = f"scope.headers.{host!r}.{name}"
+                got = os.environ.get(value.env)
+                if got is None:
+                    raise SpecError(
+                        f"{key}: the environment variable {value.env} is not set; set it where"
+                        f" the worker runs (export {value.env}=...) or give the value in the spec"
+                    )
+                try:
+                    _check_header_value(got, f"the environment variable {value.env}")
+                except ValueError as exc:
+                    raise SpecError(f"{key}: {exc}") from None
+                out[host][name] = got
+        return out
 
     @field_validator("allow_cidrs")
     @classmethod
@@ -154,33 +269,45 @@ class PolitenessSpec(_Model):
     """Up to this fraction of ``delay`` is added at random to each interval."""
     concurrency_per_host: int = Field(default=2, ge=1, le=1024)
     robots: bool = True
-    max_crawl_delay: float = Field(default=60.0, ge=0)
+    max_crawl_delay: float = Field(default=60.0, ge=0, le=DAY)
     """A robots.txt Crawl-delay above this is capped to it."""
-    max_retry_after: float = Field(default=3600.0, ge=0)
-    block_threshold: int = Field(default=5, ge=1)
+    max_retry_after: float = Field(default=3600.0, ge=0, le=WEEK)
+    block_threshold: int = Field(default=5, ge=1, le=1_000_000)
     """Consecutive 403/429 answers from one host that pause it as blocked."""
-    block_pause: float = Field(default=600.0, ge=0)
+    block_pause: float = Field(default=600.0, ge=0, le=WEEK)
+
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the User-Agent may not be empty")
+        if _CONTROL.search(v) or "\t" in v:
+            raise ValueError(
+                "the User-Agent contains a line break or another control character"
+                " (it would break every request's headers)"
+            )
+        return v
 
 
 class LimitsSpec(_Model):
     """Bounds of a crawl and of each fetch."""
 
-    max_depth: int = Field(default=10, ge=0)
-    max_pages: int | None = Field(default=None, ge=1)
-    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
-    fetch_timeout: float = Field(default=60.0, gt=0)
+    max_depth: int = Field(default=10, ge=0, le=100_000)
+    max_pages: int | None = Field(default=None, ge=1, le=2**53)
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=2**40)
+    fetch_timeout: float = Field(default=60.0, gt=0, le=DAY)
     """Total deadline of one fetch (connect, headers and body)."""
-    connect_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0, le=3600)
     max_redirects: int = Field(default=5, ge=0, le=50)
     max_retries: int = Field(default=3, ge=0, le=100)
-    retry_base: float = Field(default=2.0, gt=0)
+    retry_base: float = Field(default=2.0, gt=0, le=DAY)
     """First retry waits about this many seconds; each next one doubles (with jitter)."""
-    retry_max: float = Field(default=3600.0, gt=0)
-    max_url_length: int = Field(default=2048, ge=64)
-    max_path_segments: int = Field(default=32, ge=1)
-    max_repeated_segments: int = Field(default=3, ge=1)
+    retry_max: float = Field(default=3600.0, gt=0, le=WEEK)
+    max_url_length: int = Field(default=2048, ge=64, le=1_000_000)
+    max_path_segments: int = Field(default=32, ge=1, le=100_000)
+    max_repeated_segments: int = Field(default=3, ge=1, le=100_000)
     """A path in which one segment occurs more than this many times is a trap."""
-    calendar_years_ahead: int | None = Field(default=3, ge=0)
+    calendar_years_ahead: int | None = Field(default=3, ge=0, le=1000)
     """A URL dated (``2031-05``, ``/2031/05/``, ``year=2031``, ``date=20310501``) more than this many
     years after the current year is an infinite-calendar trap; None turns the check off."""
     archive_non_html: bool = True
@@ -192,7 +319,7 @@ class StorageSpec(_Model):
 
     frontier: str = "sqlite:///shoal-data/{name}/frontier.sqlite"
     archive: str = "shoal-data/{name}/warc"
-    warc_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
+    warc_max_bytes: int = Field(default=1024**3, ge=1024 * 1024, le=2**40)
     fsync: bool = True
     """fsync WARC files before their URLs are marked done."""
 
@@ -201,18 +328,18 @@ class WorkerSpec(_Model):
     """How one worker process runs."""
 
     concurrency: int = Field(default=16, ge=1, le=4096)
-    lease_seconds: float = Field(default=120.0, ge=1)
-    claim_batch: int = Field(default=0, ge=0)
+    lease_seconds: float = Field(default=120.0, ge=1, le=DAY)
+    claim_batch: int = Field(default=0, ge=0, le=100_000)
     """URLs claimed per transaction; 0 = chosen from the concurrency."""
     flush_interval: float = Field(default=0.2, gt=0, le=60)
     """Seconds between batched writes of outcomes and discovered links."""
     browsers: int = Field(default=1, ge=0, le=64)
-    browser_recycle_pages: int = Field(default=100, ge=1)
+    browser_recycle_pages: int = Field(default=100, ge=1, le=1_000_000)
     chromium: str | None = None
     """Path of the Chromium binary (default: found on PATH or /usr/bin/chromium)."""
     chromedriver: str | None = None
     """Path of chromedriver (default: found on PATH or /usr/bin/chromedriver); never downloaded."""
-    db_grace_seconds: float = Field(default=120.0, ge=0)
+    db_grace_seconds: float = Field(default=120.0, ge=0, le=WEEK)
     """How long a worker keeps retrying an unreachable database before it stops."""
 
 
@@ -232,11 +359,85 @@ class ArchiveSpec(_Model):
     s3_prefix: str = ""
 
 
-class CrawlSpec(_Model):
-    """The crawl's identity and starting points."""
+class SeedSource(_Model):
+    """A seed that lists pages: a sitemap (or sitemap index) or an RSS/Atom feed."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    seeds: list[str] = Field(min_length=1)
+    sitemap: str | None = None
+    feed: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SeedSource:
+        if (self.sitemap is None) == (self.feed is None):
+            raise ValueError('give exactly one of sitemap = "URL" or feed = "URL"')
+        return self
+
+    @property
+    def url(self) -> str:
+        """The sitemap's or the feed's URL."""
+        return self.sitemap or self.feed or ""
+
+    @property
+    def kind(self) -> Literal["sitemap", "feed"]:
+        """``sitemap`` or ``feed``."""
+        return "sitemap" if self.sitemap is not None else "feed"
+
+
+class CrawlSpec(_Model):
+    """The crawl's identity and starting points.
+
+    ``seeds`` may mix page URLs with ``{ sitemap = "URL" }`` and ``{ feed = "URL" }``
+    tables; those are split into ``sources``, so ``seeds`` holds page URLs only.
+    """
+
+    name: str
+    """Letters, digits, ``_``, ``.`` and ``-`` (at most 64), starting with a letter or digit: it names folders."""
+    seeds: list[str] = Field(default_factory=list)
+    sources: list[SeedSource] = Field(default_factory=list)
+    """Sitemaps and feeds whose entries become URLs (from ``seeds``)."""
+    sitemaps: Literal["robots"] | None = None
+    """``"robots"``: the ``Sitemap:`` lines of each seed host's robots.txt are seeds too."""
+    host_map: dict[str, str] = Field(default_factory=dict)
+    """Hosts named by sitemaps and feeds mapped to the host crawled (``"blog.example.com" = "127.0.0.1:8611"``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_sources(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("seeds"), list):
+            seeds = data["seeds"]
+            data = dict(data)
+            data["seeds"] = [s for s in seeds if not isinstance(s, dict)]
+            data["sources"] = [*data.get("sources", []), *(s for s in seeds if isinstance(s, dict))]
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
+            raise ValueError(
+                "a crawl name is 1 to 64 letters, digits, '_', '.' or '-' starting with a letter"
+                " or digit (it names the data folder, so no '/', '..' or leading '.')"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _some_seed(self) -> CrawlSpec:
+        if not self.seeds and not self.sources:
+            raise ValueError(
+                'give at least one seed: a URL, { sitemap = "URL" } or { feed = "URL" }'
+            )
+        return self
+
+    @field_validator("host_map")
+    @classmethod
+    def _host_map(cls, v: dict[str, str]) -> dict[str, str]:
+        for src, dst in v.items():
+            for h in (src, dst):
+                if not h or any(ch in h for ch in "/*@ ") or h != h.strip():
+                    raise ValueError(
+                        f"{h!r} is not a host name such as blog.example.com or 127.0.0.1:8611 "
+                        "(no scheme, path or wildcard)"
+                    )
+        return v
 
 
 class Spec(_Model):
@@ -267,18 +468,55 @@ class Spec(_Model):
         return self.storage.archive.replace("{name}", self.crawl.name)
 
 
+def _item_label(item: object, index: int) -> str:
+    """``["name"]`` for a named table of an array (a rule, a field), else ``[#n pattern]``."""
+    if isinstance(item, dict):
+        name = item.get("name")
+        if isinstance(name, str) and name:
+            return f"[{json.dumps(name, ensure_ascii=False)}]"
+        for key in ("glob", "regex", "css", "xpath"):
+            if isinstance(item.get(key), str):
+                return f"[#{index + 1} {key} {item[key]!r}]"
+    return f"[#{index + 1}]"
+
+
+def key_path(loc: tuple[int | str, ...], data: object = None, prefix: tuple[str, ...] = ()) -> str:
+    """A pydantic error location as the user wrote it: ``rules["posts"].regex``, not ``rules.1.regex``.
+
+    ``data`` is the validated input: an index into an array of tables is shown by
+    the item's ``name`` (or, when it has none, its 1-based position and pattern).
+    """
+    out = ".".join(prefix)
+    node = data
+    for part in loc:
+        p = str(part)
+        if p.startswith(("function-after", "function-before")):
+            continue
+        if isinstance(part, int) and isinstance(node, list):
+            item = node[part] if 0 <= part < len(node) else None
+            out += _item_label(item, part)
+            node = item
+            continue
+        out += f".{p}" if out else p
+        node = node.get(p) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
 def format_validation_error(
-    exc: ValidationError, source: str, *, what: str = "crawl spec", prefix: tuple[str, ...] = ()
+    exc: ValidationError,
+    source: str,
+    *,
+    what: str = "crawl spec",
+    prefix: tuple[str, ...] = (),
+    data: object = None,
 ) -> str:
-    """One line per problem: ``key.path: what was expected (got value)``; shared by every spec section."""
+    """One line per problem: ``key.path: what was expected (got value)``; shared by every spec section.
+
+    Give ``data`` (the input that failed) so that array items are named as in :func:`key_path`.
+    """
     lines = [f"{source}: the {what} is invalid ({exc.error_count()} problem(s)):"]
     for err in exc.errors():
-        loc = [
-            str(p)
-            for p in err["loc"]
-            if not str(p).startswith(("function-after", "function-before"))
-        ]
-        key = ".".join([*prefix, *loc]) or "(top level)"
+        key = key_path(err["loc"], data, prefix)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; see the README's spec reference)"
@@ -299,7 +537,7 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source)) from None
+        raise SpecError(format_validation_error(exc, source, data=data)) from None
     _check_seeds(spec, source)
     return spec
 
@@ -313,6 +551,11 @@ def _check_seeds(spec: Spec, source: str) -> None:
             canonicalize(seed)
         except URLError as exc:
             bad.append(f"  - crawl.seeds.{i}: {exc} (got {seed!r})")
+    for src in spec.crawl.sources:
+        try:
+            canonicalize(src.url)
+        except URLError as exc:
+            bad.append(f"  - crawl.seeds {src.kind}: {exc} (got {src.url!r})")
     if bad:
         raise SpecError(f"{source}: the crawl spec is invalid:\n" + "\n".join(bad))
 

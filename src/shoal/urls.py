@@ -1,8 +1,8 @@
 """URL canonical form, keys and scope: the hot path of link handling.
 
 Parsing and joining follow the WHATWG URL standard through ada-url. The
-canonical form of a URL is its WHATWG serialisation with the fragment removed
-and tracking parameters dropped; two URLs with the same canonical form are the
+canonical form of a URL is its WHATWG serialisation with the fragment, any
+``user:password@`` and tracking parameters removed; two URLs with the same canonical form are the
 same frontier row. Keys are 64-bit signed integers (blake2b) so that every
 database can index them cheaply.
 """
@@ -84,12 +84,19 @@ def resolve(href: str, base: str | None = None) -> URL:
 def canonicalize(
     href: str, base: str | None = None, strip: re.Pattern[str] | None = None
 ) -> Canonical:
-    """Resolve and canonicalise a URL; only http and https are accepted."""
+    """Resolve and canonicalise a URL; only http and https are accepted.
+
+    The canonical form has no ``user:password@``: a seed's credentials are sent
+    as its host's ``Authorization`` header (see ``HostHeaders``), never stored.
+    """
     u = resolve(href.strip(), base)
     if u.protocol not in ("http:", "https:"):
         raise URLError(f"only http and https URLs are crawled, not {u.protocol[:-1]!r}")
     if not u.hostname:
         raise URLError(f"URL has no host: {href[:200]!r}")
+    if ("@" in href or (base is not None and "@" in base)) and (u.username or u.password):
+        u.username = ""  # credentials never enter the frontier, the archive's URLs or tables
+        u.password = ""
     if strip is not None and u.search:
         u.search = _strip_params(u.search, strip)
     text = u.href
