@@ -1,7 +1,9 @@
 """The frontier: every URL of a crawl with its status, leases and per-host politeness.
 
-Open one with :func:`open_frontier` (a SQLAlchemy URL: ``sqlite:///path``,
-``postgresql://...``, ``mysql://...``).
+Open one with :class:`SqlFrontier` (a SQLAlchemy URL: ``sqlite:///path``,
+``postgresql://...``, ``mysql://...``); type against :class:`Frontier`. Every
+SQL statement of shoal lives in this package: ``sql.py`` (the claim/complete
+cycle), ``reads.py`` (status, parse captures, events).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from shoal.frontier.contract import (
     Status,
     SyncResult,
 )
+from shoal.frontier.reads import CaptureRow, StatusSnapshot, read_status
 from shoal.frontier.sql import SqlFrontier
 
 __all__ = [
+    "CaptureRow",
     "ClaimedURL",
     "CrawlInfo",
     "Frontier",
@@ -27,11 +31,7 @@ __all__ = [
     "Outcome",
     "SqlFrontier",
     "Status",
+    "StatusSnapshot",
     "SyncResult",
-    "open_frontier",
+    "read_status",
 ]
-
-
-def open_frontier(url: str, *, create: bool = True) -> SqlFrontier:
-    """Open (and, when ``create``, migrate an empty) frontier database."""
-    return SqlFrontier(url, create=create)

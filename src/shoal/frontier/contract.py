@@ -8,9 +8,15 @@ down for all three. All times are integer milliseconds on the database clock
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shoal.frontier.revisit import PayloadRef, Previous
+
+if TYPE_CHECKING:
+    from shoal.frontier.reads import CaptureRow, StatusSnapshot
 
 __all__ = [
     "ClaimedURL",
@@ -85,6 +91,8 @@ class ClaimedURL:
     attempts: int
     lease_token: int
     not_before: int
+    previous: Previous | None = None
+    """The last fetch of a URL fetched before (a revisit): its validators and last full payload."""
 
 
 @dataclass(slots=True)
@@ -134,6 +142,14 @@ class Outcome:
     """The attempt does not count (the worker stopped or the host was paused)."""
     links: list[NewURL] = field(default_factory=list)
     host_update: HostUpdate | None = None
+    revisit: bool = False
+    """A refetch of a URL fetched before: not counted again in the crawl's pages, its new links counted."""
+    revisit_at: int | None = None
+    """When a ``done`` page is due again (its rule's ``revisit``); None: never."""
+    validators: tuple[str | None, str | None] | None = None
+    """``(ETag, Last-Modified)`` to store for the URL; None keeps the stored ones."""
+    payload: PayloadRef | None = None
+    """The full capture this fetch wrote (new content); None keeps the stored one."""
 
 
 @dataclass(slots=True)
@@ -149,10 +165,28 @@ class SyncResult:
     claimed: list[ClaimedURL]
     links_added: int = 0
     leases_reaped: int = 0
+    found: dict[int, int] = field(default_factory=dict)
+    """For each revisit outcome applied (by URL id): how many unknown URLs its links added."""
+    revisits_due: int = 0
+    """Pages whose revisit came due and went back to ``pending`` in this transaction."""
 
 
 class Frontier(Protocol):
-    """The shared URL table. Every method is one short transaction."""
+    """The shared URL table. Every method is one short transaction.
+
+    Every consumer (worker, crawl runner, CLI, notifier, parse stage) types
+    against this protocol; :class:`~shoal.frontier.sql.SqlFrontier` is checked
+    by mypy to satisfy it.
+    """
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL without its password (for messages)."""
+        ...
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        ...
 
     def now_ms(self) -> int:
         """The database clock in milliseconds (local clock plus a measured offset)."""
@@ -207,4 +241,92 @@ class Frontier(Protocol):
 
     def pending_left(self, crawl_id: int) -> bool:
         """True while any URL is pending or leased."""
+        ...
+
+    def set_crawl_state(self, crawl_id: int, state: str) -> bool:
+        """Mark a crawl running, finished or stopped; True when this call changed it."""
+        ...
+
+    def update_host_delays(self, crawl_id: int, default_delay_ms: int) -> None:
+        """Apply a changed spec delay to known hosts (a robots Crawl-delay still wins)."""
+        ...
+
+    def release_dead_local(self, crawl_id: int, hostname: str, alive: Callable[[int], bool]) -> int:
+        """Return the leases of workers on this machine whose process is gone; returns how many."""
+        ...
+
+    def count_done(self, crawl_id: int) -> int:
+        """Pages fetched so far (the crawl's counter)."""
+        ...
+
+    def skip_pending(self, crawl_id: int, reason: str) -> int:
+        """Mark every pending URL ``skipped`` with ``reason``; returns how many."""
+        ...
+
+    def redirect_chain(self, url_id: int, limit: int) -> list[int]:
+        """The url_keys of the URLs that redirected to this one (nearest first), up to ``limit``."""
+        ...
+
+    def register_worker(
+        self,
+        crawl_id: int,
+        worker_id: str,
+        *,
+        hostname: str,
+        ip: str | None,
+        pid: int,
+        version: str,
+        concurrency: int,
+    ) -> None:
+        """Record a worker as running."""
+        ...
+
+    def stop_worker(
+        self, worker_id: str, state: str = "stopped", detail: str | None = None
+    ) -> None:
+        """Record a worker as stopped (or ``failed`` with a detail)."""
+        ...
+
+    def record_event(
+        self,
+        crawl_id: int,
+        kind: str,
+        message: str,
+        *,
+        severity: str = "info",
+        worker_id: str | None = None,
+        url: str | None = None,
+        host: str | None = None,
+        error_class: str | None = None,
+        signature: str | None = None,
+    ) -> None:
+        """Append an event (finished, critical, new_error, blocked, quality, ...)."""
+        ...
+
+    def has_signature(self, crawl_id: int, signature: str) -> bool:
+        """True when an error of this signature was already recorded for the crawl."""
+        ...
+
+    def pending_events(
+        self, crawl_id: int | None = None, kinds: Iterable[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Events not yet notified (oldest first)."""
+        ...
+
+    def claim_event(self, event_id: int) -> bool:
+        """Mark an event as being sent; True for the one caller of the fleet that claimed it."""
+        ...
+
+    def status(
+        self, crawl_id: int, *, top_hosts: int = 50, errors: int = 20, minutes: int = 240
+    ) -> StatusSnapshot:
+        """The whole status of a crawl, read in one consistent read-only transaction."""
+        ...
+
+    def status_counts(self, crawl_id: int) -> dict[str, int]:
+        """URLs of the crawl by status (every status present)."""
+        ...
+
+    def captures(self, crawl_id: int, *, assets: bool = False) -> list[CaptureRow]:
+        """The crawl's archived responses in archive order: pages, or with ``assets`` only assets."""
         ...

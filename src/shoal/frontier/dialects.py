@@ -26,6 +26,7 @@ __all__ = [
     "make_engine",
     "normalize_url",
     "redact_url",
+    "snapshot_options",
     "uses_skip_locked",
 ]
 
@@ -125,6 +126,23 @@ def make_engine(url: str, *, pool_size: int = 4) -> Engine:
             connect_args={"connect_timeout": 10, "charset": "utf8mb4"},
         )
     raise FrontierError(f"unsupported database {backend!r} in {redact_url(url)}: {_EXPECTED}")
+
+
+def snapshot_options(engine: Engine) -> dict[str, Any]:
+    """Execution options of a read-only transaction that sees one moment of the database.
+
+    PostgreSQL and MySQL/MariaDB run the writers at READ COMMITTED, where every
+    statement sees a newer moment: a status frame of ten queries would mix
+    them. REPEATABLE READ takes one snapshot for the whole transaction (on
+    InnoDB a consistent, lock-free read). SQLite needs nothing: a read
+    transaction in WAL mode already sees one moment.
+    """
+    if engine.dialect.name == "sqlite":
+        return {}
+    options: dict[str, Any] = {"isolation_level": "REPEATABLE READ"}
+    if engine.dialect.name == "postgresql":
+        options["postgresql_readonly"] = True
+    return options
 
 
 def uses_skip_locked(engine: Engine) -> bool:

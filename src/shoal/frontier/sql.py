@@ -21,10 +21,11 @@ from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shoal.errors import DatabaseUnavailable, FrontierError
-from shoal.frontier import dialects, policy
+from shoal.frontier import dialects, policy, reads
 from shoal.frontier.contract import (
     ClaimedURL,
     CrawlInfo,
+    Frontier,
     NewURL,
     Outcome,
     Status,
@@ -54,6 +55,7 @@ class SqlFrontier:
         self.engine = dialects.make_engine(self.url, pool_size=pool_size)
         self.dialect = self.engine.dialect.name
         self._skip_locked = dialects.uses_skip_locked(self.engine)
+        self._snapshot_options = dialects.snapshot_options(self.engine)
         self._known_hosts: set[tuple[int, int]] = set()
         self._rng = random.Random()
         try:
@@ -100,7 +102,9 @@ class SqlFrontier:
             try:
                 if readonly:
                     with (
-                        self.engine.connect().execution_options(readonly=True) as conn,
+                        self.engine.connect().execution_options(
+                            readonly=True, **self._snapshot_options
+                        ) as conn,
                         conn.begin(),
                     ):
                         return fn(conn)
@@ -211,16 +215,6 @@ class SqlFrontier:
                 f"{what} in {self.safe_url}: submit one with `shoal submit SPEC --db URL`"
             )
         return info
-
-    def list_crawls(self) -> list[CrawlInfo]:
-        """Every crawl in the database, oldest first."""
-        return self._tx(
-            lambda c: [
-                CrawlInfo(r.id, r.name, r.spec, r.state)
-                for r in c.execute(select(crawls).order_by(crawls.c.id))
-            ],
-            readonly=True,
-        )
 
     def set_crawl_state(self, crawl_id: int, state: str) -> bool:
         """Mark a crawl running, finished or stopped; True when this call changed it (one worker of a fleet)."""
@@ -728,21 +722,6 @@ class SqlFrontier:
         )
         return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
 
-    def next_due(self, crawl_id: int) -> int | None:
-        """The earliest time (ms) at which a pending URL may become claimable, or None."""
-
-        def run(conn: Connection) -> int | None:
-            t_url = conn.execute(
-                select(func.min(_U.next_attempt_at)).where(
-                    _U.crawl_id == crawl_id, _U.status == "pending"
-                )
-            ).scalar()
-            if t_url is None:
-                return None
-            return int(t_url)
-
-        return self._tx(run, readonly=True)
-
     def count_done(self, crawl_id: int) -> int:
         """Pages fetched so far (the crawl's counter)."""
         return int(
@@ -880,29 +859,55 @@ class SqlFrontier:
     def pending_events(
         self, crawl_id: int | None = None, kinds: Iterable[str] | None = None
     ) -> list[dict[str, Any]]:
-        """Events not yet notified (oldest first)."""
-        q = select(events).where(events.c.notified == 0)
-        if crawl_id is not None:
-            q = q.where(events.c.crawl_id == crawl_id)
-        if kinds is not None:
-            q = q.where(events.c.kind.in_(list(kinds)))
-        q = q.order_by(events.c.id).limit(500)
-        return self._tx(lambda c: [dict(r._mapping) for r in c.execute(q)], readonly=True)
+        """Events not yet notified (oldest first, at most 500)."""
+        wanted = None if kinds is None else list(kinds)
+        return self._tx(lambda c: reads.unsent_events(c, crawl_id, wanted), readonly=True)
 
-    def mark_notified(self, ids: list[int]) -> None:
-        """Mark events as sent."""
-        if ids:
-            self._tx(
-                lambda c: c.execute(update(events).where(events.c.id.in_(ids)).values(notified=1))
+    def claim_event(self, event_id: int) -> bool:
+        """Mark an event as being sent; True for the one caller of the fleet that claimed it."""
+        res = self._tx(
+            lambda c: c.execute(
+                update(events)
+                .where(events.c.id == event_id, events.c.notified == 0)
+                .values(notified=1)
             )
+        )
+        return bool(res.rowcount)
 
     # -- reading for status and parse ---------------------------------------
 
+    def status(
+        self, crawl_id: int, *, top_hosts: int = 50, errors: int = 20, minutes: int = 240
+    ) -> reads.StatusSnapshot:
+        """The whole status of a crawl, read in one consistent read-only transaction."""
+        return self._tx(
+            lambda c: reads.snapshot(
+                c, crawl_id, self.now_ms(), top_hosts=top_hosts, errors=errors, minutes=minutes
+            ),
+            readonly=True,
+        )
+
+    def status_counts(self, crawl_id: int) -> dict[str, int]:
+        """URLs of the crawl by status (every status present)."""
+        return self._tx(lambda c: reads.status_counts(c, crawl_id), readonly=True)
+
+    def captures(self, crawl_id: int, *, assets: bool = False) -> list[reads.CaptureRow]:
+        """The crawl's archived responses in archive order: pages, or with ``assets`` only assets."""
+        return self._tx(lambda c: reads.capture_rows(c, crawl_id, assets=assets), readonly=True)
+
     def query(self, q: Any) -> list[Any]:
-        """Run a read-only SELECT built by a caller (status, parse) and return its rows."""
+        """Run a read-only SELECT and return its rows: for tests and bench scripts only.
+
+        Code under ``src/shoal`` outside the frontier package never builds SQL;
+        it calls the named methods above.
+        """
         return self._tx(lambda c: list(c.execute(q).all()), readonly=True)
 
 
 def _chunks(seq: Sequence[int], n: int) -> Iterable[Sequence[int]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
+
+
+_satisfies_contract: type[Frontier] = SqlFrontier
+"""mypy checks here that :class:`SqlFrontier` implements every method of :class:`Frontier`."""

@@ -14,10 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
-
-from shoal.frontier.sql import SqlFrontier
-from shoal.frontier.tables import events
+from shoal.frontier.contract import Frontier
 from shoal.spec import NotifySpec
 
 __all__ = ["Notifier", "format_event"]
@@ -55,7 +52,7 @@ class Notifier:
         """True when the spec names at least one destination."""
         return bool(self.spec.urls)
 
-    def send_pending(self, frontier: SqlFrontier, crawl_id: int, crawl_name: str) -> int:
+    def send_pending(self, frontier: Frontier, crawl_id: int, crawl_name: str) -> int:
         """Send every event not sent yet; returns how many were sent. Failures are logged, never raised."""
         if not self.enabled():
             return 0
@@ -70,7 +67,7 @@ class Notifier:
                 )
         sent = 0
         for ev in frontier.pending_events(crawl_id, self.spec.events):
-            if not self._claim(frontier, ev["id"]):
+            if not frontier.claim_event(ev["id"]):
                 continue  # another worker is sending it
             title, body = format_event(ev, crawl_name)
             try:
@@ -83,15 +80,3 @@ class Notifier:
             else:
                 log.warning("notify: no destination accepted the %s message", ev["kind"])
         return sent
-
-    @staticmethod
-    def _claim(frontier: SqlFrontier, event_id: int) -> bool:
-        def run(conn: Any) -> bool:
-            res = conn.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.notified == 0)
-                .values(notified=1)
-            )
-            return bool(res.rowcount)
-
-        return frontier._tx(run)

@@ -1,0 +1,459 @@
+"""Every read of the frontier that is not part of the claim/complete cycle: status, parse, events.
+
+Each function takes an open :class:`~sqlalchemy.Connection` and runs its queries
+inside the caller's transaction; :class:`~shoal.frontier.sql.SqlFrontier` calls
+them in one read-only transaction (REPEATABLE READ on PostgreSQL and
+MySQL/MariaDB, one read transaction on SQLite), so everything one call returns
+comes from the same moment of the database: a status frame never mixes moments.
+The queries are served by the indexes of :mod:`shoal.frontier.tables` (a test
+reads their plans), so a status frame stays cheap at a million URLs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, case, func, select
+
+from shoal.frontier.contract import CrawlInfo, Status
+from shoal.frontier.tables import crawls, events, hosts, urls, workers
+
+if TYPE_CHECKING:
+    from shoal.frontier.contract import Frontier
+
+__all__ = [
+    "STATUSES",
+    "CaptureRow",
+    "ErrorRow",
+    "HostRow",
+    "StatusSnapshot",
+    "ThroughputBucket",
+    "WorkerRow",
+    "asset_rows",
+    "capture_rows",
+    "read_status",
+    "snapshot",
+    "status_counts",
+    "unsent_events",
+]
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+"""Every URL status, in the order status displays show them."""
+
+_U = urls.c
+_H = hosts.c
+_W = workers.c
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    """One host: its politeness state, its counters and its URLs by status."""
+
+    host: str
+    host_key: int
+    min_delay_ms: int
+    next_fetch_at: int
+    paused_until: int
+    pause_reason: str | None
+    fetches: int
+    """Requests sent to the host (outcomes written for it)."""
+    errors: int
+    """Of those, outcomes with an error class (failed or to be retried)."""
+    counts: dict[str, int]
+    """URLs of the host by status (every status present, 0 when none)."""
+
+    @property
+    def total(self) -> int:
+        """Every URL of the host."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One worker process as it last reported itself (counters written with every sync and at stop)."""
+
+    id: str
+    hostname: str
+    ip: str | None
+    pid: int
+    version: str
+    state: str
+    started_at: int
+    heartbeat_at: int
+    stopped_at: int | None
+    concurrency: int
+    pages_done: int
+    pages_failed: int
+    bytes_archived: int
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    """A URL whose last attempt ended in an error (the full URL, not shortened)."""
+
+    url: str
+    error_class: str
+    error_detail: str | None
+    http_status: int | None
+    at: int | None
+    status: str
+    """``failed`` (given up) or ``pending`` (a retry is scheduled)."""
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThroughputBucket:
+    """Outcomes written in one minute (``minute`` = ms since the epoch // 60000)."""
+
+    minute: int
+    done: int
+    failed: int
+    errors: dict[str, int]
+    """Failed outcomes of that minute by error class."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSnapshot:
+    """One crawl at one moment, read in one read-only transaction.
+
+    Every number here comes from the same database snapshot: ``counts`` sum to
+    ``total``, the hosts' counts sum to ``counts``, and the workers' counters are
+    what each worker wrote with its last sync (or at its stop).
+    """
+
+    crawl: CrawlInfo
+    now_ms: int
+    counts: dict[str, int]
+    """URLs by status (every status present)."""
+    failed: dict[str, int]
+    """Failed URLs by error class."""
+    skipped: dict[str, int]
+    """Skipped URLs by skip reason."""
+    http_status: dict[int, int]
+    """URLs by the HTTP status of their last response."""
+    fetched: int
+    """Pages fetched (the crawl's counter, which ``max_pages`` bounds)."""
+    max_pages: int | None
+    """The crawl-wide page budget, or None for no limit."""
+    bytes_archived: int
+    leases_reaped: int
+    """URLs returned to pending from a dead worker (one whose heartbeat stopped, or killed)."""
+    retried: int
+    """URLs that needed more than one attempt."""
+    first_fetch_ms: int | None
+    last_fetch_ms: int | None
+    pages_last_minute: int
+    pages_last_10_minutes: int
+    due_now: int
+    """Pending URLs whose retry time has come (politeness may still hold them back)."""
+    next_due_ms: int | None
+    """The earliest retry time of a pending URL, or None when nothing is pending."""
+    throughput: list[ThroughputBucket] = field(default_factory=list)
+    hosts: list[HostRow] = field(default_factory=list)
+    workers: list[WorkerRow] = field(default_factory=list)
+    last_errors: list[ErrorRow] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Every URL the crawl knows."""
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureRow:
+    """A URL fetched and archived: where its response record is in the archive."""
+
+    id: int
+    url: str
+    final_url: str | None
+    url_key: int
+    rule: int
+    kind: str
+    http_status: int | None
+    fetched_at: int | None
+    content_type: str | None
+    warc_file: str
+    warc_offset: int
+    warc_length: int
+    warc_record_id: str
+
+
+def _counts_by(conn: Connection, col: Any, crawl_id: int, status: str) -> dict[Any, int]:
+    q = select(col, func.count()).where(_U.crawl_id == crawl_id, _U.status == status).group_by(col)
+    return {k: int(n) for k, n in conn.execute(q)}
+
+
+def status_counts(conn: Connection, crawl_id: int) -> dict[str, int]:
+    """URLs of the crawl by status, every status present (served by ``ix_urls_status``)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    for s, n in conn.execute(
+        select(_U.status, func.count()).where(_U.crawl_id == crawl_id).group_by(_U.status)
+    ):
+        counts[s] = int(n)
+    return counts
+
+
+def snapshot(
+    conn: Connection,
+    crawl_id: int,
+    now: int,
+    *,
+    top_hosts: int = 50,
+    errors: int = 20,
+    minutes: int = 240,
+) -> StatusSnapshot:
+    """Read the whole status of a crawl; run it inside one read-only transaction."""
+    c = conn.execute(select(crawls).where(crawls.c.id == crawl_id)).one()
+    info = CrawlInfo(c.id, c.name, c.spec, c.state)
+    counts = status_counts(conn, crawl_id)
+    failed = {
+        (k or "unknown"): n for k, n in _counts_by(conn, _U.error_class, crawl_id, "failed").items()
+    }
+    skipped = {
+        (k or "?"): n for k, n in _counts_by(conn, _U.skip_reason, crawl_id, "skipped").items()
+    }
+    http: dict[int, int] = {}
+    for st in (Status.DONE, Status.FAILED, Status.PENDING):
+        for code, n in _counts_by(conn, _U.http_status, crawl_id, st.value).items():
+            if code is not None:
+                http[int(code)] = http.get(int(code), 0) + n
+    agg = conn.execute(
+        select(
+            func.coalesce(func.sum(_U.warc_length), 0),
+            func.coalesce(func.sum(_U.lease_lost), 0),
+            func.coalesce(func.sum(case((_U.attempts > 1, 1), else_=0)), 0),
+            func.min(_U.fetched_at),
+            func.max(_U.fetched_at),
+        ).where(_U.crawl_id == crawl_id, _U.fetched_at.is_not(None))
+    ).one()
+    recent = conn.execute(
+        select(
+            func.coalesce(func.sum(case((_U.fetched_at >= now - 60_000, 1), else_=0)), 0),
+            func.count(),
+        ).where(
+            _U.crawl_id == crawl_id,
+            _U.fetched_at >= now - 600_000,
+            _U.status.in_((Status.DONE.value, Status.FAILED.value)),
+        )
+    ).one()
+    due = conn.execute(
+        select(
+            func.coalesce(func.sum(case((_U.next_attempt_at <= now, 1), else_=0)), 0),
+            func.min(_U.next_attempt_at),
+        ).where(_U.crawl_id == crawl_id, _U.status == Status.PENDING.value)
+    ).one()
+    return StatusSnapshot(
+        crawl=info,
+        now_ms=now,
+        counts=counts,
+        failed=failed,
+        skipped=skipped,
+        http_status=dict(sorted(http.items())),
+        fetched=int(c.fetched),
+        max_pages=_max_pages(c),
+        bytes_archived=int(agg[0]),
+        leases_reaped=int(agg[1]),
+        retried=int(agg[2]),
+        first_fetch_ms=None if agg[3] is None else int(agg[3]),
+        last_fetch_ms=None if agg[4] is None else int(agg[4]),
+        pages_last_minute=int(recent[0]),
+        pages_last_10_minutes=int(recent[1]),
+        due_now=int(due[0]),
+        next_due_ms=None if due[1] is None else int(due[1]),
+        throughput=throughput(conn, crawl_id, now, minutes),
+        hosts=host_rows(conn, crawl_id, top_hosts),
+        workers=worker_rows(conn, crawl_id),
+        last_errors=last_errors(conn, crawl_id, errors),
+    )
+
+
+def _max_pages(row: Any) -> int | None:
+    value = row._mapping.get("max_pages")
+    return None if value is None else int(value)
+
+
+def throughput(conn: Connection, crawl_id: int, now: int, minutes: int) -> list[ThroughputBucket]:
+    """Outcomes per minute over the last ``minutes`` minutes (served by ``ix_urls_fetched``)."""
+    minute = _U.fetched_at // 60000
+    q = (
+        select(minute.label("m"), _U.status, _U.error_class, func.count())
+        .where(
+            _U.crawl_id == crawl_id,
+            _U.fetched_at >= (now // 60000 - minutes + 1) * 60000,
+            _U.status.in_((Status.DONE.value, Status.FAILED.value)),
+        )
+        .group_by("m", _U.status, _U.error_class)
+    )
+    buckets: dict[int, tuple[int, int, dict[str, int]]] = {}
+    for m, status, cls, n in conn.execute(q):
+        done, fail, errs = buckets.get(int(m), (0, 0, {}))
+        if status == Status.DONE.value:
+            done += int(n)
+        else:
+            fail += int(n)
+            errs[cls or "unknown"] = errs.get(cls or "unknown", 0) + int(n)
+        buckets[int(m)] = (done, fail, errs)
+    return [ThroughputBucket(m, d, f, e) for m, (d, f, e) in sorted(buckets.items())]
+
+
+def host_rows(conn: Connection, crawl_id: int, limit: int) -> list[HostRow]:
+    """The ``limit`` hosts with most URLs, with their URLs by status (served by ``ix_urls_claim``)."""
+    per: dict[int, dict[str, int]] = {}
+    for hk, status, n in conn.execute(
+        select(_U.host_key, _U.status, func.count())
+        .where(_U.crawl_id == crawl_id)
+        .group_by(_U.host_key, _U.status)
+    ):
+        per.setdefault(int(hk), dict.fromkeys(STATUSES, 0))[status] = int(n)
+    top = sorted(per, key=lambda k: (-sum(per[k].values()), k))[:limit]
+    if not top:
+        return []
+    rows = {
+        int(r.host_key): r
+        for r in conn.execute(select(hosts).where(_H.crawl_id == crawl_id, _H.host_key.in_(top)))
+    }
+    return [
+        HostRow(
+            host=r.host,
+            host_key=k,
+            min_delay_ms=int(r.min_delay_ms),
+            next_fetch_at=int(r.next_fetch_at),
+            paused_until=int(r.paused_until),
+            pause_reason=r.pause_reason,
+            fetches=int(r.fetches),
+            errors=int(r.errors),
+            counts=per[k],
+        )
+        for k in top
+        if (r := rows.get(k)) is not None
+    ]
+
+
+def worker_rows(conn: Connection, crawl_id: int) -> list[WorkerRow]:
+    """Every worker that ever joined the crawl, oldest first (served by ``ix_workers_crawl``)."""
+    return [
+        WorkerRow(
+            id=r.id,
+            hostname=r.hostname,
+            ip=r.ip,
+            pid=int(r.pid),
+            version=r.version,
+            state=r.state,
+            started_at=int(r.started_at),
+            heartbeat_at=int(r.heartbeat_at),
+            stopped_at=None if r.stopped_at is None else int(r.stopped_at),
+            concurrency=int(r.concurrency),
+            pages_done=int(r.pages_done),
+            pages_failed=int(r.pages_failed),
+            bytes_archived=int(r.bytes_archived),
+            detail=r.detail,
+        )
+        for r in conn.execute(
+            select(workers).where(_W.crawl_id == crawl_id).order_by(_W.started_at, _W.id)
+        )
+    ]
+
+
+def last_errors(conn: Connection, crawl_id: int, limit: int) -> list[ErrorRow]:
+    """The latest URLs that ended in an error, newest first (failed, or pending a retry)."""
+    q = (
+        select(
+            _U.url,
+            _U.error_class,
+            _U.error_detail,
+            _U.http_status,
+            _U.fetched_at,
+            _U.status,
+            _U.attempts,
+        )
+        .where(
+            _U.crawl_id == crawl_id,
+            _U.status.in_((Status.FAILED.value, Status.PENDING.value)),
+            _U.error_class.is_not(None),
+        )
+        .order_by(_U.fetched_at.desc())
+        .limit(limit)
+    )
+    return [
+        ErrorRow(
+            r.url,
+            r.error_class,
+            r.error_detail,
+            r.http_status,
+            r.fetched_at,
+            r.status,
+            int(r.attempts),
+        )
+        for r in conn.execute(q)
+    ]
+
+
+def capture_rows(conn: Connection, crawl_id: int, *, assets: bool) -> list[CaptureRow]:
+    """The archived responses of the crawl in archive order (pages, or only ``asset`` URLs)."""
+    kind = _U.kind == "asset" if assets else _U.kind != "asset"
+    q = (
+        select(
+            _U.id,
+            _U.url,
+            _U.final_url,
+            _U.url_key,
+            _U.rule,
+            _U.kind,
+            _U.http_status,
+            _U.fetched_at,
+            _U.content_type,
+            _U.warc_file,
+            _U.warc_offset,
+            _U.warc_length,
+            _U.warc_record_id,
+        )
+        .where(
+            _U.crawl_id == crawl_id,
+            _U.status == Status.DONE.value,
+            _U.warc_file.is_not(None),
+            kind,
+        )
+        .order_by(_U.warc_file, _U.warc_offset)
+    )
+    return [
+        CaptureRow(
+            int(r.id),
+            r.url,
+            r.final_url,
+            int(r.url_key),
+            int(r.rule),
+            r.kind,
+            r.http_status,
+            r.fetched_at,
+            r.content_type,
+            r.warc_file,
+            int(r.warc_offset),
+            int(r.warc_length),
+            r.warc_record_id or "",
+        )
+        for r in conn.execute(q)
+    ]
+
+
+def asset_rows(conn: Connection, crawl_id: int) -> list[CaptureRow]:
+    """The archived ``asset`` responses (images for OCR)."""
+    return capture_rows(conn, crawl_id, assets=True)
+
+
+def unsent_events(
+    conn: Connection, crawl_id: int | None, kinds: list[str] | None, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Events not yet notified, oldest first."""
+    q = select(events).where(events.c.notified == 0)
+    if crawl_id is not None:
+        q = q.where(events.c.crawl_id == crawl_id)
+    if kinds is not None:
+        q = q.where(events.c.kind.in_(kinds))
+    return [dict(r._mapping) for r in conn.execute(q.order_by(events.c.id).limit(limit))]
+
+
+def read_status(frontier: Frontier, crawl_id: int) -> StatusSnapshot:
+    """The status of a crawl, read in one consistent read-only transaction."""
+    return frontier.status(crawl_id)
