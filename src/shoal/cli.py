@@ -178,7 +178,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def _run_worker(spec: Spec, frontier: Any, crawl: Any, progress: bool) -> dict[str, Any]:
     """One worker in this process until the crawl ends or is stopped; a critical stop exits 3."""
     from shoal.crawl import run_async, run_loop
-    from shoal.worker import CriticalStop
+    from shoal.errors import CriticalStop
 
     try:
         stats, finished = run_loop(
@@ -373,6 +373,32 @@ def status(
         frontier.close()
 
 
+@app.command("try")
+def try_(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    url: Annotated[str, typer.Argument(help="The page to try.")],
+    from_archive: Annotated[
+        bool,
+        typer.Option(
+            "--from-archive", help="Read the latest capture from the archive, fetch nothing."
+        ),
+    ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Frontier database URL for --from-archive (default: the spec's)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Try the spec on one page: the rule that matches, the links followed or dropped (and why), each [parse] table's values, and each step's time."""
+    from shoal.trial import render_trial, try_page
+
+    result = try_page(load_spec(spec), url, from_archive=from_archive, db_url=db)
+    if as_json:
+        term.print_json(json.dumps(result.as_dict(), default=str, ensure_ascii=False))
+    else:
+        term.print(render_trial(result))
+
+
 @app.command()
 def parse(
     spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML) with its [parse] tables.")],
@@ -446,7 +472,7 @@ def doctor(
     chromedriver: Annotated[str | None, typer.Option(help="Path of chromedriver.")] = None,
 ) -> None:
     """Check that Chromium and chromedriver are present and render a page; say how to install them if not."""
-    from shoal.fetch.doctor import check_browser
+    from shoal.fetch.browser.doctor import check_browser
 
     checks = check_browser(chromium, chromedriver)
     t = Table(title="shoal doctor", show_header=True)

@@ -1,0 +1,207 @@
+"""``shoal try``: one page through the spec (rule, links followed or dropped, table values, step times)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.spec import parse_spec
+from shoal.trial import TrialError, try_page
+from tests.parse_helpers import crawl, demo_spec
+from tests.test_browser_crawl import JsSite
+
+
+def _spec(base: str, data: Path) -> Any:
+    return parse_spec(demo_spec(base, data))
+
+
+def test_list_page_shows_the_exact_links_and_what_a_crawl_does(
+    demo_server: Any, tmp_path: Path
+) -> None:
+    """The blog's first list page: its rule, the 6 links `follow` keeps in page order, and the repeat dropped."""
+    base = demo_server.base_url
+    r = try_page(_spec(base, tmp_path), f"{base}/blog/")
+    assert (r.rule, r.kind, r.render, r.http_status, r.source) == (
+        "blog-list",
+        "list",
+        "http",
+        200,
+        "fetch",
+    )
+    assert r.followed == [
+        f"{base}/blog/posts/12",
+        f"{base}/blog/posts/11",
+        f"{base}/blog/posts/10",
+        f"{base}/blog/posts/9",
+        f"{base}/blog/?page=2",
+        f"{base}/blog/?page=3",
+    ]
+    assert [(v.rule, v.kind) for v in r.links if v.kept] == [("blog-post", "detail")] * 4 + [
+        ("blog-list", "list")
+    ] * 2
+    dropped = [(v.url, v.reason) for v in r.links if not v.kept]
+    assert dropped == [(f"{base}/blog/?page=2", "repeated on the page")]
+    assert r.tables == []
+    assert [s.name for s in r.steps] == [
+        "address policy",
+        "robots.txt",
+        "fetch (http)",
+        "decode",
+        "links",
+    ]
+    assert all(s.seconds >= 0 for s in r.steps)
+
+
+def test_home_page_drops_links_no_rule_takes_and_robots_is_obeyed(
+    demo_server: Any, tmp_path: Path
+) -> None:
+    """The home page follows every link; /private/secret is refused by robots.txt when tried directly."""
+    base = demo_server.base_url
+    spec = _spec(base, tmp_path)
+    r = try_page(spec, f"{base}/")
+    assert r.rule == "home"
+    assert f"{base}/blog/" in r.followed and f"{base}/board/free/list?page=1" in r.followed
+    with pytest.raises(TrialError, match=r"robots\.txt .* does not let"):
+        try_page(spec, f"{base}/private/secret")
+    assert "/private/secret" not in [h.path_qs for h in demo_server.log]
+
+
+def test_detail_page_shows_each_field_value(demo_server: Any, tmp_path: Path) -> None:
+    """Blog post 3 gives the posts table its exact fields and the notice image to archive."""
+    base = demo_server.base_url
+    r = try_page(_spec(base, tmp_path), f"{base}/blog/posts/3")
+    assert (r.rule, r.kind) == ("blog-post", "detail")
+    assert [v.url for v in r.images] == [f"{base}/img/notice.png"]
+    assert [t.table for t in r.tables] == ["posts"]
+    t = r.tables[0]
+    assert t.error is None and t.missing == [] and t.cast_errors == {}
+    (row,) = t.rows
+    assert row["headline"] == "제주도 3박 4일 여행 경비 정리"
+    assert row["author"] == "이서연"
+    assert row["published"].isoformat() == "2026-01-07"
+    assert row["post_id"] == 3
+    assert row["tags"] == ["여행", "제주"]
+    assert row["body"].startswith("항공권 왕복 89,000원, 숙소 3박 285,000원")
+    assert row["url"] == f"{base}/blog/posts/3"
+    assert "table posts" in [s.name for s in r.steps]
+
+
+def test_no_rule_and_refused_address_are_explained(demo_server: Any, tmp_path: Path) -> None:
+    """A URL no rule takes is refused with the rules named; a loopback page without allow_private names the setting."""
+    base = demo_server.base_url
+    text = demo_spec(base, tmp_path).replace('glob = "*"', 'glob = "/nothing-else"')
+    with pytest.raises(TrialError, match="no rule matches .* home, blog-list"):
+        try_page(parse_spec(text), f"{base}/gone")
+    closed = demo_spec(base, tmp_path).replace("allow_private = true", "allow_private = false")
+    before = len(demo_server.log)
+    with pytest.raises(TrialError, match="allow_private"):
+        try_page(parse_spec(closed), f"{base}/blog/")
+    assert len(demo_server.log) == before  # nothing was sent
+
+
+@pytest.fixture
+def js_site() -> Iterator[JsSite]:
+    """The JavaScript-built board of the browser crawl test, on 127.0.0.1."""
+    from tests.conftest import missing
+
+    if not os.path.exists("/usr/bin/chromedriver"):
+        missing("chromedriver", "install Debian's chromium and chromium-driver")
+    with JsSite() as s:
+        yield s
+
+
+@pytest.mark.browser
+def test_browser_rule_links_and_fields_come_from_the_rendered_dom(
+    js_site: JsSite, tmp_path: Path
+) -> None:
+    """A browser list rule finds the script-built links; a browser detail rule's field reads the Ajax comment."""
+    base = f"http://127.0.0.1:{js_site.port}"
+    text = f"""
+[crawl]
+name = "js"
+seeds = ["{base}/"]
+
+[[rules]]
+name = "list"
+glob = "/"
+kind = "list"
+render = "browser"
+wait_for = "a.post"
+follow = ["a.post"]
+
+[[rules]]
+name = "post"
+glob = "/post/*"
+kind = "detail"
+render = "browser"
+wait_for = ".comment"
+
+[scope]
+allow_private = true
+
+[limits]
+fetch_timeout = 30
+
+[storage]
+frontier = "sqlite:///{tmp_path}/f.sqlite"
+archive = "{tmp_path}/warc"
+
+[parse.tables.posts]
+from = "post"
+
+[parse.tables.posts.fields]
+heading = {{ css = "h1", required = true }}
+comment = {{ css = "p.comment", required = true }}
+"""
+    spec = parse_spec(text)
+    r = try_page(spec, f"{base}/")
+    assert (r.rule, r.render) == ("list", "browser")
+    assert r.followed == [f"{base}/post/1", f"{base}/post/2", f"{base}/post/3"]
+    d = try_page(spec, f"{base}/post/2")
+    (row,) = d.tables[0].rows
+    assert (row["heading"], row["comment"]) == ("글 2", "댓글 2")
+    assert "fetch (browser)" in [s.name for s in d.steps]
+
+
+@pytest.mark.slow
+def test_from_archive_reads_the_capture_and_cli_prints_json(
+    demo_server: Any, tmp_path: Path
+) -> None:
+    """After a crawl, `shoal try --from-archive --json` reads board post 7 from the archive, sending no request."""
+    base = demo_server.base_url
+    text = demo_spec(base, tmp_path)
+    crawl(text)
+    spec_path = tmp_path / "demo.toml"
+    spec_path.write_text(text, encoding="utf-8")
+    url = f"{base}/board/free/read?no=7"
+    before = len(demo_server.log)
+    res = subprocess.run(
+        [sys.executable, "-m", "shoal", "try", str(spec_path), url, "--from-archive", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert len(demo_server.log) == before
+    assert (out["source"], out["rule"], out["kind"], out["http_status"]) == (
+        "archive",
+        "board-post",
+        "detail",
+        200,
+    )
+    (table,) = out["tables"]
+    assert table["table"] == "board" and table["missing"] == []
+    (row,) = table["rows"]
+    fresh = try_page(parse_spec(text), url).tables[0].rows[0]
+    for k in ("subject", "writer", "views", "body", "comment_count", "comments"):
+        assert row[k] == fresh[k], k
+    assert [s["name"] for s in out["steps"]][:2] == ["find capture", "read archive"]
