@@ -97,7 +97,7 @@ def test_no_rule_and_refused_address_are_explained(demo_server: Any, tmp_path: P
     """A URL no rule takes is refused with the rules named; a loopback page without allow_private names the setting."""
     base = demo_server.base_url
     text = demo_spec(base, tmp_path).replace('glob = "*"', 'glob = "/nothing-else"')
-    with pytest.raises(TrialError, match="no rule matches .* home, blog-list"):
+    with pytest.raises(TrialError, match=r"no rule matches .* home, blog-list"):
         try_page(parse_spec(text), f"{base}/gone")
     closed = demo_spec(base, tmp_path).replace("allow_private = true", "allow_private = false")
     before = len(demo_server.log)
