@@ -77,3 +77,82 @@ def test_validate_command_reports_problems_and_starts_nothing(tmp_path: Path) ->
     good.write_text(GOOD)
     ok = CliRunner().invoke(app, ["validate", str(good)])
     assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "needle"),
+    [
+        ("limits", "fetch_timeout = inf", "limits.fetch_timeout"),
+        ("limits", "fetch_timeout = nan", "limits.fetch_timeout"),
+        ("limits", "fetch_timeout = 1e300", "limits.fetch_timeout"),
+        ("limits", "connect_timeout = inf", "limits.connect_timeout"),
+        ("limits", "retry_max = 1e300", "limits.retry_max"),
+        ("limits", "retry_base = -inf", "limits.retry_base"),
+        ("limits", "max_depth = 1e300", "limits.max_depth"),
+        ("worker", "lease_seconds = inf", "worker.lease_seconds"),
+        ("worker", "lease_seconds = 1e300", "worker.lease_seconds"),
+        ("worker", "db_grace_seconds = nan", "worker.db_grace_seconds"),
+        ("worker", "flush_interval = inf", "worker.flush_interval"),
+        ("politeness", "delay = nan", "politeness.delay"),
+        ("politeness", "max_retry_after = inf", "politeness.max_retry_after"),
+        ("politeness", "block_pause = 1e300", "politeness.block_pause"),
+        ("politeness", "max_crawl_delay = inf", "politeness.max_crawl_delay"),
+        ("politeness", 'user_agent = "shoal\\r\\nX-Evil: 1"', "politeness.user_agent"),
+        ("politeness", 'user_agent = "shoal\\u0000"', "politeness.user_agent"),
+        ("politeness", 'user_agent = ""', "politeness.user_agent"),
+        ('scope.headers."a.example"', '"Bad Name" = "v"', "scope.headers"),
+        ('scope.headers."a.example"', 'X-Ok = "v\\r\\nX-Evil: 1"', "scope.headers"),
+        ('scope.headers."a.example"', 'X-Ok = "v\\u007f"', "scope.headers"),
+        ('scope.headers."a.example"', 'X-Ok = { env = "NOT-A-NAME" }', "env"),
+    ],
+)
+def test_values_that_would_crash_or_stall_are_refused(section: str, line: str, needle: str) -> None:
+    """Infinite, huge or NaN durations and control characters in headers are validate errors naming the key."""
+    text = GOOD + f"\n[{section}]\n{line}\n"
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "spec.toml")
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "a\\\\b", ".hidden", "", "x" * 65])
+def test_crawl_names_that_leave_the_data_folder_are_refused(name: str, tmp_path: Path) -> None:
+    """A crawl name like `..` or one with a path separator is refused before any file is written."""
+    text = GOOD.replace('name = "blog"', f'name = "{name}"', 1)
+    with pytest.raises(SpecError) as err:
+        parse_spec(text, "spec.toml")
+    assert "crawl.name" in str(err.value)
+
+
+def test_header_values_may_come_from_the_environment() -> None:
+    """`{ env = "VAR" }` is accepted in [scope.headers] and kept by name only."""
+    spec = parse_spec(
+        GOOD + '\n[scope.headers."blog.example.com"]\nCookie = { env = "BOARD_COOKIE" }\n'
+    )
+    value = spec.scope.headers["blog.example.com"]["Cookie"]
+    assert not isinstance(value, str) and value.env == "BOARD_COOKIE"
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("²", None),
+        ("١٢", None),
+        ("１２", None),
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Wed, 21 Oct 2015 07:30:00 GMT", 120.0),
+    ],
+)
+def test_retry_after_is_parsed_per_rfc_9110(value: str | None, want: float | None) -> None:
+    """Retry-After is ASCII delta-seconds or an HTTP-date; anything else (`²`, `-5`) counts as absent."""
+    from shoal.fetch.classify import parse_retry_after
+
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert parse_retry_after(value, now) == want

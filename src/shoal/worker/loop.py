@@ -124,7 +124,7 @@ class Worker:
         self.router = Router(spec.rules)
         self.scope = HostScope(_allowed_hosts(spec), spec.scope.strip_query_params)
         self.links = LinkExtractor(self.router, self.scope, spec.limits)
-        self.host_headers = HostHeaders(spec.scope.headers, spec.crawl.seeds)
+        self.host_headers = HostHeaders(spec.scope.resolved_headers(), spec.crawl.seeds)
         w = spec.worker
         self.concurrency = w.concurrency
         self.batch = w.claim_batch or max(16, w.concurrency * 2)
