@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shoal.errors import DatabaseUnavailable, FrontierError
 from shoal.frontier import dialects, policy, reads
+from shoal.frontier import due as revisit_sql
 from shoal.frontier.contract import (
     ClaimedURL,
     CrawlInfo,
@@ -154,6 +155,7 @@ class SqlFrontier:
                 warc_offset=bindparam("_warc_offset"),
                 warc_length=bindparam("_warc_length"),
                 warc_record_id=bindparam("_warc_record_id"),
+                **revisit_sql.outcome_values(),
                 next_attempt_at=bindparam("_next_attempt_at"),
                 attempts=_U.attempts - bindparam("_refund"),
                 lease_owner=None,
@@ -355,9 +357,11 @@ class SqlFrontier:
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
             now = self.now_ms()
             reaped = self._reap(conn, crawl_id, now, lease_ms) if reap else 0
-            accepted, added, fresh, done = self._complete(
+            accepted, added, fresh, done, found = self._complete(
                 conn, crawl_id, owner, outcomes, default_delay_ms, now
             )
+            # Revisits that came due go back to pending first, so this very claim may take them.
+            promoted = revisit_sql.promote(conn, crawl_id, now, self._lock) if claim > 0 else 0
             claimed = (
                 self._claim(
                     conn, crawl_id, owner, claim, lease_ms, per_host, jitter, horizon_ms, now
@@ -372,7 +376,7 @@ class SqlFrontier:
                     .where(crawls.c.id == crawl_id)
                     .values(fetched=crawls.c.fetched + done, updated_at=now)
                 )
-            return SyncResult(accepted, claimed, added, reaped), fresh
+            return SyncResult(accepted, claimed, added, reaped, found, promoted), fresh
 
         result, fresh = self._tx(run)
         self._known_hosts.update(fresh)
@@ -420,9 +424,9 @@ class SqlFrontier:
         outcomes: list[Outcome],
         default_delay_ms: int,
         now: int,
-    ) -> tuple[list[bool], int, list[tuple[int, int]], int]:
+    ) -> tuple[list[bool], int, list[tuple[int, int]], int, dict[int, int]]:
         if not outcomes:
-            return [], 0, [], 0
+            return [], 0, [], 0, {}
         ids = sorted({o.url_id for o in outcomes})
         held: dict[int, int] = {}
         for chunk in _chunks(ids, 500):
@@ -440,7 +444,7 @@ class SqlFrontier:
             if not ok:
                 continue
             del held[o.url_id]  # one outcome per lease: a second one for it is refused
-            if o.status is Status.DONE:
+            if o.status is Status.DONE and not o.revisit:  # a refetch is not one more page
                 done += 1
             params.append(
                 {
@@ -462,6 +466,7 @@ class SqlFrontier:
                     "_warc_record_id": o.warc_record_id,
                     "_next_attempt_at": o.next_attempt_at if o.next_attempt_at is not None else now,
                     "_refund": 1 if o.refund_attempt else 0,
+                    **revisit_sql.outcome_params(o, now),
                 }
             )
             links.extend(o.links)
@@ -469,10 +474,13 @@ class SqlFrontier:
                 host_updates.append(o.host_update)
         if params:
             conn.execute(self._upd_outcome, params)
+        applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
+        found = revisit_sql.count_unknown(conn, crawl_id, applied)
+        revisit_sql.record_found(conn, found)
         added, fresh = self._add(conn, crawl_id, links, default_delay_ms, now)
         for hu in sorted(host_updates, key=lambda h: h.host_key):
             self._apply_host_update(conn, crawl_id, hu)
-        return accepted, added, fresh, done
+        return accepted, added, fresh, done, found
 
     def _apply_host_update(self, conn: Connection, crawl_id: int, hu: Any) -> None:
         values: dict[str, Any] = {}
@@ -550,7 +558,16 @@ class SqlFrontier:
             if quota <= 0:
                 continue
             uq = (
-                select(_U.id, _U.url, _U.rule, _U.kind, _U.depth, _U.redirects, _U.attempts)
+                select(
+                    _U.id,
+                    _U.url,
+                    _U.rule,
+                    _U.kind,
+                    _U.depth,
+                    _U.redirects,
+                    _U.attempts,
+                    *revisit_sql.PREVIOUS_COLUMNS,
+                )
                 .where(
                     _U.crawl_id == crawl_id,
                     _U.host_key == hrow.host_key,
@@ -598,6 +615,7 @@ class SqlFrontier:
                         r.attempts + 1,
                         token,
                         slot,
+                        revisit_sql.previous_of(r),
                     )
                 )
         return out
@@ -722,6 +740,20 @@ class SqlFrontier:
         )
         return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
 
+    def wake_at(self, crawl_id: int) -> int | None:
+        """The earliest time (ms) a URL may become claimable (a retry or a revisit), or None."""
+        return self._tx(lambda c: revisit_sql.wake_at(c, crawl_id), readonly=True)
+
+    def refresh_urls(self, crawl_id: int, items: Sequence[tuple[int, int]]) -> int:
+        """Make ``done`` pages due now whose sitemap ``(url_key, lastmod ms)`` is after their last fetch."""
+        if not items:
+            return 0
+        return self._tx(lambda c: revisit_sql.refresh(c, crawl_id, items, self.now_ms()))
+
+    def revisit_schedule(self, crawl_id: int) -> revisit_sql.RevisitSchedule:
+        """What is due when (for ``shoal status``)."""
+        return self._tx(lambda c: revisit_sql.schedule(c, crawl_id, self.now_ms()), readonly=True)
+
     def count_done(self, crawl_id: int) -> int:
         """Pages fetched so far (the crawl's counter)."""
         return int(
@@ -734,12 +766,17 @@ class SqlFrontier:
         )
 
     def skip_pending(self, crawl_id: int, reason: str) -> int:
-        """Mark every pending URL ``skipped`` with ``reason`` (e.g. max_pages reached)."""
+        """Mark every pending URL never fetched ``skipped`` with ``reason`` (e.g. max_pages reached).
+
+        A page fetched before and pending again for its revisit keeps its place.
+        """
 
         def run(conn: Connection) -> int:
             res = conn.execute(
                 update(urls)
-                .where(_U.crawl_id == crawl_id, _U.status == "pending")
+                .where(
+                    _U.crawl_id == crawl_id, _U.status == "pending", _U.first_fetched_at.is_(None)
+                )
                 .values(status="skipped", skip_reason=reason)
             )
             return max(res.rowcount or 0, 0)
