@@ -31,14 +31,14 @@ from shoal.archive import (
     ArchivedRecord,
     WarcRef,
     WarcWriter,
-    content_decode,
     iter_records,
     orphaned_files,
     read_record,
     recover,
 )
-from shoal.archive import warc as warc_module
-from shoal.errors import ArchiveError
+from shoal.archive.names import host_tag
+from shoal.content.codings import content_decode
+from shoal.errors import ArchiveError, ContentCodingError
 from shoal.exchange import FetchResult, Rendered
 from tests.vectors import TESTDATA
 
@@ -366,7 +366,7 @@ def test_file_is_open_until_closed(archive: Path) -> None:
     assert writer.current_file == ref.file
     m = NAME_RE.fullmatch(ref.file)
     assert m is not None and m["prefix"] == "crawl-a" and int(m["pid"]) == os.getpid()
-    assert m["host"] == warc_module._host_tag() and m["serial"] == "00000"
+    assert m["host"] == host_tag() and m["serial"] == "00000"
     writer.close()
     writer.close()
     assert [p.name for p in archive.iterdir()] == [ref.file]
@@ -693,7 +693,7 @@ def test_orphan_detection_by_pid(archive: Path) -> None:
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     dead_pid = int(proc.stdout)
-    host = warc_module._host_tag()
+    host = host_tag()
     dead = archive / f"x-{dead_pid}-{host}-20240101000000000-00000-0123abcd.warc.gz.open"
     reused = (
         archive / f"x-{os.getpid()}-{host}-20000101000000000-00000-0123abcd.warc.gz.open"
@@ -793,8 +793,8 @@ def test_decode_samples(name: str, encoding: str) -> None:
 
 
 def test_three_stacked_codings_are_refused() -> None:
-    """More than two stacked codings raise ArchiveError (gzip, deflate, gzip sample)."""
-    with pytest.raises(ArchiveError, match="stacked"):
+    """More than two stacked codings raise ContentCodingError (gzip, deflate, gzip sample)."""
+    with pytest.raises(ContentCodingError, match="stacked"):
         content_decode(
             (COMPRESSION / "html-gzip-deflate-gzip.bin").read_bytes(), "gzip, deflate, gzip", 10**6
         )
@@ -876,10 +876,10 @@ def test_decode_edge_cases() -> None:
         False,
     )
     for coding in ("compress", "sdch", "gzip, gzip, gzip"):
-        with pytest.raises(ArchiveError):
+        with pytest.raises(ContentCodingError):
             content_decode(member, coding, 1000)
     for coding in ("gzip", "deflate", "br", "zstd"):
-        with pytest.raises(ArchiveError, match="not valid"):
+        with pytest.raises(ContentCodingError, match="not valid"):
             content_decode(b"<html>plain text with a wrong label</html>", coding, 1000)
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shoal.fetch.charset import LABELS, decode_html, lookup_label, prescan, sniff
+from shoal.content.charset import LABELS, decode_html, lookup_label, prescan, sniff
 from tests.vectors import TESTDATA
 
 HTML5LIB = TESTDATA / "html5lib-encoding"
@@ -218,7 +218,7 @@ def test_decode_html_never_raises_on_bad_bytes() -> None:
 
 def test_common_case_never_runs_the_detector(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 20 KB Korean page declared by header or meta decodes without the (slow) statistical detector."""
-    import shoal.fetch.charset as charset
+    import shoal.content.charset as charset
 
     def no_detector(body: bytes) -> str | None:
         raise AssertionError("the detector ran on a declared page")

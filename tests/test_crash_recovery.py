@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from shoal.archive.warc import WarcRef, read_record, recover
+from shoal.archive import WarcRef, read_record, recover
 from shoal.errors import DatabaseUnavailable
 from shoal.frontier import ClaimedURL, NewURL, Outcome, SqlFrontier, Status, SyncResult
 from shoal.frontier.dialects import is_retryable, is_unavailable, make_engine

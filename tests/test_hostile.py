@@ -25,18 +25,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shoal.archive import WarcRef, content_decode, read_record
+from shoal.archive import WarcRef, read_record
+from shoal.content.codings import StreamDecoder, coding_problem, content_codings, content_decode
 from shoal.errors import ErrorClass, FetchError, PolicyRefusal, SkipReason
 from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
-from shoal.fetch.http import (
-    HostHeaders,
-    HttpFetcher,
-    StaticResolver,
-    StreamDecoder,
-    coding_problem,
-    content_codings,
-)
+from shoal.fetch.http import HostHeaders, HttpFetcher, StaticResolver
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import events, hosts, urls, workers
 from shoal.redact import RedactingFilter, redact_headers, redact_text, redact_url
@@ -405,8 +399,7 @@ def test_url_credentials_become_a_header_and_never_reach_the_record(site: Hostil
     hh = HostHeaders({"localhost:8000": {"Cookie": "a=1"}}, ["http://u:p@example.com/"])
     assert hh.for_url("http://localhost:8000/x") == {"Cookie": "a=1"}
     assert (
-        hh.for_url("http://localhost:8001/x") == {}
-        and hh.for_url("http://sub.example.com/") == {}
+        hh.for_url("http://localhost:8001/x") == {} and hh.for_url("http://sub.example.com/") == {}
     )
     assert (
         (hh.for_url("http://example.com:8080/") or {}).get("Authorization", "").startswith("Basic ")

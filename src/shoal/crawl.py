@@ -107,11 +107,11 @@ def _robots_getter(
         body = res.body
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("", "identity"):
-            from shoal.archive import content_decode
-            from shoal.errors import ArchiveError
+            from shoal.content.codings import content_decode
+            from shoal.errors import ContentCodingError
 
             with contextlib.suppress(
-                ArchiveError
+                ContentCodingError
             ):  # mislabelled coding: parse the bytes as they came
                 body, _ = content_decode(body, enc, 512 * 1024)
         return res.status, body, res.header("location")

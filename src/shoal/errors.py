@@ -9,7 +9,8 @@ into this tree at the boundary where they occur::
     ├── FrontierError              the frontier database
     │   ├── SchemaVersionError     database schema unknown to this version
     │   └── DatabaseUnavailable    cannot reach the database (critical after grace)
-    ├── ArchiveError               WARC writing or reading
+    ├── ArchiveError               WARC writing, shipping or reading (``errno`` when an OSError)
+    ├── ContentCodingError         a Content-Encoding that cannot be undone
     └── FetchError                 one fetch failed; carries its ErrorClass
         ├── PolicyRefusal          not fetched on purpose (skipped with a reason)
         └── BrowserError           the browser could not render a page
@@ -20,11 +21,13 @@ A ``FetchError`` never stops a worker: it becomes an outcome of the URL. Only
 
 from __future__ import annotations
 
+import errno as _errno
 from enum import StrEnum
 
 __all__ = [
     "ArchiveError",
     "BrowserError",
+    "ContentCodingError",
     "DatabaseUnavailable",
     "ErrorClass",
     "FetchError",
@@ -94,7 +97,29 @@ class DatabaseUnavailable(FrontierError):
 
 
 class ArchiveError(ShoalError):
-    """A WARC file could not be written or a record could not be read back."""
+    """A WARC file could not be written, shipped or read back.
+
+    ``errno`` is the ``errno`` of the ``OSError`` behind it, if any: see
+    :attr:`critical` for the ones that stop a worker.
+    """
+
+    CRITICAL_ERRNOS: frozenset[int] = frozenset(
+        {_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EACCES, _errno.EPERM, _errno.EIO}
+    )
+    """Disk full, quota, read-only or unwritable archive, I/O error: no page can be archived."""
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    @property
+    def critical(self) -> bool:
+        """True when the archive itself is unusable (disk full, read-only, no permission)."""
+        return self.errno in self.CRITICAL_ERRNOS
+
+
+class ContentCodingError(ShoalError):
+    """A body's ``Content-Encoding`` cannot be undone (unknown, too many layers, not that coding)."""
 
 
 class FetchError(ShoalError):

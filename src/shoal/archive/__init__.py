@@ -1,30 +1,25 @@
 """The archive stage: WARC files written during a crawl, read back later by reference.
 
-:class:`WarcWriter` appends fetched exchanges to rotating WARC 1.1 files and
-returns a :class:`WarcRef` per response; :func:`read_record` and
-:func:`iter_records` read them back for the parse stage; :func:`recover`
-closes the files a killed worker left open; :func:`content_decode` undoes
-HTTP content codings with a size cap.
+- :mod:`~shoal.archive.writer`: :class:`WarcWriter` appends fetched exchanges
+  to rotating WARC 1.1 files and returns a :class:`WarcRef` per response.
+- :mod:`~shoal.archive.reader`: :func:`read_record` and :func:`iter_records`
+  read them back for the parse stage, from a folder or from S3.
+- :mod:`~shoal.archive.recover`: :func:`recover` closes the files a killed
+  worker left open, safely when several processes start at once.
+- :mod:`~shoal.archive.names`: file names and :class:`WarcRef`.
 """
 
 from __future__ import annotations
 
-from shoal.archive.decode import content_decode
-from shoal.archive.warc import (
-    ArchivedRecord,
-    WarcRef,
-    WarcWriter,
-    iter_records,
-    orphaned_files,
-    read_record,
-    recover,
-)
+from shoal.archive.names import WarcRef
+from shoal.archive.reader import ArchivedRecord, iter_records, read_record
+from shoal.archive.recover import orphaned_files, recover
+from shoal.archive.writer import WarcWriter
 
 __all__ = [
     "ArchivedRecord",
     "WarcRef",
     "WarcWriter",
-    "content_decode",
     "iter_records",
     "orphaned_files",
     "read_record",

@@ -12,7 +12,7 @@ checked). What one call guarantees:
   question without a request, so the worker can skip a refused host before
   asking for its robots.txt.
 - **Size.** The body is read still content-encoded (that is what the WARC
-  keeps) and decoded as it streams by a :class:`StreamDecoder`: each chunk is
+  keeps) and decoded as it streams by a :class:`~shoal.content.codings.StreamDecoder`: each chunk is
   decompressed in bounded steps and counted against ``max_body_bytes``, so a
   decompression bomb stops at the cap with its memory bounded by the cap, not
   by what it would expand to. Raw bytes are capped the same way. A body over
@@ -38,14 +38,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import errno
 import ipaddress
 import socket
 import time
-import zlib
 from collections.abc import Iterable, Mapping
-from typing import IO, Any, cast
+from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -53,32 +51,23 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.resolver import DefaultResolver
 
-from shoal.archive.decode import MAX_LAYERS
-from shoal.errors import ErrorClass, FetchError, PolicyRefusal, SkipReason
+from shoal.content import HTML_TYPES
+from shoal.content.codings import StreamDecoder, content_codings
+from shoal.errors import ContentCodingError, ErrorClass, FetchError, PolicyRefusal, SkipReason
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
 from shoal.redact import redact_headers, redact_text
 from shoal.urls import URLError, resolve
 
 __all__ = [
-    "HTML_TYPES",
     "AddressRefused",
     "HostHeaders",
     "HttpFetcher",
     "PolicyResolver",
     "RefusedAddress",
     "StaticResolver",
-    "StreamDecoder",
-    "UnsupportedCoding",
-    "coding_problem",
-    "content_codings",
     "split_userinfo",
 ]
-
-HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", ""})
-"""Media types parsed for links ('' = no Content-Type: sniffed as HTML, as browsers do)."""
-
-_STEP = 64 * 1024
 
 
 class AddressRefused(Exception):
@@ -260,215 +249,6 @@ def _host_id(host: str) -> str:
         return host
 
 
-# -- content codings ---------------------------------------------------------------------------
-
-
-class UnsupportedCoding(ValueError):
-    """A Content-Encoding the crawler will not undo (more stacked codings than allowed)."""
-
-
-_KNOWN_CODINGS = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd"})
-
-
-def content_codings(header: str | None) -> list[str] | None:
-    """The codings of a ``Content-Encoding`` header in the order applied, without ``identity``.
-
-    Returns None when a coding is unknown (servers send labels such as
-    ``utf-8`` there; the body is then taken as it is, as browsers do) and
-    raises :class:`UnsupportedCoding` for more than
-    :data:`~shoal.archive.decode.MAX_LAYERS` stacked codings.
-    """
-    if not header:
-        return []
-    codings = [c.strip().lower() for c in header.split(",")]
-    codings = [c for c in codings if c and c != "identity"]
-    if any(c not in _KNOWN_CODINGS for c in codings):
-        return None
-    if len(codings) > MAX_LAYERS:
-        raise UnsupportedCoding(
-            f"{len(codings)} stacked content codings ({header.strip()!r}); at most {MAX_LAYERS} are decoded"
-        )
-    return codings
-
-
-def coding_problem(header: str | None) -> str | None:
-    """Why a body with this ``Content-Encoding`` cannot be decoded (too many layers), else None."""
-    try:
-        content_codings(header)
-    except UnsupportedCoding as exc:
-        return str(exc)
-    return None
-
-
-class _Full(Exception):
-    """Raised by a zstd sink when its layer reached the cap."""
-
-
-class _Layer:
-    """One content coding, decoded incrementally; ``feed`` returns at most ``room + 1`` bytes."""
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        raise NotImplementedError
-
-
-class _ZlibLayer(_Layer):
-    """gzip (several members allowed) or deflate (zlib-wrapped or raw, sniffed)."""
-
-    def __init__(self, gzip: bool) -> None:
-        self._gzip = gzip
-        self._d: Any = zlib.decompressobj(47) if gzip else None
-        self._carry = b""
-        self._done = False
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        data = self._carry + data
-        self._carry = b""
-        if self._d is None:  # deflate: a zlib header or a raw stream? (servers send both)
-            if len(data) < 2:
-                self._carry = data
-                return b""
-            zlib_header = data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
-            self._d = zlib.decompressobj(15 if zlib_header else -15)
-        out = bytearray()
-        while data and not self._done and len(out) <= room:
-            d = self._d
-            piece = d.decompress(data, room + 1 - len(out))
-            out += piece
-            if d.eof:
-                rest = d.unused_data
-                if self._gzip and rest[:2] == b"\x1f\x8b":
-                    self._d = zlib.decompressobj(47)
-                    data = rest
-                elif self._gzip and rest == b"\x1f":
-                    self._carry, data = rest, b""
-                else:
-                    self._done = True  # bytes after the last member are ignored, as browsers do
-            else:
-                if not piece and d.unconsumed_tail == data:
-                    break
-                data = d.unconsumed_tail
-        return bytes(out)
-
-
-class _BrotliLayer(_Layer):
-    def __init__(self) -> None:
-        import brotli
-
-        self._d = brotli.Decompressor()
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        d = self._d
-        if d.is_finished():
-            return b""
-        out = bytearray(d.process(data, output_buffer_limit=_STEP))
-        while len(out) <= room and not d.is_finished():
-            more = d.process(b"", output_buffer_limit=_STEP)
-            if not more:
-                break
-            out += more
-        return bytes(out)
-
-
-class _ZstdLayer(_Layer):
-    """zstd through ``stream_writer``: its sink stops the decoder once the layer is over the cap."""
-
-    def __init__(self) -> None:
-        import zstandard
-
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._limit = 0
-        self._w = zstandard.ZstdDecompressor(max_window_size=8 * 1024 * 1024).stream_writer(
-            cast(IO[bytes], self), write_size=_STEP, closefd=False
-        )
-
-    def write(self, data: bytes) -> int:
-        """The stream writer's sink (not for callers)."""
-        self._parts.append(bytes(data))
-        self._size += len(data)
-        if self._size > self._limit:
-            raise _Full
-        return len(data)
-
-    def feed(self, data: bytes, room: int) -> bytes:
-        self._parts, self._size, self._limit = [], 0, room
-        with contextlib.suppress(_Full):
-            self._w.write(data)
-        return b"".join(self._parts)
-
-
-def _decoder_errors() -> tuple[type[Exception], ...]:
-    import brotli
-    import zstandard
-
-    return (zlib.error, brotli.error, zstandard.ZstdError)
-
-
-_DECODER_ERRORS = _decoder_errors()
-
-
-class StreamDecoder:
-    """Undoes a response's content codings chunk by chunk, never producing more than ``cap`` bytes.
-
-    Each layer (last applied first) is driven in bounded steps, and each
-    layer's output is capped at ``cap`` too, so memory stays within the cap
-    per layer plus one step whatever the input expands to. After the output
-    passes the cap, :attr:`over` is True and further input is ignored. A
-    stream that breaks after some output stops decoding and keeps that output
-    (:attr:`broken`); one that yields nothing before breaking is not what its
-    header says (:attr:`failed`: the caller keeps the raw body instead).
-    """
-
-    def __init__(self, codings: list[str], cap: int) -> None:
-        self.cap = cap
-        self.codings = codings
-        self.size = 0
-        self.over = False
-        self.broken: str | None = None
-        self.failed: str | None = None
-        self._layers: list[_Layer] = [_make_layer(c) for c in reversed(codings)]
-        self._sizes = [0] * len(self._layers)
-
-    @property
-    def stopped(self) -> bool:
-        """True once no more output will come (over the cap, broken or failed)."""
-        return self.over or self.broken is not None or self.failed is not None
-
-    def feed(self, data: bytes) -> bytes:
-        """Decode one raw chunk; returns the new decoded bytes (already cut at the cap)."""
-        if self.stopped or not data:
-            return b""
-        try:
-            for i, layer in enumerate(self._layers):
-                room = self.cap - self._sizes[i]
-                data = layer.feed(data, room)
-                self._sizes[i] += len(data)
-                if len(data) > room:
-                    self.over = True
-                    data = data[:room]
-                if not data:
-                    break
-        except _DECODER_ERRORS as exc:
-            coding = ", ".join(self.codings)
-            if self.size == 0 and not any(self._sizes):
-                self.failed = f"body is not valid {coding}: {exc}"
-            else:
-                self.broken = f"{coding} stream broken after {self.size} bytes: {exc}"
-            return b""
-        self.size += len(data)
-        return data
-
-
-def _make_layer(coding: str) -> _Layer:
-    if coding in ("gzip", "x-gzip"):
-        return _ZlibLayer(gzip=True)
-    if coding == "deflate":
-        return _ZlibLayer(gzip=False)
-    if coding == "br":
-        return _BrotliLayer()
-    return _ZstdLayer()
-
-
 # -- the fetcher -------------------------------------------------------------------------------
 
 
@@ -636,7 +416,7 @@ class HttpFetcher:
                         )
                     try:
                         codings = content_codings(resp.headers.get("Content-Encoding"))
-                    except UnsupportedCoding:
+                    except ContentCodingError:
                         codings = None
                     if codings is None:
                         undecodable = True

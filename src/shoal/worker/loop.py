@@ -26,9 +26,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from shoal import __version__
-from shoal.archive import WarcWriter, content_decode
+from shoal.archive import WarcWriter
+from shoal.content import HTML_TYPES
+from shoal.content.charset import decode_html
+from shoal.content.codings import coding_problem, content_decode
 from shoal.errors import (
-    ArchiveError,
+    ContentCodingError,
     DatabaseUnavailable,
     ErrorClass,
     FetchError,
@@ -37,9 +40,8 @@ from shoal.errors import (
 )
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.base import Fetcher
-from shoal.fetch.charset import decode_html
 from shoal.fetch.classify import classify_status, error_signature, is_redirect, parse_retry_after
-from shoal.fetch.http import HTML_TYPES, HostHeaders, HttpFetcher, coding_problem
+from shoal.fetch.http import HostHeaders, HttpFetcher
 from shoal.fetch.robots import RobotsCache
 from shoal.frontier.contract import ClaimedURL, HostUpdate, NewURL, Outcome, Status, SyncResult
 from shoal.frontier.policy import retry_at
@@ -924,7 +926,7 @@ class Worker:
         enc = res.header("content-encoding")
         if enc and enc.strip().lower() not in ("identity", ""):
             with contextlib.suppress(
-                ArchiveError
+                ContentCodingError
             ):  # mislabelled (a plain body called gzip): use the bytes
                 body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
         text, codec = decode_html(body, res.header("content-type"))
