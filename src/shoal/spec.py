@@ -16,13 +16,22 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, cast
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shoal import __version__
 from shoal.errors import SpecError
 from shoal.frontier.revisit import parse_duration
 
 __all__ = [
+    "BROWSER_KEYS",
     "ArchiveSpec",
     "CrawlSpec",
     "EnvSecret",
@@ -36,8 +45,11 @@ __all__ = [
     "StorageSpec",
     "UrlPattern",
     "WorkerSpec",
+    "check_browser_css",
+    "check_link_css",
     "compile_regex",
     "format_validation_error",
+    "lexbor_css",
     "load_spec",
     "parse_spec",
 ]
@@ -91,6 +103,64 @@ def compile_regex(pattern: str) -> UrlPattern:
         raise ValueError(f"regex {pattern!r} does not compile: {detail}") from None
 
 
+_CONTAINS = re.compile(r":contains\(")
+
+
+def lexbor_css(selector: str) -> str:
+    """A selector of the spec's CSS dialect as the link extractor's engine (lexbor) reads it.
+
+    The dialect is that of cssselect (what ``[parse]`` fields use through parsel):
+    standard CSS plus ``:contains("text")``, which lexbor spells ``:lexbor-contains``.
+    """
+    return selector.replace(":contains(", ":lexbor-contains(")
+
+
+def check_link_css(selector: str) -> None:
+    """Raise :class:`ValueError` unless ``selector`` works for ``follow`` and ``images``.
+
+    It must compile in cssselect (the dialect shared with ``[parse]`` fields) and in
+    lexbor (the engine that runs it on every crawled page), so a selector that
+    works in a field works in ``follow`` and the other way round.
+    """
+    from cssselect import HTMLTranslator, SelectorError
+    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
+
+    if not selector.strip():
+        raise ValueError("an empty CSS selector")
+    try:
+        HTMLTranslator().css_to_xpath(selector)
+    except SelectorError as exc:
+        raise ValueError(f"CSS selector {selector!r} does not compile: {exc}") from None
+    try:
+        LexborHTMLParser("<p></p>").css(lexbor_css(selector))
+    except SelectolaxError:
+        raise ValueError(
+            f"CSS selector {selector!r} uses syntax the link extractor (lexbor) does not support;"
+            ' use standard CSS (plus :contains("text"))'
+        ) from None
+
+
+def check_browser_css(selector: str) -> None:
+    """Raise :class:`ValueError` unless ``selector`` is standard CSS: Chromium runs ``wait_for`` and ``click``."""
+    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
+
+    if not selector.strip():
+        raise ValueError("an empty CSS selector")
+    if _CONTAINS.search(selector) or "::" in selector:
+        raise ValueError(
+            f"CSS selector {selector!r} is not standard CSS (:contains() and ::text/::attr() are"
+            " parsel extensions); wait_for and click run in the browser, which knows standard CSS only"
+        )
+    try:
+        LexborHTMLParser("<p></p>").css(selector)
+    except SelectolaxError:
+        raise ValueError(f"CSS selector {selector!r} is not valid CSS") from None
+
+
+BROWSER_KEYS = ("wait_for", "wait_timeout", "scroll", "click", "frames", "screenshot")
+"""Rule keys that only a ``render = "browser"`` rule uses."""
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -100,7 +170,8 @@ class Rule(_Model):
 
     Exactly one of ``glob`` and ``regex`` is given. A glob starting with ``/`` is
     matched against the path and query; any other glob against the whole URL. A
-    regex is searched (``re.search``) in the whole URL.
+    regex (RE2 syntax) is searched in the whole URL. Selectors are checked when the
+    spec is validated, by the engine that runs them (see :func:`check_link_css`).
     """
 
     name: str = ""
@@ -114,7 +185,7 @@ class Rule(_Model):
     """Lower is fetched first among due URLs of one host (after depth)."""
     images: str | None = None
     """CSS selector of images to fetch into the archive too (for OCR at parse time)."""
-    # Browser options; used only with render = "browser".
+    # Browser options: a rule without render = "browser" may not set them.
     wait_for: str | None = None
     wait_timeout: float = Field(default=10.0, gt=0, le=300)
     scroll: int = Field(default=0, ge=0, le=1000)
@@ -138,10 +209,39 @@ class Rule(_Model):
             compile_regex(v)
         return v
 
+    @field_validator("follow", "click")
+    @classmethod
+    def _selectors(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        check = check_link_css if info.field_name == "follow" else check_browser_css
+        for sel in v or []:
+            check(sel)
+        return v
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_link_css(v)
+        return v
+
+    @field_validator("wait_for")
+    @classmethod
+    def _wait_for(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_browser_css(v)
+        return v
+
     @model_validator(mode="after")
     def _one_pattern(self) -> Rule:
         if (self.glob is None) == (self.regex is None):
             raise ValueError("give exactly one of 'glob' or 'regex'")
+        if self.render != "browser":
+            given = [k for k in BROWSER_KEYS if k in self.model_fields_set]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)}: browser-only key(s) on a rule fetched over HTTP;"
+                    ' add render = "browser" to the rule, or remove them'
+                )
         if self.revisit_for is not None and self.revisit is None:
             raise ValueError("revisit_for needs revisit (how often to fetch the page again)")
         return self

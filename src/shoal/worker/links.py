@@ -58,7 +58,7 @@ from selectolax.lexbor import LexborHTMLParser
 from shoal.errors import SkipReason
 from shoal.fetch.http import split_userinfo
 from shoal.frontier.contract import NewURL, Status
-from shoal.spec import LimitsSpec, Rule
+from shoal.spec import LimitsSpec, Rule, UrlPattern, lexbor_css
 from shoal.urls import Canonical, HostScope, URLError, canonicalize, key64
 
 __all__ = [
@@ -215,7 +215,7 @@ class Router:
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
-        self._path_patterns: list[tuple[int, re.Pattern[str], bool]] = []
+        self._path_patterns: list[tuple[int, UrlPattern, bool]] = []
         for i, r in enumerate(rules):
             on_path = r.glob is not None and r.glob.startswith("/")
             self._path_patterns.append((i, r.compiled(), on_path))
@@ -264,7 +264,7 @@ class LinkExtractor:
         base = base_node.attributes.get("href") if base_node is not None else None
         out: list[str] = []
         for sel in selectors or [DEFAULT_FOLLOW]:
-            for node in tree.css(sel):
+            for node in tree.css(lexbor_css(sel)):
                 href = node.attributes.get("href") if node.tag in ("a", "area", "link") else None
                 if href is None and node.tag not in ("a", "area", "link"):
                     for a in node.css("a[href]"):
@@ -280,7 +280,7 @@ class LinkExtractor:
         """The ``src`` of the elements the selector picks (images to archive)."""
         tree = LexborHTMLParser(_tamed(html))
         out = []
-        for node in tree.css(selector):
+        for node in tree.css(lexbor_css(selector)):
             src = node.attributes.get("src")
             if not src:
                 img = node.css_first("img[src]")
