@@ -33,7 +33,7 @@ from shoal.fetch.address import AddressPolicy
 from shoal.fetch.http import HostHeaders, HttpFetcher, StaticResolver
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import events, hosts, urls, workers
-from shoal.redact import RedactingFilter, redact_headers, redact_text, redact_url
+from shoal.secrets import RedactingFilter, redact_headers, redact_text, redact_url
 from shoal.spec import LimitsSpec
 from shoal.urls import HostScope
 from shoal.worker.links import LinkExtractor, Router, tame_html

@@ -48,7 +48,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 def _setup_logging(verbose: bool, log_format: str = "text") -> None:
     from rich.logging import RichHandler
 
-    from shoal.redact import RedactingFilter
+    from shoal.secrets import RedactingFilter
     from shoal.status.live import JsonLogFormatter
 
     level = logging.DEBUG if verbose else logging.WARNING

@@ -31,7 +31,7 @@ checked). What one call guarantees:
 - **Secrets.** Credentials in the URL (``http://user:pass@host/``) are sent as
   Basic authorization and removed from the URL the result carries; the
   recorded request headers have their secret values redacted
-  (:func:`shoal.redact.redact_headers`), so neither reaches the WARC.
+  (:func:`shoal.secrets.redact_headers`), so neither reaches the WARC.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from shoal.content.codings import StreamDecoder, content_codings
 from shoal.errors import ContentCodingError, ErrorClass, FetchError, PolicyRefusal, SkipReason
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
-from shoal.redact import redact_headers, redact_text
+from shoal.secrets import redact_headers, redact_text
 from shoal.urls import URLError, resolve
 
 __all__ = [

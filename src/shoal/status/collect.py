@@ -10,7 +10,7 @@ from typing import Any
 
 from shoal.frontier.contract import CrawlInfo, Frontier
 from shoal.frontier.reads import STATUSES
-from shoal.redact import redact_text, redact_url
+from shoal.secrets import redact_text, redact_url
 
 __all__ = ["STATUSES", "CrawlStatus", "collect"]
 

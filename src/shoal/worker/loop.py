@@ -47,7 +47,7 @@ from shoal.frontier.contract import ClaimedURL, HostUpdate, NewURL, Outcome, Sta
 from shoal.frontier.policy import retry_at
 from shoal.frontier.sql import SqlFrontier
 from shoal.notify import Notifier
-from shoal.redact import redact_text, redact_url
+from shoal.secrets import redact_text, redact_url
 from shoal.spec import Spec
 from shoal.urls import Canonical, HostScope, URLError, canonicalize, host_of
 from shoal.worker.links import LinkExtractor, Router, without_userinfo
