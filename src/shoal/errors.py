@@ -6,6 +6,7 @@ into this tree at the boundary where they occur::
 
     ShoalError
     ├── SpecError                  invalid crawl spec (nothing starts)
+    ├── ListingError               a sitemap or feed that cannot be read (or is refused as unsafe XML)
     ├── FrontierError              the frontier database
     │   ├── SchemaVersionError     database schema unknown to this version
     │   └── DatabaseUnavailable    cannot reach the database (critical after grace)
@@ -32,6 +33,7 @@ __all__ = [
     "ErrorClass",
     "FetchError",
     "FrontierError",
+    "ListingError",
     "PolicyRefusal",
     "SchemaVersionError",
     "ShoalError",
@@ -82,6 +84,10 @@ class ShoalError(Exception):
 
 class SpecError(ShoalError):
     """The crawl spec is invalid. The message names the key, the value and what was expected."""
+
+
+class ListingError(ShoalError):
+    """A sitemap or feed that cannot be read: not XML, unsafe XML (entities), too large, unknown root."""
 
 
 class FrontierError(ShoalError):

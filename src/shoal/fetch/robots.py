@@ -261,6 +261,12 @@ class Robots:
             return None
         return self._parser.crawl_delay(self._token)
 
+    def sitemaps(self) -> list[str]:
+        """The URLs of the file's ``Sitemap:`` lines (any group), in order; none when it was not read."""
+        if self._parser is None:
+            return []
+        return [str(u) for u in self._parser.sitemaps][:100]
+
     def __repr__(self) -> str:
         kind = (
             "allow-all"

@@ -1,0 +1,166 @@
+"""Revisits: the pure due-time policy, the frontier's promotion of due pages, and crawls that stay open."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.frontier import NewURL, Outcome, SqlFrontier, Status
+from shoal.frontier.revisit import (
+    PayloadRef,
+    Previous,
+    Verdict,
+    conditional_headers,
+    format_duration,
+    next_revisit,
+    parse_duration,
+    payload_digest,
+    validators,
+    verdict,
+)
+from shoal.urls import canonicalize
+
+# -- the pure policy -------------------------------------------------------------------------
+
+
+def test_durations_parse_in_every_unit_and_refuse_nonsense() -> None:
+    """'30m', '1h30m', '7d', '500ms', '2w' and plain numbers parse; words, zero and signs do not."""
+    assert parse_duration("30m") == 1800
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("7d") == 7 * 86400
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("2w") == 14 * 86400
+    assert parse_duration(90) == 90
+    for bad in ("soon", "", "0s", "-5m", "5 minutes", "1x", True, None):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    assert format_duration(5400) == "1h30m"
+    assert format_duration(0.25) == "250ms"
+
+
+def test_next_revisit_respects_the_window_from_the_first_fetch() -> None:
+    """A page is due `revisit` after each fetch, and never again once past `revisit_for` from its first fetch."""
+    day = 86_400_000
+    assert next_revisit(1000, None, None, None) is None
+    assert next_revisit(1000, None, 60.0, None) == 61_000
+    assert next_revisit(0, None, 86400.0, 7 * 86400.0) == day
+    assert next_revisit(6 * day, 0, 86400.0, 7 * 86400.0) == 7 * day
+    assert next_revisit(6 * day + 1, 0, 86400.0, 7 * 86400.0) is None
+
+
+def test_conditional_headers_only_with_a_known_payload() -> None:
+    """If-None-Match/If-Modified-Since are sent for a revisit whose last full capture is known, cleaned."""
+    pay = PayloadRef("sha1:X", "f.warc.gz", 0, 10, "<urn:uuid:1>", 5)
+    assert conditional_headers(None) == ()
+    assert conditional_headers(Previous(1, 1, '"abc"', "Tue, 01 Oct 2024 00:00:00 GMT")) == ()
+    got = conditional_headers(Previous(1, 1, '"abc"', "Tue, 01 Oct 2024 00:00:00 GMT", pay))
+    assert got == (
+        ("If-None-Match", '"abc"'),
+        ("If-Modified-Since", "Tue, 01 Oct 2024 00:00:00 GMT"),
+    )
+    assert conditional_headers(Previous(1, 1, '"a"\r\nX-Evil: 1', None, pay)) == ()
+    assert validators([("ETag", ' "v1" '), ("last-modified", "x" * 65)]) == ('"v1"', None)
+
+
+def test_verdict_tells_not_modified_identical_and_changed_apart() -> None:
+    """304 with a known payload is not modified; a 200 with the same digest identical; else changed."""
+    body = b"<html>same</html>"
+    pay = PayloadRef(payload_digest(body), "f", 0, 1, "<urn:uuid:1>", 5)
+    prev = Previous(1, 1, None, None, pay)
+    assert verdict(prev, 304, None) is Verdict.NOT_MODIFIED
+    assert verdict(prev, 200, payload_digest(body)) is Verdict.IDENTICAL
+    assert verdict(prev, 200, payload_digest(b"other")) is Verdict.CHANGED
+    assert verdict(None, 200, payload_digest(body)) is Verdict.CHANGED
+    assert verdict(Previous(1, 1), 304, None) is Verdict.CHANGED
+    assert payload_digest(b"").startswith("sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ")
+
+
+# -- the frontier ----------------------------------------------------------------------------
+
+
+def _new(url: str) -> NewURL:
+    c = canonicalize(url)
+    return NewURL(c.url, c.url_key, c.host, c.host_key, 0, "list", 0)
+
+
+def _sync(f: SqlFrontier, cid: int, outcomes: list[Outcome] | None = None, claim: int = 10):
+    return f.sync(
+        cid,
+        "w1",
+        outcomes or [],
+        claim=claim,
+        lease_ms=60_000,
+        per_host=100,
+        default_delay_ms=0,
+        jitter=0.0,
+        horizon_ms=2000,
+        reap=False,
+    )
+
+
+def test_due_pages_come_back_through_the_claim_with_their_last_fetch(db_url: str) -> None:
+    """A done page with a due time is claimed again once due, carrying validators and payload; not before."""
+    f = SqlFrontier(db_url)
+    try:
+        cid = f.open_crawl("c", "spec").id
+        f.register_worker(cid, "w1", hostname="h", ip=None, pid=1, version="t", concurrency=1)
+        f.add_urls(cid, [_new("http://a.example/list"), _new("http://a.example/other")], 0)
+        first = _sync(f, cid).claimed
+        assert len(first) == 2 and all(c.previous is None for c in first)
+        now = f.now_ms()
+        pay = PayloadRef("sha1:AAAA", "x.warc.gz", 10, 99, "<urn:uuid:r1>", now)
+        done = [
+            Outcome(
+                c.id,
+                c.lease_token,
+                Status.DONE,
+                http_status=200,
+                fetched_at=now,
+                revisit_at=now + 600_000 if c.url.endswith("list") else None,
+                validators=('"e1"', None),
+                payload=pay,
+            )
+            for c in first
+        ]
+        res = _sync(f, cid, done)
+        assert res.accepted == [True, True] and res.claimed == []
+        assert f.wake_at(cid) == now + 600_000
+        assert f.count_done(cid) == 2
+        f._offset_ms += 600_001  # the test moves the frontier's clock past the due time
+        again = _sync(f, cid)
+        assert [c.url for c in again.claimed] == ["http://a.example/list"]
+        assert again.revisits_due == 1
+        prev = again.claimed[0].previous
+        assert prev is not None and prev.etag == '"e1"' and prev.payload == pay
+        assert again.claimed[0].attempts == 1
+        # A 304: no new payload, the old one stays; the refetch is not one more page.
+        c = again.claimed[0]
+        link = _new("http://a.example/new-post")
+        res = _sync(
+            f,
+            cid,
+            [
+                Outcome(
+                    c.id,
+                    c.lease_token,
+                    Status.DONE,
+                    http_status=304,
+                    fetched_at=f.now_ms(),
+                    revisit=True,
+                    revisit_at=f.now_ms() + 600_000,
+                    links=[link, _new("http://a.example/other")],
+                )
+            ],
+            claim=0,
+        )
+        assert res.found == {c.id: 1}
+        assert f.count_done(cid) == 2
+        sched = f.revisit_schedule(cid)
+        assert sched.scheduled == 1 and sched.revisited == 1 and sched.found_new == 1
+        assert sched.due_now == 0  # the new post is a first fetch, not a revisit
+        assert f.skip_pending(cid, "max_pages") == 1
+        f._offset_ms += 600_001
+        back = _sync(f, cid).claimed
+        assert [b.url for b in back] == ["http://a.example/list"]
+        assert back[0].previous is not None and back[0].previous.payload == pay
+    finally:
+        f.close()

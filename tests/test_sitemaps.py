@@ -1,0 +1,96 @@
+"""Sitemaps and feeds as seeds: parsing hostile XML safely, gzip caps, dates, host mapping, crawls."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from shoal.errors import ListingError
+from shoal.fetch.sitemaps import Entry, HostMap, read_listing
+
+NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+
+
+def test_sitemap_index_lists_child_sitemaps_with_lastmod() -> None:
+    """A sitemap index yields its child sitemaps, their <lastmod> as epoch milliseconds."""
+    body = (
+        f"<?xml version='1.0'?><sitemapindex {NS}>"
+        "<sitemap><loc>https://b.example/s1.xml.gz</loc><lastmod>2024-05-01</lastmod></sitemap>"
+        "<sitemap><loc> https://b.example/s2.xml </loc></sitemap></sitemapindex>"
+    ).encode()
+    got = read_listing(body)
+    assert got.kind == "sitemapindex"
+    assert got.entries == [
+        Entry("https://b.example/s1.xml.gz", 1714521600000),
+        Entry("https://b.example/s2.xml", None),
+    ]
+
+
+def test_gzip_sitemap_is_inflated_and_bounded() -> None:
+    """A gzip urlset is read; one that inflates past the cap is refused, not expanded."""
+    body = gzip.compress(
+        f"<urlset {NS}><url><loc>https://b.example/p/1</loc>"
+        "<lastmod>2024-05-01T10:00:00+02:00</lastmod></url>"
+        "<url><loc>javascript:alert(1)</loc></url></urlset>".encode()
+    )
+    got = read_listing(body)
+    assert got.kind == "urlset"
+    assert got.entries == [Entry("https://b.example/p/1", 1714550400000)]
+    bomb = gzip.compress(b"<urlset>" + b" " * 5_000_000 + b"</urlset>")
+    with pytest.raises(ListingError, match="inflates past"):
+        read_listing(bomb, max_bytes=1_000_000)
+
+
+def test_entity_declarations_are_refused() -> None:
+    """A billion-laughs document is refused without expanding its entities."""
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b"<urlset><url><loc>&lol2;</loc></url></urlset>"
+    )
+    with pytest.raises(ListingError, match="unsafe XML"):
+        read_listing(bomb)
+    with pytest.raises(ListingError, match="not well-formed"):
+        read_listing(b"<html><body>not a sitemap")
+    with pytest.raises(ListingError, match="not a sitemap"):
+        read_listing(b"<html><body>x</body></html>")
+
+
+def test_rss_and_atom_items_become_page_urls() -> None:
+    """RSS <item><link> and Atom <entry><link rel=alternate> are pages, with pubDate/updated."""
+    rss = (
+        b"<rss version='2.0'><channel><title>t</title><link>https://b.example/</link>"
+        b"<item><link>https://b.example/p/2</link><pubDate>Wed, 01 May 2024 00:00:00 GMT</pubDate></item>"
+        b"<item><title>no link</title></item></channel></rss>"
+    )
+    got = read_listing(rss)
+    assert got.kind == "feed"
+    assert got.entries == [Entry("https://b.example/p/2", 1714521600000)]
+    atom = (
+        b"<feed xmlns='http://www.w3.org/2005/Atom'><entry>"
+        b"<link rel='edit' href='https://b.example/edit/3'/>"
+        b"<link href='https://b.example/p/3'/><updated>2024-05-01T00:00:00Z</updated></entry></feed>"
+    )
+    assert read_listing(atom).entries == [Entry("https://b.example/p/3", 1714521600000)]
+
+
+def test_entries_are_capped() -> None:
+    """No more than max_entries entries come out of one document."""
+    body = f"<urlset {NS}>" + "".join(
+        f"<url><loc>https://b.example/p/{i}</loc></url>" for i in range(100)
+    )
+    got = read_listing((body + "</urlset>").encode(), max_entries=10)
+    assert len(got.entries) == 10
+
+
+def test_host_map_rewrites_production_hosts_only() -> None:
+    """A mapped host takes the crawled host and the document's scheme; others stay as they are."""
+    m = HostMap({"blog.example.com": "127.0.0.1:8611", "cdn.example.com:8443": "127.0.0.1:9"})
+    base = "http://127.0.0.1:8611/sitemap.xml"
+    assert m.map("https://blog.example.com/post/1?a=b", base) == "http://127.0.0.1:8611/post/1?a=b"
+    assert m.map("https://BLOG.example.com", base) == "http://127.0.0.1:8611/"
+    assert m.map("https://cdn.example.com:8443/x", base) == "http://127.0.0.1:9/x"
+    assert m.map("https://cdn.example.com/x", base) == "https://cdn.example.com/x"
+    assert m.map("https://other.example.org/x", base) == "https://other.example.org/x"
+    assert not HostMap({})
