@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from shoal.archive import WarcWriter, read_record
+from shoal.errors import ArchiveError
+from shoal.exchange import FetchResult
 from shoal.frontier import NewURL, Outcome, SqlFrontier, Status
 from shoal.frontier.revisit import (
     PayloadRef,
@@ -164,3 +171,66 @@ def test_due_pages_come_back_through_the_claim_with_their_last_fetch(db_url: str
         assert back[0].previous is not None and back[0].previous.payload == pay
     finally:
         f.close()
+
+
+# -- the archive -----------------------------------------------------------------------------
+
+
+def test_revisit_records_are_valid_warc_and_refer_to_the_payload(tmp_path: Path) -> None:
+    """Both revisit profiles pass `warcio check`, and each names the capture holding its payload."""
+    body = b"<html><body>same</body></html>"
+    ok = FetchResult(
+        "http://a.example/p",
+        200,
+        "OK",
+        "1.1",
+        [("Content-Type", "text/html"), ("ETag", '"e1"')],
+        body,
+        [("User-Agent", "t")],
+    )
+    w = WarcWriter(tmp_path, prefix="t", fsync=False)
+    first = w.write_exchange(ok, fetched_at=1_700_000_000)
+    digest = payload_digest(body)
+    not_modified = FetchResult(
+        "http://a.example/p", 304, "Not Modified", "1.1", [("ETag", '"e1"')], b"", []
+    )
+    r304 = w.write_revisit(
+        not_modified,
+        profile="server-not-modified",
+        refers_to=first.record_id,
+        refers_to_uri=ok.url,
+        refers_to_date=1_700_000_000,
+        payload_digest=digest,
+    )
+    same = w.write_revisit(
+        ok,
+        profile="identical-payload-digest",
+        refers_to=first.record_id,
+        refers_to_uri=ok.url,
+        refers_to_date=1_700_000_000,
+        payload_digest=digest,
+    )
+    with pytest.raises(ArchiveError, match="unknown revisit profile"):
+        w.write_revisit(
+            ok,
+            profile="maybe",
+            refers_to=first.record_id,
+            refers_to_uri=ok.url,
+            refers_to_date=0,
+            payload_digest=digest,
+        )
+    w.close()
+    files = sorted(tmp_path.glob("*.warc.gz"))
+    check = subprocess.run(
+        [sys.executable, "-m", "warcio.cli", "check", "-v", *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    for ref, status, profile in ((r304, 304, "server-not-modified"), (same, 200, "identical")):
+        rec = read_record(tmp_path, ref, verify_digests=True)
+        assert rec.record_type == "revisit" and rec.http_status == status and rec.body == b""
+        assert rec.warc_headers["WARC-Refers-To"] == first.record_id
+        assert rec.warc_headers["WARC-Payload-Digest"] == digest
+        assert profile in rec.warc_headers["WARC-Profile"]
+        assert rec.warc_headers["WARC-Refers-To-Date"] == "2023-11-14T22:13:20.000000Z"

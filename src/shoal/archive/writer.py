@@ -55,6 +55,10 @@ DEFAULT_MAX_BYTES: Final = 1024**3
 
 _WARC_VERSION = "WARC/1.1"
 _CONFORMS_TO = "http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/"
+_REVISIT_PROFILES: Final = {
+    "identical-payload-digest": "http://netpreserve.org/warc/1.1/revisit/identical-payload-digest",
+    "server-not-modified": "http://netpreserve.org/warc/1.1/revisit/server-not-modified",
+}
 
 
 class _Headers(StatusAndHeaders):  # type: ignore[misc]
@@ -362,6 +366,77 @@ class WarcWriter:
         )
         name, offset = self._append([member])
         return WarcRef(name, offset, len(member), record_id)
+
+    def write_revisit(
+        self,
+        result: FetchResult,
+        *,
+        profile: str,
+        refers_to: str,
+        refers_to_uri: str,
+        refers_to_date: float,
+        payload_digest: str,
+        fetched_at: float | None = None,
+    ) -> WarcRef:
+        """Archive a refetch that brought nothing new as a WARC 1.1 ``revisit`` record.
+
+        ``profile`` is ``server-not-modified`` (a 304) or
+        ``identical-payload-digest`` (a 200 whose payload equals an earlier
+        capture's). The record holds the HTTP status line and headers only;
+        ``WARC-Refers-To`` (record id), ``WARC-Refers-To-Target-URI`` and
+        ``WARC-Refers-To-Date`` (epoch seconds) name the capture holding the
+        payload, and ``WARC-Payload-Digest`` is that payload's digest. A
+        ``request`` record follows, as for :meth:`write_exchange`. Returns the
+        revisit record's reference; raises :class:`~shoal.errors.ArchiveError`
+        as :meth:`write_exchange` does.
+        """
+        if profile not in _REVISIT_PROFILES:
+            raise ArchiveError(f"unknown revisit profile {profile!r}")
+        date = _warc_date(time.time() if fetched_at is None else fetched_at)
+        uri = _target_uri(result.url)
+        revisit_id = _record_id()
+        version = _http_version(result.http_version)
+        common: list[tuple[str, str]] = [("WARC-Date", date), ("WARC-Target-URI", uri)]
+        if result.peer_ip:
+            common.append(("WARC-IP-Address", _field(result.peer_ip)))
+        status = (
+            f"{result.status} {_one_line(result.reason)}" if result.reason else str(result.status)
+        )
+        headers = [(k, v) for k, v in result.headers if k.lower() != "transfer-encoding"]
+        http = _HttpHeaders(status, headers, version)
+        http.compute_headers_buffer()
+        assert http.headers_buff is not None
+        fields = [
+            ("WARC-Type", "revisit"),
+            ("WARC-Record-ID", revisit_id),
+            *common,
+            ("WARC-Profile", _REVISIT_PROFILES[profile]),
+            ("WARC-Refers-To", _field(refers_to)),
+            ("WARC-Refers-To-Target-URI", _target_uri(refers_to_uri)),
+            ("WARC-Refers-To-Date", _warc_date(refers_to_date)),
+            ("WARC-Payload-Digest", _field(payload_digest)),
+            ("WARC-Block-Digest", _sha1(http.headers_buff)),
+        ]
+        record = self._encoder.create_warc_record(
+            "",
+            "revisit",
+            payload=BytesIO(b""),
+            length=0,
+            warc_headers=_Headers("", fields, _WARC_VERSION),
+            http_headers=http,
+        )
+        members = [self._encoder.encode(record)]
+        request_line = f"{_target_uri(_request_target(result.url))} {version}"
+        request = _HttpHeaders(
+            request_line, list(result.request_headers), _one_line(result.method or "GET")
+        )
+        members.append(
+            self._http_record(
+                "request", _record_id(), [*common, ("WARC-Concurrent-To", revisit_id)], request, b""
+            )
+        )
+        name, offset = self._append(members)
+        return WarcRef(name, offset, len(members[0]), revisit_id)
 
     def sync(self) -> None:
         """Make every record written so far durable (``fsync`` of the file and, once, its folder).
