@@ -45,6 +45,7 @@ def sync(
     delay_ms: int = 0,
     horizon_ms: int = 2000,
     reap: bool = False,
+    stats: dict[str, int] | None = None,
 ):
     return f.sync(
         cid,
@@ -57,6 +58,7 @@ def sync(
         jitter=0.0,
         horizon_ms=horizon_ms,
         reap=reap,
+        stats=stats,
     )
 
 

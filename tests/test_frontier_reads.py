@@ -142,3 +142,127 @@ def test_a_status_frame_is_consistent_under_concurrent_writes(frontier: SqlFront
     assert not errors, errors
     assert frames > 0 and moving > 0, "frames were read while the crawl moved"
     assert {s: n for s, n in frontier.status_counts(cid).items() if n} == own_counts(frontier, cid)
+
+
+def test_status_queries_are_served_by_indexes(frontier: SqlFrontier) -> None:
+    """Every query of a status frame on ``urls`` reads an index: no full table scan on any backend."""
+    from sqlalchemy import event, text
+
+    cid = frontier.open_crawl("c", "s").id
+    frontier.add_urls(cid, [new(f"http://h{i % 40}.test/{i}") for i in range(3000)], 0)
+    claimed = sync(frontier, cid, "w", claim=400).claimed
+    sync(frontier, cid, "w", [done(c) for c in claimed], claim=0)
+    seen: list[tuple[str, object]] = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany) -> None:
+        if " urls" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(frontier.engine, "before_cursor_execute", grab)
+    try:
+        frontier.status(cid)
+    finally:
+        event.remove(frontier.engine, "before_cursor_execute", grab)
+    assert len(seen) >= 8, seen
+    with frontier.engine.connect() as conn:
+        if frontier.dialect == "postgresql":
+            conn.execute(text("ANALYZE urls"))
+            conn.execute(text("SET enable_seqscan = off"))
+        elif frontier.dialect == "mysql":
+            conn.execute(text("ANALYZE TABLE urls"))
+        for statement, params in seen:
+            if frontier.dialect == "sqlite":
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+                plan = [str(r[-1]) for r in rows]
+                bare = [p for p in plan if p.startswith("SCAN urls") and "INDEX" not in p]
+                assert not bare, (statement, plan)
+            elif frontier.dialect == "postgresql":
+                rows = conn.exec_driver_sql("EXPLAIN " + statement, params).all()
+                plan = " ".join(r[0] for r in rows)
+                assert "Seq Scan on urls" not in plan, (statement, plan)
+            else:
+                rows = conn.exec_driver_sql("EXPLAIN " + statement, params).mappings().all()
+                full = [r for r in rows if r["table"] == "urls" and r["type"] == "ALL"]
+                assert not full, (statement, rows)
+
+
+def test_max_pages_is_a_crawl_wide_budget(frontier: SqlFrontier) -> None:
+    """Three workers claiming at once never take more than max_pages; the rest becomes skipped (max_pages)."""
+    cid = frontier.open_crawl("c", "s", max_pages=10).id
+    frontier.add_urls(cid, [new(f"http://h{i % 5}.test/{i}") for i in range(60)], 0)
+    held: dict[str, list[Outcome]] = {"a": [], "b": [], "c": []}
+    leased_total = 0
+    for _ in range(20):
+        for owner in held:
+            res = sync(frontier, cid, owner, held[owner], claim=4)
+            held[owner] = [done(c) for c in res.claimed]
+            leased_total += len(res.claimed)
+            counts = frontier.status_counts(cid)
+            assert counts["done"] + counts["leased"] <= 10, counts
+    counts = frontier.status_counts(cid)
+    assert counts["done"] == 10 and leased_total == 10
+    assert counts["pending"] == 0 and counts["skipped"] == 50
+    snap = frontier.status(cid)
+    assert snap.skipped == {"max_pages": 50} and snap.fetched == 10 and snap.max_pages == 10
+
+
+def test_failed_pages_give_their_budget_back(frontier: SqlFrontier) -> None:
+    """A URL that fails does not spend the page budget: another URL is claimed in its place."""
+    cid = frontier.open_crawl("c", "s", max_pages=2).id
+    frontier.add_urls(cid, [new(f"http://a.test/{i}") for i in range(5)], 0)
+    first = sync(frontier, cid, "w", claim=5).claimed
+    assert len(first) == 2
+    failed = Outcome(first[0].id, first[0].lease_token, Status.FAILED, error_class="http")
+    second = sync(frontier, cid, "w", [failed, done(first[1])], claim=5).claimed
+    assert len(second) == 1
+    sync(frontier, cid, "w", [done(second[0])], claim=5)
+    assert frontier.status_counts(cid) == {
+        "pending": 0,
+        "leased": 0,
+        "done": 2,
+        "failed": 1,
+        "skipped": 2,
+    }
+
+
+def test_worker_counters_are_written_with_every_sync_and_at_stop(frontier: SqlFrontier) -> None:
+    """A sync carries the worker's done/failed/bytes into its row; stop_worker writes the final ones."""
+    cid = frontier.open_crawl("c", "s").id
+    frontier.register_worker(cid, "w1", hostname="h", ip=None, pid=1, version="t", concurrency=1)
+    frontier.add_urls(cid, [new("http://a.test/1")], 0)
+    stats = {"pages_done": 3, "pages_failed": 1, "bytes_archived": 4096}
+    sync(frontier, cid, "w1", claim=1, stats=stats)
+    (w,) = frontier.status(cid).workers
+    assert (w.pages_done, w.pages_failed, w.bytes_archived, w.state) == (3, 1, 4096, "running")
+    frontier.stop_worker("w1", stats={"pages_done": 5, "pages_failed": 1, "bytes_archived": 8192})
+    (w,) = frontier.status(cid).workers
+    assert (w.pages_done, w.bytes_archived, w.state) == (5, 8192, "stopped")
+    with pytest.raises(ValueError, match="unknown worker counters"):
+        sync(frontier, cid, "w1", claim=0, stats={"pages": 1})
+
+
+def test_counters_of_the_crawl_row_match_the_url_rows(frontier: SqlFrontier) -> None:
+    """Bytes archived, retries scheduled and leases reaped are counted as the URL rows change."""
+    cid = frontier.open_crawl("c", "s").id
+    frontier.add_urls(cid, [new(f"http://a.test/{i}") for i in range(4)], 0)
+    c1, c2, c3, c4 = sync(frontier, cid, "gone", claim=4, lease_ms=1).claimed
+    ok = done(c1)
+    ok.warc_length = 1000
+    retry = Outcome(
+        c2.id,
+        c2.lease_token,
+        Status.PENDING,
+        error_class="timeout",
+        next_attempt_at=frontier.now_ms() + 3_600_000,
+    )
+    sync(frontier, cid, "gone", [ok, retry], claim=0)
+    time.sleep(0.01)  # the 1 ms leases of c3, c4 are over (their owner never registered)
+    res = sync(frontier, cid, "other", claim=0, reap=True)
+    assert res.leases_reaped == 2
+    snap = frontier.status(cid)
+    assert (snap.bytes_archived, snap.retried, snap.leases_reaped) == (1000, 1, 2)
+    total_lost = sum(int(r[0]) for r in frontier.query(select(urls.c.lease_lost)))
+    assert total_lost == snap.leases_reaped
+    assert {c3.id, c4.id} <= {
+        int(r[0]) for r in frontier.query(select(urls.c.id).where(urls.c.status == "pending"))
+    }

@@ -192,8 +192,12 @@ class Frontier(Protocol):
         """The database clock in milliseconds (local clock plus a measured offset)."""
         ...
 
-    def open_crawl(self, name: str, spec_text: str) -> CrawlInfo:
-        """Create the crawl, or return the existing one of that name (its spec updated)."""
+    def open_crawl(self, name: str, spec_text: str, max_pages: int | None = None) -> CrawlInfo:
+        """Create the crawl, or return the existing one of that name (its spec and budget updated).
+
+        ``max_pages`` is the crawl-wide page budget: claims never lease more
+        than it leaves (pages fetched plus URLs in flight), fleet-wide.
+        """
         ...
 
     def get_crawl(self, name: str | None = None) -> CrawlInfo:
@@ -217,13 +221,18 @@ class Frontier(Protocol):
         jitter: float,
         horizon_ms: int,
         reap: bool,
+        stats: dict[str, int] | None = None,
     ) -> SyncResult:
         """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs.
 
         One transaction. A claimed URL's host has its next slot advanced so the
         minimum interval holds across the fleet; ``reap`` first returns to
         ``pending`` the URLs whose lease expired and whose owner stopped
-        heartbeating (counted in ``lease_lost``).
+        heartbeating (counted in ``lease_lost``), skipping rows another
+        transaction holds. ``stats`` (``pages_done``, ``pages_failed``,
+        ``bytes_archived``) are written to the worker's row in the same
+        transaction. When the crawl's ``max_pages`` is reached, every pending
+        URL becomes ``skipped`` (``max_pages``).
         """
         ...
 
@@ -282,9 +291,13 @@ class Frontier(Protocol):
         ...
 
     def stop_worker(
-        self, worker_id: str, state: str = "stopped", detail: str | None = None
+        self,
+        worker_id: str,
+        state: str = "stopped",
+        detail: str | None = None,
+        stats: dict[str, int] | None = None,
     ) -> None:
-        """Record a worker as stopped (or ``failed`` with a detail)."""
+        """Record a worker as stopped (or ``failed`` with a detail), with its final counters."""
         ...
 
     def record_event(

@@ -19,6 +19,8 @@ from sqlalchemy.pool import NullPool
 from shoal.errors import FrontierError
 
 __all__ = [
+    "IDLE_IN_TRANSACTION_S",
+    "LOCK_TIMEOUT_S",
     "clock_sql",
     "insert_ignore",
     "is_retryable",
@@ -55,6 +57,11 @@ def redact_url(url: str) -> str:
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return _USERINFO.sub(r"//\1:***@", url)
 
+
+LOCK_TIMEOUT_S = 10
+"""Longest wait for a row lock before the transaction fails and is run again."""
+IDLE_IN_TRANSACTION_S = 60
+"""A session idle inside a transaction this long is ended by the server (its locks released)."""
 
 _EXPECTED = (
     "expected postgresql://user:password@host:port/database, mysql://... or sqlite:///path/to/file"
@@ -107,17 +114,31 @@ def make_engine(url: str, *, pool_size: int = 4) -> Engine:
         return engine
     if backend == "postgresql":
         # READ COMMITTED (the default) with row locks from FOR UPDATE SKIP LOCKED.
+        # A frontier transaction lasts milliseconds. A worker frozen inside one
+        # (SIGSTOP, a paused VM) must not hold its row locks for the fleet:
+        # ``lock_timeout`` turns a wait of LOCK_TIMEOUT_S into a retried error
+        # (55P03) instead of a stall, and ``idle_in_transaction_session_timeout``
+        # lets the server end the frozen session, releasing its locks, after
+        # IDLE_IN_TRANSACTION_S. Its outcomes are then rolled back and fenced.
+        options = (
+            f"-c lock_timeout={LOCK_TIMEOUT_S * 1000} "
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S * 1000}"
+        )
         return create_engine(
             url,
             pool_size=pool_size,
             pool_pre_ping=True,
             isolation_level="READ COMMITTED",
-            connect_args={"connect_timeout": 10},
+            connect_args={"connect_timeout": 10, "options": options},
         )
     if backend in ("mysql", "mariadb"):
         # InnoDB defaults to REPEATABLE READ, whose gap locks make concurrent claims
         # block each other; READ COMMITTED + SKIP LOCKED lets workers pass by.
-        return create_engine(
+        # The same bounds as on PostgreSQL: a lock wait fails (1205, retried) after
+        # LOCK_TIMEOUT_S instead of InnoDB's 50 s, and the server ends a session
+        # idle inside a transaction for IDLE_IN_TRANSACTION_S (MariaDB >= 10.3;
+        # MySQL has no such variable, so it is only set on MariaDB).
+        engine = create_engine(
             url,
             pool_size=pool_size,
             pool_pre_ping=True,
@@ -125,6 +146,17 @@ def make_engine(url: str, *, pool_size: int = 4) -> Engine:
             isolation_level="READ COMMITTED",
             connect_args={"connect_timeout": 10, "charset": "utf8mb4"},
         )
+
+        @event.listens_for(engine, "connect")
+        def _on_mysql_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute(f"SET SESSION innodb_lock_wait_timeout = {LOCK_TIMEOUT_S}")
+            cur.execute("SELECT VERSION()")
+            if "mariadb" in str(cur.fetchone()[0]).lower():
+                cur.execute(f"SET SESSION idle_transaction_timeout = {IDLE_IN_TRANSACTION_S}")
+            cur.close()
+
+        return engine
     raise FrontierError(f"unsupported database {backend!r} in {redact_url(url)}: {_EXPECTED}")
 
 

@@ -56,10 +56,6 @@ class HostRow:
     next_fetch_at: int
     paused_until: int
     pause_reason: str | None
-    fetches: int
-    """Requests sent to the host (outcomes written for it)."""
-    errors: int
-    """Of those, outcomes with an error class (failed or to be retried)."""
     counts: dict[str, int]
     """URLs of the host by status (every status present, 0 when none)."""
 
@@ -67,6 +63,16 @@ class HostRow:
     def total(self) -> int:
         """Every URL of the host."""
         return sum(self.counts.values())
+
+    @property
+    def fetches(self) -> int:
+        """URLs of the host fetched to an end (done or failed)."""
+        return self.counts.get(Status.DONE.value, 0) + self.counts.get(Status.FAILED.value, 0)
+
+    @property
+    def errors(self) -> int:
+        """URLs of the host given up on an error (failed)."""
+        return self.counts.get(Status.FAILED.value, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +144,11 @@ class StatusSnapshot:
     max_pages: int | None
     """The crawl-wide page budget, or None for no limit."""
     bytes_archived: int
+    """Bytes of WARC records of the URLs completed (the crawl's counter)."""
     leases_reaped: int
-    """URLs returned to pending from a dead worker (one whose heartbeat stopped, or killed)."""
+    """Leases returned to pending from a dead worker (its heartbeat stopped, or it was killed)."""
     retried: int
-    """URLs that needed more than one attempt."""
+    """Retries scheduled: outcomes that put a URL back to pending after an error."""
     first_fetch_ms: int | None
     last_fetch_ms: int | None
     pages_last_minute: int
@@ -214,19 +221,18 @@ def snapshot(
     skipped = {
         (k or "?"): n for k, n in _counts_by(conn, _U.skip_reason, crawl_id, "skipped").items()
     }
-    http: dict[int, int] = {}
-    for st in (Status.DONE, Status.FAILED, Status.PENDING):
-        for code, n in _counts_by(conn, _U.http_status, crawl_id, st.value).items():
-            if code is not None:
-                http[int(code)] = http.get(int(code), 0) + n
-    agg = conn.execute(
-        select(
-            func.coalesce(func.sum(_U.warc_length), 0),
-            func.coalesce(func.sum(_U.lease_lost), 0),
-            func.coalesce(func.sum(case((_U.attempts > 1, 1), else_=0)), 0),
-            func.min(_U.fetched_at),
-            func.max(_U.fetched_at),
-        ).where(_U.crawl_id == crawl_id, _U.fetched_at.is_not(None))
+    http = {
+        int(code): int(n)
+        for code, n in conn.execute(
+            select(_U.http_status, func.count())
+            .where(_U.crawl_id == crawl_id, _U.http_status.is_not(None))
+            .group_by(_U.http_status)
+        )
+    }
+    first, last = conn.execute(
+        select(func.min(_U.fetched_at), func.max(_U.fetched_at)).where(
+            _U.crawl_id == crawl_id, _U.fetched_at.is_not(None)
+        )
     ).one()
     recent = conn.execute(
         select(
@@ -252,12 +258,12 @@ def snapshot(
         skipped=skipped,
         http_status=dict(sorted(http.items())),
         fetched=int(c.fetched),
-        max_pages=_max_pages(c),
-        bytes_archived=int(agg[0]),
-        leases_reaped=int(agg[1]),
-        retried=int(agg[2]),
-        first_fetch_ms=None if agg[3] is None else int(agg[3]),
-        last_fetch_ms=None if agg[4] is None else int(agg[4]),
+        max_pages=None if c.max_pages is None else int(c.max_pages),
+        bytes_archived=int(c.bytes_archived),
+        leases_reaped=int(c.leases_reaped),
+        retried=int(c.retries),
+        first_fetch_ms=None if first is None else int(first),
+        last_fetch_ms=None if last is None else int(last),
         pages_last_minute=int(recent[0]),
         pages_last_10_minutes=int(recent[1]),
         due_now=int(due[0]),
@@ -267,11 +273,6 @@ def snapshot(
         workers=worker_rows(conn, crawl_id),
         last_errors=last_errors(conn, crawl_id, errors),
     )
-
-
-def _max_pages(row: Any) -> int | None:
-    value = row._mapping.get("max_pages")
-    return None if value is None else int(value)
 
 
 def throughput(conn: Connection, crawl_id: int, now: int, minutes: int) -> list[ThroughputBucket]:
@@ -322,8 +323,6 @@ def host_rows(conn: Connection, crawl_id: int, limit: int) -> list[HostRow]:
             next_fetch_at=int(r.next_fetch_at),
             paused_until=int(r.paused_until),
             pause_reason=r.pause_reason,
-            fetches=int(r.fetches),
-            errors=int(r.errors),
             counts=per[k],
         )
         for k in top

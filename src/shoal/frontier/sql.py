@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from shoal.errors import DatabaseUnavailable, FrontierError
+from shoal.errors import DatabaseUnavailable, FrontierError, SkipReason
 from shoal.frontier import dialects, policy, reads
 from shoal.frontier import due as revisit_sql
 from shoal.frontier.contract import (
@@ -166,8 +166,8 @@ class SqlFrontier:
 
     # -- crawls -----------------------------------------------------------
 
-    def open_crawl(self, name: str, spec_text: str) -> CrawlInfo:
-        """Create the crawl, or return the existing one of that name with its spec updated."""
+    def open_crawl(self, name: str, spec_text: str, max_pages: int | None = None) -> CrawlInfo:
+        """Create the crawl, or return the existing one of that name with its spec and budget updated."""
         digest = hashlib.sha256(spec_text.encode()).hexdigest()
 
         def run(conn: Connection) -> CrawlInfo:
@@ -182,9 +182,10 @@ class SqlFrontier:
                         state="running",
                         created_at=now,
                         updated_at=now,
+                        max_pages=max_pages,
                     )
                 )
-            elif row.spec_hash != digest or row.state != "running":
+            elif row.spec_hash != digest or row.state != "running" or row.max_pages != max_pages:
                 conn.execute(
                     update(crawls)
                     .where(crawls.c.id == row.id)
@@ -194,6 +195,7 @@ class SqlFrontier:
                         state="running",
                         updated_at=now,
                         finished_at=None,
+                        max_pages=max_pages,
                     )
                 )
             r = conn.execute(select(crawls).where(crawls.c.name == name)).one()
@@ -351,8 +353,14 @@ class SqlFrontier:
         jitter: float,
         horizon_ms: int = 2000,
         reap: bool = False,
+        stats: dict[str, int] | None = None,
     ) -> SyncResult:
-        """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs, in one transaction."""
+        """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs, in one transaction.
+
+        ``stats`` (the worker's ``pages_done``, ``pages_failed``, ``bytes_archived``)
+        are written to its ``workers`` row in the same transaction, so status
+        shows every worker's numbers as of its last sync.
+        """
 
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
             now = self.now_ms()
@@ -360,27 +368,78 @@ class SqlFrontier:
             accepted, added, fresh, done, found = self._complete(
                 conn, crawl_id, owner, outcomes, default_delay_ms, now
             )
+            applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
+            archived = sum(o.warc_length or 0 for o in applied)
+            retries = sum(
+                1
+                for o in applied
+                if o.status is Status.PENDING and o.error_class and not o.refund_attempt
+            )
+            want = self._budget(conn, crawl_id, claim, done) if claim > 0 else 0
             # Revisits that came due go back to pending first, so this very claim may take them.
             promoted = revisit_sql.promote(conn, crawl_id, now, self._lock) if claim > 0 else 0
             claimed = (
                 self._claim(
-                    conn, crawl_id, owner, claim, lease_ms, per_host, jitter, horizon_ms, now
+                    conn, crawl_id, owner, want, lease_ms, per_host, jitter, horizon_ms, now
                 )
-                if claim > 0
+                if want > 0
                 else []
             )
-            if done:
+            if done or archived or reaped or retries:
                 # The crawl's one shared row is written last, so it is held for the shortest time.
                 conn.execute(
                     update(crawls)
                     .where(crawls.c.id == crawl_id)
-                    .values(fetched=crawls.c.fetched + done, updated_at=now)
+                    .values(
+                        fetched=crawls.c.fetched + done,
+                        bytes_archived=crawls.c.bytes_archived + archived,
+                        leases_reaped=crawls.c.leases_reaped + reaped,
+                        retries=crawls.c.retries + retries,
+                        updated_at=now,
+                    )
+                )
+            if stats:
+                # Only this worker writes its row (its heartbeat thread too): no contention.
+                conn.execute(
+                    update(workers)
+                    .where(workers.c.id == owner, workers.c.crawl_id == crawl_id)
+                    .values(heartbeat_at=now, **_worker_stats(stats))
                 )
             return SyncResult(accepted, claimed, added, reaped, found, promoted), fresh
 
         result, fresh = self._tx(run)
         self._known_hosts.update(fresh)
         return result
+
+    def _budget(self, conn: Connection, crawl_id: int, want: int, done_now: int) -> int:
+        """How many URLs this claim may lease under the crawl's ``max_pages`` (``want`` when unset).
+
+        Pages fetched plus URLs in flight never exceed the budget, fleet-wide:
+        the claim holds the crawl row while it counts, so two workers cannot
+        both spend the last pages. The sync that reaches the budget marks
+        every pending URL ``skipped`` (``max_pages``), and so does every later
+        one for links found by pages still in flight.
+        """
+        c = crawls.c
+        budget = conn.execute(select(c.max_pages).where(c.id == crawl_id)).scalar()
+        if budget is None:
+            return want
+        fetched = conn.execute(
+            self._lock(select(c.fetched).where(c.id == crawl_id), skip=False)
+        ).scalar_one()
+        in_flight = conn.execute(
+            select(func.count())
+            .select_from(urls)
+            .where(_U.crawl_id == crawl_id, _U.status == Status.LEASED.value)
+        ).scalar_one()
+        left = int(budget) - int(fetched) - done_now - int(in_flight)
+        if int(fetched) + done_now >= int(budget):
+            conn.execute(
+                update(urls)
+                .where(_U.crawl_id == crawl_id, _U.status == Status.PENDING.value)
+                .values(status=Status.SKIPPED.value, skip_reason=SkipReason.MAX_PAGES.value)
+            )
+        return max(0, min(want, left))
 
     def _reap(self, conn: Connection, crawl_id: int, now: int, lease_ms: int) -> int:
         """Return to pending the URLs whose lease expired and whose owner stopped heartbeating.
@@ -397,23 +456,29 @@ class SqlFrontier:
             )
             .exists()
         )
-        res = conn.execute(
-            update(urls)
-            .where(
-                _U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now, ~alive
-            )
-            .values(
-                status="pending",
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-                lease_lost=_U.lease_lost + 1,
-                next_attempt_at=now,
-            )
+        # Rows another transaction holds (a frozen worker's completion, say) are
+        # skipped, not waited for: one stopped process must not stall the fleet.
+        expired = select(_U.id).where(
+            _U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now, ~alive
         )
-        n = max(res.rowcount or 0, 0)
+        ids = sorted(r[0] for r in conn.execute(self._lock(expired.limit(5000))))
+        n = 0
+        for chunk in _chunks(ids, 500):
+            res = conn.execute(
+                update(urls)
+                .where(_U.id.in_(chunk), _U.status == "leased")
+                .values(
+                    status="pending",
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    lease_lost=_U.lease_lost + 1,
+                    next_attempt_at=now,
+                )
+            )
+            n += max(res.rowcount or 0, 0)
         if n:
-            log.info("returned %d expired leases to pending", n)
+            log.info("returned %d URL(s) to pending from a dead worker (lease expired)", n)
         return n
 
     def _complete(
@@ -600,7 +665,7 @@ class SqlFrontier:
                 conn.execute(
                     update(hosts)
                     .where(_H.crawl_id == crawl_id, _H.host_key == hrow.host_key)
-                    .values(next_fetch_at=next_free, fetches=_H.fetches + len(rows))
+                    .values(next_fetch_at=next_free)
                 )
             for r, slot in zip(rows, slots, strict=True):
                 out.append(
@@ -659,9 +724,7 @@ class SqlFrontier:
         """
 
         def run(conn: Connection) -> int:
-            values: dict[str, Any] = {"heartbeat_at": self.now_ms()}
-            if stats:
-                values.update(stats)
+            values: dict[str, Any] = {"heartbeat_at": self.now_ms(), **_worker_stats(stats or {})}
             res = conn.execute(
                 update(workers)
                 .where(workers.c.id == owner, workers.c.crawl_id == crawl_id)
@@ -726,7 +789,14 @@ class SqlFrontier:
                     .where(workers.c.id == wid)
                     .values(state="dead", stopped_at=self.now_ms())
                 )
-                return max(res.rowcount or 0, 0)
+                n = max(res.rowcount or 0, 0)
+                if n:
+                    conn.execute(
+                        update(crawls)
+                        .where(crawls.c.id == crawl_id)
+                        .values(leases_reaped=crawls.c.leases_reaped + n)
+                    )
+                return n
 
             total += self._tx(run)
         return total
@@ -836,15 +906,25 @@ class SqlFrontier:
         )
 
     def stop_worker(
-        self, worker_id: str, state: str = "stopped", detail: str | None = None
+        self,
+        worker_id: str,
+        state: str = "stopped",
+        detail: str | None = None,
+        stats: dict[str, int] | None = None,
     ) -> None:
-        """Record a worker as stopped (or ``failed`` with a detail)."""
+        """Record a worker as stopped (or ``failed`` with a detail), with its final counters."""
         now = self.now_ms()
         self._tx(
             lambda c: c.execute(
                 update(workers)
                 .where(workers.c.id == worker_id)
-                .values(state=state, stopped_at=now, heartbeat_at=now, detail=detail)
+                .values(
+                    state=state,
+                    stopped_at=now,
+                    heartbeat_at=now,
+                    detail=detail,
+                    **_worker_stats(stats or {}),
+                )
             )
         )
 
@@ -939,6 +1019,17 @@ class SqlFrontier:
         it calls the named methods above.
         """
         return self._tx(lambda c: list(c.execute(q).all()), readonly=True)
+
+
+_WORKER_STATS = ("pages_done", "pages_failed", "bytes_archived")
+
+
+def _worker_stats(stats: dict[str, int]) -> dict[str, int]:
+    """The worker counters the ``workers`` row keeps; an unknown key is a programming error."""
+    unknown = set(stats) - set(_WORKER_STATS)
+    if unknown:
+        raise ValueError(f"unknown worker counters {sorted(unknown)}: expected {_WORKER_STATS}")
+    return {k: int(v) for k, v in stats.items()}
 
 
 def _chunks(seq: Sequence[int], n: int) -> Iterable[Sequence[int]]:

@@ -21,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["crawls", "events", "hosts", "metadata", "urls", "workers"]
+__all__ = ["crawls", "events", "hosts", "metadata", "urls", "warc_files", "workers"]
 
 metadata = MetaData()
 
@@ -40,6 +40,12 @@ crawls = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger, nullable=True),
     Column("fetched", BigInteger, nullable=False, server_default="0"),
+    # The crawl-wide page budget (None: no limit), enforced by the claim.
+    Column("max_pages", BigInteger, nullable=True),
+    # Counters written with ``fetched`` in the one statement each sync makes on this row.
+    Column("bytes_archived", BigInteger, nullable=False, server_default="0"),
+    Column("leases_reaped", BigInteger, nullable=False, server_default="0"),
+    Column("retries", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("name", name="uq_crawls_name"),
 )
 
@@ -54,8 +60,6 @@ hosts = Table(
     Column("paused_until", BigInteger, nullable=False, server_default="0"),
     Column("pause_reason", String(32), nullable=True),
     Column("robots_delay_ms", Integer, nullable=True),
-    Column("fetches", BigInteger, nullable=False, server_default="0"),
-    Column("errors", BigInteger, nullable=False, server_default="0"),
     Index("ix_hosts_due", "crawl_id", "next_fetch_at"),
 )
 
@@ -114,7 +118,17 @@ urls = Table(
     # Counts by status, the lease reaper and "is anything left?".
     Index("ix_urls_status", "crawl_id", "status", "lease_expires_at"),
     # Throughput over time and "latest capture" for the parse stage.
-    Index("ix_urls_fetched", "crawl_id", "fetched_at"),
+    Index("ix_urls_fetched", "crawl_id", "fetched_at", "status", "error_class"),
+    # Status counts by status, error class, skip reason, HTTP status and due time, from the index alone.
+    Index(
+        "ix_urls_outcome",
+        "crawl_id",
+        "status",
+        "error_class",
+        "skip_reason",
+        "http_status",
+        "next_attempt_at",
+    ),
     # Revisits coming due: promoted back to pending by the claim transaction.
     Index("ix_urls_revisit", "crawl_id", "revisit_at"),
 )
@@ -157,4 +171,27 @@ events = Table(
     Column("notified", Integer, nullable=False, server_default="0"),
     Index("ix_events_crawl", "crawl_id", "kind", "signature"),
     Index("ix_events_at", "crawl_id", "at"),
+)
+
+warc_files = Table(
+    "warc_files",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("crawl_id", Integer, nullable=False),
+    # The final ``.warc.gz`` name, as URL rows carry it in ``warc_file``.
+    Column("name", String(255), nullable=False),
+    Column("worker_id", String(96), nullable=False),
+    Column("hostname", String(255), nullable=False),
+    # open (being written), closed (complete, only on its worker's disk), uploaded (safe), lost.
+    Column("state", String(16), nullable=False),
+    Column("size", BigInteger, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    # Where the complete file is: a local path, or s3://bucket/key once uploaded.
+    Column("location", Text, nullable=True),
+    Column("opened_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=True),
+    Column("uploaded_at", BigInteger, nullable=True),
+    UniqueConstraint("crawl_id", "name", name="uq_warc_files_name"),
+    # Unsafe files by worker: restart uploads, lost-file release, "anything left?".
+    Index("ix_warc_files_state", "crawl_id", "state", "worker_id"),
 )

@@ -1,4 +1,17 @@
-"""Status truth and crawl-wide limits (worker counters, host counters, status indexes, crawl page budget).
+"""Status truth and crawl-wide limits (crawl counters and page budget, status indexes).
+
+- ``crawls.max_pages``: the crawl-wide page budget, enforced by the claim.
+- ``crawls.bytes_archived``, ``leases_reaped``, ``retries``: counters written in
+  the same statement as ``crawls.fetched`` (the row every sync already writes),
+  so status reads them instead of summing a million URL rows.
+- ``hosts.fetches`` / ``hosts.errors`` are dropped: nothing wrote them truthfully,
+  and keeping them would make every completion lock its host rows, the rows
+  claims lock. Per-host numbers come from the URL rows (``ix_urls_claim``).
+- ``ix_urls_fetched`` covers status and error class (throughput per minute from
+  the index alone), and ``ix_urls_outcome`` serves the counts by status, error
+  class, skip reason, HTTP status and the pending due times. (``next_attempt_at``
+  is not added to ``ix_urls_status``: SQLite's planner would then read the claim
+  through it, sorting every due URL of the crawl instead of one host's.)
 
 Revision ID: 0002
 Revises: 0001
@@ -7,18 +20,42 @@ Create Date: 2026-11-30
 
 from __future__ import annotations
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+_COUNTERS = ("bytes_archived", "leases_reaped", "retries")
+
 
 def upgrade() -> None:
-    pass  # reserved in the chain; the change that owns this revision fills it
+    with op.batch_alter_table("crawls") as batch:
+        batch.add_column(sa.Column("max_pages", sa.BigInteger(), nullable=True))
+        for name in _COUNTERS:
+            batch.add_column(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
+    with op.batch_alter_table("hosts") as batch:
+        batch.drop_column("fetches")
+        batch.drop_column("errors")
+    op.drop_index("ix_urls_fetched", table_name="urls")
+    op.create_index("ix_urls_fetched", "urls", ["crawl_id", "fetched_at", "status", "error_class"])
+    op.create_index(
+        "ix_urls_outcome",
+        "urls",
+        ["crawl_id", "status", "error_class", "skip_reason", "http_status", "next_attempt_at"],
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_index("ix_urls_outcome", table_name="urls")
+    op.drop_index("ix_urls_fetched", table_name="urls")
+    op.create_index("ix_urls_fetched", "urls", ["crawl_id", "fetched_at"])
+    with op.batch_alter_table("hosts") as batch:
+        batch.add_column(sa.Column("errors", sa.BigInteger(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("fetches", sa.BigInteger(), nullable=False, server_default="0"))
+    with op.batch_alter_table("crawls") as batch:
+        for name in reversed(_COUNTERS):
+            batch.drop_column(name)
+        batch.drop_column("max_pages")
