@@ -22,6 +22,7 @@ from rich.table import Table
 
 from shoal import __version__
 from shoal.errors import ShoalError
+from shoal.fleet.cli import fleet_app
 from shoal.spec import Spec, load_spec, parse_spec
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
+app.add_typer(fleet_app, name="fleet")
 
 console = Console(stderr=True)
 term = Console()
@@ -258,7 +260,13 @@ def submit(
 
 @app.command()
 def work(
-    db: Annotated[str, typer.Option(help="The shared frontier database URL.")],
+    db: Annotated[
+        str,
+        typer.Option(
+            envvar="SHOAL_DB",
+            help="The shared frontier database URL, or ssm:/NAME to read it from an SSM SecureString.",
+        ),
+    ],
     crawl: Annotated[
         str | None, typer.Option(help="Crawl name (default: the latest submitted).")
     ] = None,
@@ -269,13 +277,24 @@ def work(
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = False,
 ) -> None:
     """Work on a submitted crawl until it is finished (any number of machines may do this at once)."""
+    if db.startswith("ssm:"):
+        from shoal.errors import ShoalError
+        from shoal.fleet.ec2 import resolve_db_url
+
+        try:
+            db = resolve_db_url(db)
+        except ShoalError as exc:
+            _fail(str(exc))
     if processes > 1:
-        args = [sys.executable, "-m", "shoal", "work", "--db", db]
+        # The URL (and its password) goes through the environment, never a command line `ps` shows.
+        args = [sys.executable, "-m", "shoal", "work"]
         if crawl:
             args += ["--crawl", crawl]
         if concurrency:
             args += ["--concurrency", str(concurrency)]
-        procs = [subprocess.Popen(args) for _ in range(processes)]
+        procs = [
+            subprocess.Popen(args, env={**os.environ, "SHOAL_DB": db}) for _ in range(processes)
+        ]
         codes = [p.wait() for p in procs]
         bad = [c for c in codes if c != 0]
         if bad:
@@ -314,19 +333,41 @@ def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL."
     term.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}", markup=False)
 
 
-def _resolve_target(target: str | None) -> tuple[str, str | None]:
-    """A status target (spec path, DB URL, or nothing) → (database URL, crawl name)."""
+def _resolve_target(target: str | None) -> tuple[str, str | None, Path | None]:
+    """A status target (spec path, DB URL, or nothing) → (database URL, crawl name, parse report path)."""
+    from shoal.status.collect import report_path
+
     if target is None:
         found = sorted(Path("shoal-data").glob("*/frontier.sqlite"))
         if len(found) == 1:
-            return f"sqlite:///{found[0]}", None
+            return f"sqlite:///{found[0]}", None, found[0].parent / "tables" / "quality.json"
         _fail(
             "give a spec file or a database URL: `shoal status SPEC.toml` or `shoal status --db URL`"
         )
     if "://" in target:
-        return target, None
+        return target, None, None
     spec = load_spec(target)
-    return spec.frontier_url(), spec.name
+    return spec.frontier_url(), spec.name, report_path(spec)
+
+
+def _open_status(
+    target: str | None, db: str | None, crawl: str | None
+) -> tuple[Any, Any, Path | None]:
+    """The frontier (read-only use), the crawl and the parse report path of a status target."""
+    from shoal.frontier.sql import SqlFrontier
+
+    url, name, report = _resolve_target(target)
+    if db is not None:
+        url = db
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
+        _fail(f"no frontier database at {url}: has the crawl been started? (`shoal crawl SPEC`)")
+    frontier = SqlFrontier(url, create=False)
+    try:
+        info = frontier.get_crawl(crawl or name)
+    except BaseException:
+        frontier.close()
+        raise
+    return frontier, info, report
 
 
 @app.command()
@@ -337,38 +378,96 @@ def status(
         str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    watch: Annotated[float, typer.Option(help="Refresh every N seconds (0: once).")] = 0,
+    watch: Annotated[
+        float,
+        typer.Option(
+            help="Refresh every N seconds (0: once): in place on a terminal, one line per refresh otherwise."
+        ),
+    ] = 0,
     html: Annotated[
         Path | None,
-        typer.Option(help="Also write a page with charts (throughput, errors by class)."),
+        typer.Option(
+            help="Also write the dashboard page to this file (charts, hosts, workers, errors); rewritten on every refresh."
+        ),
     ] = None,
 ) -> None:
-    """Counts by status, error class and host; throughput; workers; the last errors. Works while a crawl runs."""
-    from shoal.frontier.sql import SqlFrontier
+    """Counts by status, error class and host; throughput and ETA; workers; the last errors. Works while a crawl runs."""
     from shoal.status import collect
+    from shoal.status.live import watch as watch_status
+    from shoal.status.render import render_status, summary_line
 
-    url, name = _resolve_target(db or target)
-    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
-        _fail(f"no frontier database at {url}: has the crawl been started? (`shoal crawl SPEC`)")
-    frontier = SqlFrontier(url, create=False)
+    frontier, info, report = _open_status(target, db, crawl)
+
+    def read() -> Any:
+        st = collect(frontier, info, report=report)
+        if html is not None:
+            from shoal.status.dashboard import status_page
+
+            html.write_text(status_page(st, refresh=watch), encoding="utf-8")
+        return st
+
     try:
-        info = frontier.get_crawl(crawl or name)
-        while True:
-            st = collect(frontier, info)
+        if not watch:
+            st = read()
             if as_json:
                 term.print_json(json.dumps(st.as_dict(), default=str))
             else:
-                from shoal.status.render import render_status
-
                 term.print(render_status(st))
             if html is not None:
-                from shoal.status.render import status_page
+                console.print(f"wrote {html}", markup=False)
+            return
+        try:
+            watch_status(
+                read,
+                render=render_status,
+                summary=summary_line,
+                as_json=(lambda st: st.as_dict()) if as_json else None,
+                console=term,
+                interval=watch,
+            )
+        except KeyboardInterrupt:
+            return
+    finally:
+        frontier.close()
 
-                html.write_text(status_page(st), encoding="utf-8")
-                console.print(f"wrote {html}")
-            if not watch:
-                break
-            time.sleep(watch)
+
+@app.command()
+def dashboard(
+    target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
+    db: Annotated[str | None, typer.Option(help="The frontier database URL.")] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (default loopback only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8766,
+    refresh: Annotated[float, typer.Option(help="Seconds between page updates.")] = 2.0,
+) -> None:
+    """Serve a live dashboard page: pages/min and errors by class over time, hosts, workers, WARC bytes, parse quality, last errors."""
+    from shoal.status import collect
+    from shoal.status.dashboard import DashboardServer
+
+    frontier, info, report = _open_status(target, db, crawl)
+    try:
+        try:
+            server = DashboardServer(
+                lambda: collect(frontier, info, report=report),
+                host=host,
+                port=port,
+                refresh=max(0.5, refresh),
+            )
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port} ({exc.strerror}): choose another with --port")
+        term.print(
+            f"dashboard of crawl {info.name!r} at {server.url} (Ctrl-C to stop)", markup=False
+        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.httpd.server_close()
     finally:
         frontier.close()
 
