@@ -158,10 +158,12 @@ def test_redaction_patterns(text: str, want: str) -> None:
     assert redact_text(text) == want
 
 
-def test_ip_addresses_are_redacted_only_when_asked() -> None:
-    """IPv4 addresses are not in the default kinds but are replaced when ``ip`` is listed."""
-    assert redact_text("from 192.168.0.12 at 12:00") == "from 192.168.0.12 at 12:00"
-    assert redact_text("from 192.168.0.12 at 12:00", ["ip"]) == "from [IP] at 12:00"
+def test_ip_addresses_are_in_every_kind_that_redact_true_means() -> None:
+    """``redact = true`` means every kind, IPv4 addresses included; a list without ``ip`` keeps them."""
+    assert redact_text("from 192.168.0.12 at 12:00") == "from [IP] at 12:00"
+    assert redact_text("from 192.168.0.12 at 12:00", ["email"]) == "from 192.168.0.12 at 12:00"
+    table = TableSpec.model_validate({"from": "detail", "redact": True})
+    assert set(table.redact) == {"email", "rrn", "card", "phone", "ip"}
 
 
 def test_luhn_check() -> None:
@@ -260,7 +262,7 @@ def test_spec_shorthands() -> None:
     )
     t = ps.tables["posts"]
     assert t.fields["t"].css == "h1" and t.from_ == ["detail"]
-    assert t.redact == ["email", "rrn", "card", "phone"] and t.dedup == ["content"]
+    assert t.redact == ["email", "rrn", "card", "phone", "ip"] and t.dedup == ["content"]
     assert t.columns()[:8] == [
         "url",
         "final_url",
@@ -1052,8 +1054,10 @@ dedup = "none"
     assert list(zip(got.who, got.said, strict=True)) == [(w, t) for w, _d, t in p.comments]
 
 
-def test_a_table_without_pages_is_written_empty(demo: Demo, tmp_path: Path) -> None:
-    """A table no capture feeds is still written, with its columns and no rows, and reported as such."""
+def test_a_table_without_pages_is_written_empty_and_fails_the_gate(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """A table no capture feeds is written with its columns and no rows, and fails the gate: 0 rows."""
     parse = """
 [parse]
 out = "OUT"
@@ -1064,7 +1068,8 @@ fields.h = { css = "h1", required = true }
 """.replace("OUT", (tmp_path / "out").as_posix())
     spec_path = clone(demo.data, tmp_path / "d", demo.base_url, parse=parse)
     r = run_parse(spec_path, processes=2, progress=False)
-    assert r.rows == {"nothing": 0} and r.ok
+    assert r.rows == {"nothing": 0} and not r.ok and r.exit_code == QUALITY_EXIT_CODE
+    assert r.failures == ["nothing: 0 rows (0 page(s) read)"]
     df = read_table(spec_path, "nothing")
     assert len(df) == 0 and "h" in df.columns and "main_text" in df.columns
     assert "nothing 0 rows" in r.report.headline()

@@ -21,30 +21,52 @@ path (``parse.tables.posts.fields.title.css``) and its value. An example::
     tags = { css = "li.tag", all = true, regex = '#(.+)' }
     post_id = { xpath = "//span[@class='post-id']/text()", regex = '\\d+', type = "int" }
     summary = { function = "mypkg.fields:summary" }   # f(page) -> value
+
+    [parse.tables.news]                   # an RSS feed: XML, rows by XPath
+    from = "feed"
+    content_types = ["xml"]
+    rows_xpath = "//item"
+    fields = { headline = { xpath = "title/text()" }, link = { xpath = "link/text()" } }
+
+    [parse.rules.app]                     # per rule: which capture, which charset
+    source = "response"
+    encoding = "cp949"
+
+Function modules are imported from the spec file's folder first, then from
+``sys.path``: a ``fields.py`` beside the spec works from any directory.
 """
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import re
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
+import jmespath
+import jmespath.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shoal.content.charset import lookup_label
 from shoal.errors import ShoalError, SpecError
-from shoal.parse.pii import DEFAULT_KINDS
+from shoal.parse.pii import KINDS
 from shoal.spec import Spec, format_validation_error
 
 __all__ = [
     "BUILTINS",
     "BUILTIN_TYPES",
+    "CONTENT_KINDS",
     "DEFAULT_BUILTINS",
     "PAGE_KINDS",
     "FieldSpec",
     "ParseError",
     "ParseSpec",
+    "RuleParse",
     "TableSpec",
+    "content_kind",
     "load_function",
     "parse_config",
 ]
@@ -85,6 +107,27 @@ PAGE_KINDS = ("list", "detail")
 """Page kinds a table's ``from`` may name instead of rules."""
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl", "sql")
+
+CONTENT_KINDS = ("html", "xml", "json")
+"""What a table's ``content_types`` may name besides exact media types (``application/rss+xml``)."""
+
+
+def content_kind(media: str) -> str | None:
+    """``html``, ``xml`` or ``json`` for a media type (no parameters, lower case), else None.
+
+    An empty type counts as HTML (servers that send none send pages); ``text/xml``,
+    ``application/xml`` and every ``+xml`` type (RSS, Atom, sitemaps via their
+    ``application/xml``) are XML; ``application/json``, ``text/json`` and every
+    ``+json`` type are JSON.
+    """
+    if media in ("", "text/html", "application/xhtml+xml"):
+        return "html"
+    if media in ("text/xml", "application/xml") or media.endswith("+xml"):
+        return "xml"
+    if media in ("application/json", "text/json") or media.endswith("+json"):
+        return "json"
+    return None
+
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -130,6 +173,25 @@ def _check_regex(regex: str) -> str:
     return regex
 
 
+def _check_jmespath(expr: str) -> str:
+    try:
+        jmespath.compile(expr)
+    except jmespath.exceptions.JMESPathError as exc:
+        raise ValueError(f"not a valid JMESPath expression: {exc}") from None
+    return expr
+
+
+def _check_encoding(label: str) -> str:
+    if lookup_label(label) is None:
+        try:
+            codecs.lookup(label)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {label!r}: use a WHATWG label such as 'utf-8', 'euc-kr', 'shift_jis'"
+            ) from None
+    return label
+
+
 def _check_function(ref: str) -> str:
     if not _FUNCTION.match(ref):
         raise ValueError("expected 'module:function', e.g. 'mypkg.fields:summary'")
@@ -151,6 +213,9 @@ class FieldSpec(_Model):
 
     css: str | None = None
     xpath: str | None = None
+    """XPath 1.0; in XML tables prefixes come from the table's ``namespaces``."""
+    jmespath: str | None = None
+    """A JMESPath expression, for JSON tables (``items[].name``)."""
     function: str | None = None
     """``module:function`` called with the :class:`~shoal.parse.extract.Page`; returns the value."""
     get: Literal["text", "html", "inner_html", "attr"] | None = None
@@ -187,6 +252,11 @@ class FieldSpec(_Model):
     def _regex(cls, v: str | None) -> str | None:
         return None if v is None else _check_regex(v)
 
+    @field_validator("jmespath")
+    @classmethod
+    def _jmespath(cls, v: str | None) -> str | None:
+        return None if v is None else _check_jmespath(v)
+
     @field_validator("function")
     @classmethod
     def _function(cls, v: str | None) -> str | None:
@@ -194,11 +264,15 @@ class FieldSpec(_Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> FieldSpec:
-        given = [k for k in ("css", "xpath", "function") if getattr(self, k) is not None]
+        given = [
+            k for k in ("css", "xpath", "jmespath", "function") if getattr(self, k) is not None
+        ]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of 'css', 'xpath' or 'function' (got {given or 'none'})"
+                f"give exactly one of 'css', 'xpath', 'jmespath' or 'function' (got {given or 'none'})"
             )
+        if self.jmespath is not None and (self.get is not None or self.attr is not None):
+            raise ValueError("get and attr apply to elements; a jmespath field gives values")
         if self.get == "attr" and not self.attr:
             raise ValueError("get = 'attr' needs attr = 'name'")
         if self.attr and self.get not in (None, "attr"):
@@ -238,6 +312,22 @@ class TableSpec(_Model):
     rows: str | None = None
     """CSS selector of row elements (one row each, fields relative to it); default one row per page."""
     rows_xpath: str | None = None
+    rows_jmespath: str | None = None
+    """JSON tables: a JMESPath expression giving the row objects (fields relative to each)."""
+    content_types: list[str] | None = None
+    """What the table takes: ``html``, ``xml``, ``json`` or exact media types; default ``html``
+    (``json`` when the table uses JMESPath). Captures of other types are counted, not parsed."""
+    namespaces: dict[str, str] = Field(default_factory=dict)
+    """XML namespace prefixes for XPath: ``{ atom = "http://www.w3.org/2005/Atom" }``."""
+    source: Literal["auto", "response", "rendered"] = "auto"
+    """Which capture: ``rendered`` (the browser's DOM), ``response`` (the HTTP body), or ``auto``:
+    the rendered DOM for pages of ``render = "browser"`` rules, else the response (see ``[parse.rules]``)."""
+    encoding: str | None = None
+    """Decode every capture of the table with this charset, whatever the page declares."""
+    max_empty: float | None = Field(default=None, ge=0, le=1)
+    """Share of the table's pages that may give 0 rows (default: ``[parse] max_empty``)."""
+    max_replacement: float | None = Field(default=None, ge=0, le=1)
+    """Share of characters of text columns that may be U+FFFD (default: ``[parse] max_replacement``)."""
     function: str | None = None
     """``module:function`` called with the page; returns a dict (one row), a list of dicts, or None."""
     ocr: str | None = None
@@ -245,7 +335,7 @@ class TableSpec(_Model):
     ocr_column: str = "ocr_text"
     ocr_lang: str = "kor+eng"
     redact: list[RedactKind] = Field(default_factory=list)
-    """Kinds of personal data to redact (``true`` = email, rrn, card, phone)."""
+    """Kinds of personal data to redact (``true`` = every kind: email, rrn, card, phone, ip)."""
     redact_columns: list[str] | None = None
     """Columns to redact; default every text column but URLs."""
     dedup: list[DedupKey] = Field(default_factory=lambda: list[DedupKey](["url"]))
@@ -256,7 +346,9 @@ class TableSpec(_Model):
     statuses: list[int] = Field(default_factory=lambda: list(range(200, 300)))
     """HTTP statuses of captures parsed into the table (2xx by default)."""
 
-    @field_validator("from_", "builtins", "redact_columns", "dedup_fields", mode="before")
+    @field_validator(
+        "from_", "builtins", "redact_columns", "dedup_fields", "content_types", mode="before"
+    )
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return _to_list(v)
@@ -265,7 +357,7 @@ class TableSpec(_Model):
     @classmethod
     def _redact(cls, v: Any) -> Any:
         if v is True:
-            return list(DEFAULT_KINDS)
+            return list(KINDS)
         if v is False or v is None:
             return []
         return _to_list(v)
@@ -306,6 +398,34 @@ class TableSpec(_Model):
     def _xpath(cls, v: str | None) -> str | None:
         return None if v is None else _check_xpath(v)
 
+    @field_validator("rows_jmespath")
+    @classmethod
+    def _jmespath(cls, v: str | None) -> str | None:
+        return None if v is None else _check_jmespath(v)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str | None) -> str | None:
+        return None if v is None else _check_encoding(v)
+
+    @field_validator("content_types")
+    @classmethod
+    def _types(cls, v: list[str] | None) -> list[str] | None:
+        for t in v or ():
+            if t not in CONTENT_KINDS and not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", t):
+                raise ValueError(
+                    f"{t!r} is neither html, xml, json nor a media type such as 'application/rss+xml'"
+                )
+        return v
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, v: dict[str, str]) -> dict[str, str]:
+        for prefix in v:
+            if not re.fullmatch(r"[A-Za-z_][\w.-]*", prefix):
+                raise ValueError(f"namespace prefix {prefix!r} is not an XML name")
+        return v
+
     @field_validator("function")
     @classmethod
     def _function(cls, v: str | None) -> str | None:
@@ -313,8 +433,18 @@ class TableSpec(_Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> TableSpec:
-        if self.rows is not None and self.rows_xpath is not None:
-            raise ValueError("give at most one of 'rows' and 'rows_xpath'")
+        rows = [k for k in ("rows", "rows_xpath", "rows_jmespath") if getattr(self, k) is not None]
+        if len(rows) > 1:
+            raise ValueError(
+                f"give at most one of 'rows', 'rows_xpath' and 'rows_jmespath' (got {rows})"
+            )
+        uses_json = self.rows_jmespath is not None or any(
+            f.jmespath is not None for f in self.fields.values()
+        )
+        if uses_json and "json" not in self.accepted_kinds():
+            raise ValueError(
+                "JMESPath (rows_jmespath or a jmespath field) needs content_types to include 'json'"
+            )
         if not _NAME.match(self.ocr_column):
             raise ValueError(f"ocr_column {self.ocr_column!r} must be letters, digits and _")
         if not re.fullmatch(r"[a-z_]+(\+[a-z_]+)*", self.ocr_lang):
@@ -341,6 +471,21 @@ class TableSpec(_Model):
                     )
         return self
 
+    def accepted_kinds(self) -> list[str]:
+        """The ``content_types`` given, or the default: ``json`` for a table using JMESPath, else ``html``."""
+        if self.content_types is not None:
+            return self.content_types
+        if self.rows_jmespath is not None or any(
+            f.jmespath is not None for f in self.fields.values()
+        ):
+            return ["json"]
+        return ["html"]
+
+    def accepts(self, media: str) -> bool:
+        """Whether a capture of media type ``media`` (lower case, no parameters) feeds the table."""
+        kinds = self.accepted_kinds()
+        return media in kinds or content_kind(media) in kinds
+
     def columns(self) -> list[str]:
         """The declared columns, in output order: built-ins, fields, then the OCR column."""
         cols = [str(b) for b in self.builtins] + list(self.fields)
@@ -364,10 +509,26 @@ class TableSpec(_Model):
         return [n for n, f in self.fields.items() if f.required]
 
 
+class RuleParse(_Model):
+    """``[parse.rules.NAME]``: how the pages of one crawl rule are read, for every table."""
+
+    source: Literal["auto", "response", "rendered"] = "auto"
+    """As a table's ``source``; a table's own setting other than ``auto`` wins."""
+    encoding: str | None = None
+    """Decode the rule's captures with this charset (a table's own ``encoding`` wins)."""
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str | None) -> str | None:
+        return None if v is None else _check_encoding(v)
+
+
 class ParseSpec(_Model):
     """The whole ``[parse]`` section."""
 
     tables: dict[str, TableSpec] = Field(default_factory=dict)
+    rules: dict[str, RuleParse] = Field(default_factory=dict)
+    """Per crawl rule (by name): ``source`` and ``encoding``."""
     out: str = "shoal-data/{name}/tables"
     """Default output folder of files and of the quality report (``{name}`` = the crawl)."""
     to: Literal["parquet", "csv", "jsonl", "sql"] = "parquet"
@@ -377,6 +538,10 @@ class ParseSpec(_Model):
     """Default share of rows a required field may miss before ``shoal parse`` fails."""
     processes: int = Field(default=0, ge=0, le=256)
     """Worker processes; 0 = one per CPU."""
+    max_empty: float = Field(default=0.5, ge=0, le=1)
+    """Default share of a table's pages that may give 0 rows before ``shoal parse`` fails."""
+    max_replacement: float = Field(default=0.001, ge=0, le=1)
+    """Default share of the characters of a table's text columns that may be U+FFFD (undecodable bytes)."""
 
     @field_validator("tables")
     @classmethod
@@ -387,6 +552,16 @@ class ParseSpec(_Model):
                     f"table name {name!r} must be letters, digits and _ (not starting with a digit)"
                 )
         return v
+
+    def empty_threshold(self, table: str) -> float:
+        """The share of ``table``'s pages that may give no row."""
+        t = self.tables[table].max_empty
+        return t if t is not None else self.max_empty
+
+    def replacement_threshold(self, table: str) -> float:
+        """The share of characters of ``table``'s text columns that may be U+FFFD."""
+        t = self.tables[table].max_replacement
+        return t if t is not None else self.max_replacement
 
     def threshold(self, table: str, field: str) -> float:
         """The share of rows ``field`` of ``table`` may be missing on."""
@@ -401,9 +576,20 @@ def _format(exc: ValidationError, source: str) -> str:
     return format_validation_error(exc, source, what="[parse] section", prefix=("parse",))
 
 
-def load_function(ref: str, key: str = "function") -> Callable[..., Any]:
-    """Import ``module:function``; raises SpecError naming ``key`` when it cannot."""
+def load_function(
+    ref: str, key: str = "function", base: str | Path | None = None
+) -> Callable[..., Any]:
+    """Import ``module:function``, from the folder ``base`` (the spec's) first; SpecError naming ``key`` when it cannot.
+
+    ``base`` goes to the front of ``sys.path`` for the import and stays there
+    (a module imported from it may import its neighbours later).
+    """
     module_name, _, attr = ref.partition(":")
+    if base is not None:
+        folder = str(Path(base).resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+            importlib.invalidate_caches()
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -419,11 +605,18 @@ def load_function(ref: str, key: str = "function") -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def parse_config(spec: Spec, *, source: str = "spec", import_functions: bool = True) -> ParseSpec:
+def parse_config(
+    spec: Spec,
+    *,
+    source: str = "spec",
+    import_functions: bool = True,
+    base: str | Path | None = None,
+) -> ParseSpec:
     """Validate ``spec.parse`` into a :class:`ParseSpec`, or raise SpecError naming every bad key.
 
-    Table sources (``from``) must name rules of the spec or page kinds, and
-    ``module:function`` references must import (unless ``import_functions`` is false).
+    Table sources (``from``) and ``[parse.rules]`` must name rules of the spec
+    (or page kinds), and ``module:function`` references must import (unless
+    ``import_functions`` is false), from ``base`` (the spec file's folder) first.
     """
     try:
         ps = ParseSpec.model_validate(spec.parse)
@@ -431,6 +624,10 @@ def parse_config(spec: Spec, *, source: str = "spec", import_functions: bool = T
         raise SpecError(_format(exc, source)) from None
     problems: list[str] = []
     rule_names = {r.name for r in spec.rules if r.name}
+    for rname in ps.rules:
+        if rname not in rule_names:
+            known = ", ".join(sorted(rule_names)) or "none"
+            problems.append(f"  - parse.rules.{rname}: not a rule name (rules: {known})")
     for tname, table in ps.tables.items():
         for i, src in enumerate(table.from_):
             if src not in rule_names and src not in PAGE_KINDS:
@@ -449,7 +646,7 @@ def parse_config(spec: Spec, *, source: str = "spec", import_functions: bool = T
                 if ref is None:
                     continue
                 try:
-                    load_function(ref, key)
+                    load_function(ref, key, base)
                 except SpecError as exc:
                     problems.append(f"  - {exc}")
     if problems:

@@ -1,11 +1,14 @@
-"""Page → rows: selectors (CSS and XPath through parsel), built-in columns, casts, user functions.
+"""Page → rows: selectors (CSS and XPath through parsel, JMESPath), built-in columns, casts, user functions.
 
 A :class:`Page` is one archived capture, decoded: its URLs, fetch time,
-status, headers and HTML text, with lazily built views (a parsel selector,
-the title, the main text through trafilatura, the language through
-py3langid, the images). A :class:`TableExtractor` turns a page into the rows
-of one table and says which required fields were missing and which values
-did not cast; it never raises for a bad page, it reports it.
+status, headers and text (HTML, XML or JSON), with lazily built views: one
+parser tree (a parsel selector) shared by every field of every table, the
+parsed JSON, the title, the main text through trafilatura (its fast mode),
+the language through py3langid on a bounded sample, the images. A rendered
+capture's frames are grafted into their ``<iframe>`` elements, so selectors
+reach into them. A :class:`TableExtractor` turns a page into the rows of one
+table and says which required fields were missing and which values did not
+cast; it never raises for a bad page, it reports it.
 
 User functions (``module:function``) receive the :class:`Page`. A field
 function returns the field's value; a table function returns a dict (one
@@ -16,18 +19,25 @@ row element, which they find in ``page.row``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jmespath
+from lxml import html as lxml_html
+from parsel import Selector
+
 from shoal.parse.config import FieldSpec, TableSpec, load_function
+from shoal.urls import resolve
 
 if TYPE_CHECKING:
-    from parsel import Selector, SelectorList
+    from parsel import SelectorList
 
 __all__ = [
     "CastError",
@@ -162,13 +172,20 @@ def _iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def main_text(html: str, url: str | None = None) -> str | None:
-    """The main text of a page (trafilatura: boilerplate, navigation and footers removed), or None."""
+def main_text(html: str | Any, url: str | None = None, *, fast: bool = True) -> str | None:
+    """The main text of a page (trafilatura: boilerplate, navigation and footers removed), or None.
+
+    ``html`` is the page's text or an lxml tree (which trafilatura changes:
+    pass a copy). ``fast`` skips trafilatura's second-opinion extractors
+    (readability and justext), which on ordinary article pages give the same
+    text at several times the cost (the tests compare both on the demo pages).
+    """
     import trafilatura
 
     text = trafilatura.extract(
         html,
         url=url,
+        fast=fast,
         include_comments=False,
         include_tables=True,
         include_images=False,
@@ -183,8 +200,8 @@ def main_text(html: str, url: str | None = None) -> str | None:
 
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
-LANGUAGE_SAMPLE = 1500
-"""Characters of the main text the language is detected on (more costs time and changes nothing)."""
+LANGUAGE_SAMPLE = 1000
+"""Characters of the text the language is detected on (more costs time and changes nothing)."""
 
 
 def detect_language(text: str | None, declared: str | None = None) -> str | None:
@@ -222,19 +239,57 @@ class Page:
     text: str
     """The body decoded to text (charset from header, BOM, meta or detection)."""
     encoding: str
+    """The charset used, with the reason when it is not what the page declared."""
     rule: str | None = None
     kind: str = "detail"
     url_id: int | None = None
     warc_record_id: str | None = None
-    row: Selector | None = None
-    """The current row element in tables with a ``rows`` selector."""
+    row: Any = None
+    """The current row in tables with rows: a parsel selector, or a JSON value for ``rows_jmespath``."""
+    doc_type: str = "html"
+    """``html``, ``xml`` or ``json``: how the text is parsed."""
+    source: str = "response"
+    """``response`` (the HTTP body) or ``rendered`` (the browser's DOM)."""
+    frames: list[tuple[str, str]] = field(default_factory=list)
+    """A rendered page's frames: (frame URL, its DOM); grafted into the matching ``<iframe>``."""
 
     @cached_property
     def selector(self) -> Selector:
-        """The page as a parsel selector (CSS and XPath)."""
-        from parsel import Selector
-
+        """The page as a parsel selector (CSS and XPath): one tree, shared by every field and table."""
+        if self.doc_type == "xml":
+            return Selector(text=_strip_xml_declaration(self.text) or "<empty/>", type="xml")
+        if self.doc_type == "json":
+            return Selector(text="<html></html>", type="html")
+        if self.frames:
+            return Selector(root=self._grafted(), type="html", base_url=self.final_url)
         return Selector(text=self.text or "<html></html>", type="html", base_url=self.final_url)
+
+    def _grafted(self) -> Any:
+        """The main DOM with each frame's body moved into its ``<iframe>`` (by URL, else a trailing div)."""
+        root = lxml_html.document_fromstring(self.text or "<html></html>")
+        frames = {url: doc for url, doc in self.frames}
+        for iframe in root.iter("iframe", "frame"):
+            src = (iframe.get("src") or "").strip()
+            try:
+                url = str(resolve(src, self.final_url).href) if src else None
+            except ValueError:
+                url = None
+            doc = frames.pop(url, None) if url else None
+            if doc is not None:
+                _graft(iframe, doc)
+        body = root.find("body")
+        for url, doc in frames.items():
+            holder = lxml_html.Element("div", {"data-shoal-frame": url})
+            _graft(holder, doc)
+            (body if body is not None else root).append(holder)
+        return root
+
+    @cached_property
+    def data(self) -> Any:
+        """The JSON value of a JSON capture (None for other types); ValueError when it is not JSON."""
+        if self.doc_type != "json":
+            return None
+        return json.loads(self.text)
 
     def css(self, query: str) -> SelectorList[Selector]:
         """Elements matching a CSS selector (parsel: ``::text`` and ``::attr(x)`` work)."""
@@ -252,11 +307,9 @@ class Page:
     @cached_property
     def base_url(self) -> str:
         """What relative links resolve against: ``<base href>`` if any, else the final URL."""
-        href = self.selector.xpath("//base/@href").get()
+        href = self.selector.xpath("//base/@href").get() if self.doc_type == "html" else None
         if href:
             try:
-                from shoal.urls import resolve
-
                 return str(resolve(href.strip(), self.final_url).href)
             except ValueError:
                 pass
@@ -264,8 +317,6 @@ class Page:
 
     def absolute(self, href: str) -> str | None:
         """``href`` resolved against the page, or None when it is not a valid http(s) URL."""
-        from shoal.urls import resolve
-
         try:
             u = resolve(href.strip(), self.base_url)
         except ValueError:
@@ -274,35 +325,48 @@ class Page:
 
     @cached_property
     def title(self) -> str | None:
-        """The text of ``<title>``, or None."""
-        nodes = self.selector.xpath("//title")
+        """The text of ``<title>`` (in XML the first ``title`` element of any namespace), or None."""
+        if self.doc_type == "json":
+            return None
+        query = "//title" if self.doc_type == "html" else "(//*[local-name()='title'])[1]"
+        nodes = self.selector.xpath(query)
         if not nodes:
             return None
         return element_text(nodes[0].root) or None
 
     @cached_property
     def main_text(self) -> str | None:
-        """The main text (trafilatura), or None when the page has none."""
-        return main_text(self.text, self.final_url) if self.text else None
+        """The main text of an HTML page (trafilatura, fast mode, on a copy of the shared tree), or None."""
+        if self.doc_type != "html" or not self.text:
+            return None
+        from copy import deepcopy
+
+        return main_text(deepcopy(self.selector.root), self.final_url)
 
     @cached_property
     def declared_language(self) -> str | None:
         """The ``lang`` attribute of ``<html>``, if any."""
+        if self.doc_type != "html":
+            return None
         lang = self.selector.xpath("/html/@lang").get()
         return lang.strip() if lang and lang.strip() else None
 
     @cached_property
     def language(self) -> str | None:
-        """The language of the main text (py3langid), else the declared one."""
+        """The language of the main text (py3langid, on its first characters), else the declared one."""
+        if self.doc_type == "json":
+            return None
         text = self.main_text
         if not text:
-            body = self.selector.xpath("//body")
-            text = element_text(body[0].root) if body else None
+            body = self.selector.xpath("//body" if self.doc_type == "html" else "/*")
+            text = element_text(body[0].root)[: LANGUAGE_SAMPLE * 2] if body else None
         return detect_language(text, self.declared_language)
 
     @cached_property
     def images(self) -> list[str]:
         """Absolute URLs of the page's ``<img src>``, in order, without repeats."""
+        if self.doc_type != "html":
+            return []
         seen: dict[str, None] = {}
         for src in self.selector.xpath("//img/@src").getall():
             if src.strip().startswith("data:"):
@@ -344,6 +408,24 @@ class Page:
         raise KeyError(name)
 
 
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def _strip_xml_declaration(text: str) -> str:
+    """XML text without its declaration: the text is decoded already, its ``encoding=`` no longer true."""
+    return _XML_DECLARATION.sub("", text, count=1)
+
+
+def _graft(holder: Any, doc: str) -> None:
+    """Move the children of ``doc``'s body (parsed as HTML) into ``holder``."""
+    if not doc.strip():
+        return
+    frame_root = lxml_html.document_fromstring(doc)
+    body = frame_root.find("body")
+    for child in list(body if body is not None else frame_root):
+        holder.append(child)
+
+
 def fetched_datetime(ms: int | None) -> datetime | None:
     """A frontier time (ms since the epoch) as an aware UTC datetime."""
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
@@ -370,28 +452,62 @@ class TableExtractor:
     """Turns pages into the rows of one table, following its :class:`TableSpec`."""
 
     def __init__(
-        self, name: str, spec: TableSpec, *, image_reader: ImageReader | None = None
+        self,
+        name: str,
+        spec: TableSpec,
+        *,
+        image_reader: ImageReader | None = None,
+        base: str | Path | None = None,
     ) -> None:
         self.name = name
         self.spec = spec
         self.image_reader = image_reader
         self.field_functions: dict[str, Callable[..., Any]] = {
-            n: load_function(f.function, f"parse.tables.{name}.fields.{n}.function")
+            n: load_function(f.function, f"parse.tables.{name}.fields.{n}.function", base)
             for n, f in spec.fields.items()
             if f.function is not None
         }
         self.table_function = (
-            load_function(spec.function, f"parse.tables.{name}.function")
+            load_function(spec.function, f"parse.tables.{name}.function", base)
             if spec.function is not None
             else None
         )
+        self.jmespaths = {
+            n: jmespath.compile(f.jmespath)
+            for n, f in spec.fields.items()
+            if f.jmespath is not None
+        }
+        self.rows_jmespath = (
+            jmespath.compile(spec.rows_jmespath) if spec.rows_jmespath is not None else None
+        )
+        self.namespaces = dict(spec.namespaces) or None
         self.required = spec.required_fields()
         self.ocr_stats: Counter[str] = Counter()
 
     # -- one field -------------------------------------------------------
 
+    def _json_values(self, name: str, f: FieldSpec, scope: Any, page: Page) -> list[Any]:
+        found = self.jmespaths[name].search(page.data if scope is None else scope)
+        items = found if isinstance(found, list) else [] if found is None else [found]
+        if not f.all:
+            items = items[:1]
+        as_text = f.type == "str"
+        return [
+            v
+            if isinstance(v, str)
+            else json.dumps(v, ensure_ascii=False)
+            if as_text or isinstance(v, (dict, list))
+            else v
+            for v in items
+            if v is not None
+        ]
+
     def _raw_values(self, f: FieldSpec, scope: Selector, page: Page) -> list[str]:
-        nodes = scope.css(f.css) if f.css is not None else scope.xpath(f.xpath or "")
+        nodes = (
+            scope.css(f.css)
+            if f.css is not None
+            else scope.xpath(f.xpath or "", namespaces=self.namespaces)
+        )
         if not f.all:
             nodes = nodes[:1]
         values: list[str] = []
@@ -413,20 +529,18 @@ class TableExtractor:
             elif mode == "html":
                 values.append(node.get())
             else:  # inner_html
-                from lxml import html as lxml_html
-
                 inner = (root.text or "") + "".join(
                     lxml_html.tostring(c, encoding="unicode") for c in root
                 )
                 values.append(inner)
         return values
 
-    def _post(self, f: FieldSpec, values: list[str], page: Page) -> list[str]:
+    def _post(self, f: FieldSpec, values: list[Any], page: Page) -> list[Any]:
         if f.regex is not None:
             pattern = re.compile(f.regex)
             out = []
             for v in values:
-                m = pattern.search(v)
+                m = pattern.search(v if isinstance(v, str) else str(v))
                 if m is not None:
                     out.append(m.group(1) if pattern.groups else m.group(0))
             values = out
@@ -454,7 +568,12 @@ class TableExtractor:
             if f.type != "str" and not isinstance(value, list):
                 value = self._cast(name, f, value, result)
             return value if not is_missing(value) else f.default
-        values = self._post(f, self._raw_values(f, scope, page), page)
+        raw = (
+            self._json_values(name, f, page.row if self.rows_jmespath else None, page)
+            if f.jmespath is not None
+            else self._raw_values(f, scope, page)
+        )
+        values = self._post(f, raw, page)
         if f.all:
             cast = (
                 [self._cast(name, f, v, result) for v in values]
@@ -498,11 +617,14 @@ class TableExtractor:
 
     # -- one page --------------------------------------------------------
 
-    def _scopes(self, page: Page) -> list[Selector | None]:
+    def _scopes(self, page: Page) -> list[Any]:
         if self.spec.rows is not None:
             return list(page.css(self.spec.rows))
         if self.spec.rows_xpath is not None:
-            return list(page.xpath(self.spec.rows_xpath))
+            return list(page.selector.xpath(self.spec.rows_xpath, namespaces=self.namespaces))
+        if self.rows_jmespath is not None:
+            found = self.rows_jmespath.search(page.data)
+            return found if isinstance(found, list) else [] if found is None else [found]
         return [None]
 
     def extract(self, page: Page) -> ExtractResult:
@@ -526,7 +648,7 @@ class TableExtractor:
         for scope in self._scopes(page):
             page.row = scope
             row = dict(base)
-            context = scope if scope is not None else page.selector
+            context = scope if isinstance(scope, Selector) else page.selector
             for name, f in spec.fields.items():
                 row[name] = self.field_value(name, f, context, page, result)
             rows = [row]

@@ -34,8 +34,10 @@ __all__ = [
     "columns_of",
     "dedup",
     "frame",
+    "out_folder",
     "read_table",
     "report_dir",
+    "spec_folder",
     "sql_table_name",
     "write_file",
     "write_sql",
@@ -49,6 +51,27 @@ FRONTIER_TABLES = frozenset({"crawls", "urls", "hosts", "workers", "events", "al
 def as_spec(spec: Spec | str | os.PathLike[str]) -> Spec:
     """A spec object, loading it when given a file."""
     return spec if isinstance(spec, Spec) else load_spec(Path(spec))
+
+
+def spec_folder(
+    spec: Spec | str | os.PathLike[str], base: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The folder relative paths of a spec resolve against: ``base``, else the spec file's folder.
+
+    None for a spec object given without ``base`` (relative paths then stay
+    relative to the working directory).
+    """
+    if base is not None:
+        return Path(base).resolve()
+    if isinstance(spec, Spec):
+        return None
+    return Path(spec).resolve().parent
+
+
+def out_folder(ps: ParseSpec, spec: Spec, base: Path | None) -> Path:
+    """``[parse] out`` with ``{name}`` filled in, resolved against the spec's folder."""
+    p = Path(ps.out.replace("{name}", spec.name))
+    return base / p if base is not None and not p.is_absolute() else p
 
 
 # --------------------------------------------------------------------------- dedup and frames
@@ -288,12 +311,11 @@ def write_sql(df: pd.DataFrame, engine: Any, name: str) -> None:
 # --------------------------------------------------------------------------- reading back
 
 
-def report_dir(spec: Spec, out: str | os.PathLike[str] | None) -> Path:
+def report_dir(spec: Spec, out: str | os.PathLike[str] | None, base: Path | None = None) -> Path:
     """The folder of a spec's outputs and quality report (``out`` wins when it is a folder)."""
     if out is not None and "://" not in str(out):
         return Path(out)
-    ps = parse_config(spec, import_functions=False)
-    return Path(ps.out.replace("{name}", spec.name))
+    return out_folder(parse_config(spec, import_functions=False), spec, base)
 
 
 def read_table(
@@ -319,7 +341,7 @@ def read_table(
     p = Path(spec_or_path) if not isinstance(spec_or_path, Spec) else None
     if isinstance(spec_or_path, Spec) or (p is not None and p.is_file() and p.suffix == ".toml"):
         spec = as_spec(spec_or_path)
-        folder = report_dir(spec, out)
+        folder = report_dir(spec, out, spec_folder(spec_or_path))
     else:
         assert p is not None
         folder = p.parent if p.suffix == ".json" else p

@@ -16,7 +16,7 @@ kind                  placeholder      what it matches
 ``phone``             ``[PHONE]``      Korean mobile (010-1234-5678, 01012345678), landline
                                        (02-312-4567, (031) 123-4567, 070/050x/080) and
                                        international numbers starting with ``+``
-``ip``                ``[IP]``         IPv4 addresses (not in the default set)
+``ip``                ``[IP]``         IPv4 addresses
 ====================  ===============  ==============================================
 
 Kinds are applied in the order e-mail, RRN, card, phone, IP, so that a
@@ -52,8 +52,8 @@ PLACEHOLDERS: dict[str, str] = {
 KINDS: tuple[str, ...] = tuple(PLACEHOLDERS)
 """Every kind, in the order they are applied."""
 
-DEFAULT_KINDS: tuple[str, ...] = ("email", "rrn", "card", "phone")
-"""What ``redact = true`` means."""
+DEFAULT_KINDS: tuple[str, ...] = KINDS
+"""What ``redact = true`` means: every kind, ``ip`` included."""
 
 _EMAIL = re.compile(
     r"[A-Za-z0-9](?<![\w.+-][A-Za-z0-9])[A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9-])"

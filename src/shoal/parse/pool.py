@@ -35,7 +35,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from shoal.archive import WarcRef, read_record
 from shoal.content.codings import content_decode
 from shoal.errors import ShoalError
-from shoal.parse.captures import AssetRef, Capture, NotParsed, load_page
+from shoal.parse.captures import AssetRef, Capture, NotParsed, load_page, media_type
 from shoal.parse.config import URL_COLUMNS, ParseError, ParseSpec
 from shoal.parse.extract import ExtractResult, TableExtractor
 from shoal.parse.ocr import OcrUnavailable, ocr_image
@@ -64,6 +64,8 @@ class ParseContext:
     assets: dict[int, AssetRef]
     strip_params: tuple[str, ...]
     max_body: int
+    base: str | None = None
+    """The spec file's folder: function modules are imported from it first."""
 
 
 @dataclass
@@ -74,6 +76,15 @@ class TablePart:
     meta: list[tuple[str, int, int, int, int, str | None]] = field(default_factory=list)
     """Per row: (url, capture seq, position in page, fetched ms, dedup URL key, content hash)."""
     pages: int = 0
+    """Captures of the table's pages that were read (parsed, failed or of another type)."""
+    empty: list[str] = field(default_factory=list)
+    """URLs of the pages parsed without error that gave no row."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Pages not parsed for the table, by reason in plain words (another content type)."""
+    replacement: Counter[str] = field(default_factory=Counter)
+    """Per text column: U+FFFD characters in its values (bytes the charset could not decode)."""
+    characters: Counter[str] = field(default_factory=Counter)
+    """Per text column: characters in its values."""
     missing: list[tuple[str, str]] = field(default_factory=list)
     cast_errors: Counter[str] = field(default_factory=Counter)
     cast_samples: dict[str, list[str]] = field(default_factory=dict)
@@ -87,6 +98,10 @@ class TablePart:
         self.rows.extend(other.rows)
         self.meta.extend(other.meta)
         self.pages += other.pages
+        self.empty.extend(other.empty)
+        self.skipped.update(other.skipped)
+        self.replacement.update(other.replacement)
+        self.characters.update(other.characters)
         self.missing.extend(other.missing)
         self.cast_errors.update(other.cast_errors)
         for k, v in other.cast_samples.items():
@@ -165,7 +180,10 @@ class ChunkParser:
         for name in ctx.tables:
             t = ctx.parse.tables[name]
             self.extractors[name] = TableExtractor(
-                name, t, image_reader=images.for_lang(t.ocr_lang) if t.ocr else None
+                name,
+                t,
+                image_reader=images.for_lang(t.ocr_lang) if t.ocr else None,
+                base=ctx.base,
             )
             skip = set(URL_COLUMNS) | {n for n, f in t.fields.items() if not f.redact}
             self.redactors[name] = Redactor(
@@ -196,7 +214,12 @@ class ChunkParser:
                 dedup_key = canonicalize(cap.final_url or cap.url, strip=self.strip).url_key
             except URLError:
                 dedup_key = cap.url_id
+            media = media_type(page.content_type)
             for tname, part in zip(cap.tables, parts, strict=True):
+                t = ctx.parse.tables[tname]
+                if not t.accepts(media):
+                    part.skipped[_other_type(media, t.accepted_kinds())] += 1
+                    continue
                 ex = self.extractors[tname]
                 before = Counter(ex.ocr_stats)
                 res: ExtractResult = ex.extract(page)
@@ -204,15 +227,17 @@ class ChunkParser:
                 if res.error is not None:
                     part.failed(cap.url, res.error)
                     continue
+                if not res.rows:
+                    part.empty.append(cap.url)
                 part.missing.extend((f, cap.url) for f in res.missing)
                 part.cast_errors.update(res.cast_errors)
                 for k, v in res.cast_samples.items():
                     have = part.cast_samples.setdefault(k, [])
                     have.extend(v[: max(0, 5 - len(have))])
-                t = ctx.parse.tables[tname]
                 red = self.redactors[tname]
                 hashed = "content" in t.dedup
                 for pos, row in enumerate(res.rows):
+                    _count_text(row, part)
                     red.row(row)
                     h = content_hash(row, t.dedup_fields) if hashed else None
                     part.rows.append(row)
@@ -224,6 +249,27 @@ class ChunkParser:
                     part.redacted.setdefault(col, Counter()).update(c)
             red.counts.clear()
         return out
+
+
+def _other_type(media: str, kinds: list[str]) -> str:
+    """The report's reason for a page of a type the table does not take."""
+    return f"content type {media or '(none)'} is not one the table takes ({', '.join(kinds)})"
+
+
+def _count_text(row: dict[str, Any], part: TablePart) -> None:
+    """Count characters and U+FFFD in the row's text values (URL and technical columns left out)."""
+    for col, v in row.items():
+        if col in URL_COLUMNS:
+            continue
+        if isinstance(v, str):
+            part.characters[col] += len(v)
+            if "\ufffd" in v:
+                part.replacement[col] += v.count("\ufffd")
+        elif isinstance(v, list):
+            for x in v:
+                if isinstance(x, str):
+                    part.characters[col] += len(x)
+                    part.replacement[col] += x.count("\ufffd")
 
 
 def chunked(captures: list[Capture], processes: int) -> list[list[Capture]]:

@@ -1,11 +1,20 @@
-"""The data-quality report of a parse: per table and field, what came out and what went missing.
+"""The data-quality report of a parse, and its gate: per table and field, what came out and what went missing.
 
 For every column of every table: rows, null and empty rates, distinct count,
 sample values (after redaction: no personal data reaches the report), values
-that did not cast, and for required fields the pages that missed them with
-their URLs, against the spec's threshold. Per table: pages read, rows
-extracted and written, duplicates dropped (by URL, by content), values
-redacted per column and kind, OCR counts, pages that failed.
+that did not cast, U+FFFD characters (bytes the charset could not decode),
+and for required fields the pages that missed them with their URLs, against
+the spec's threshold. Per table: pages read, pages skipped by reason (a
+content type the table does not take), pages that gave no row (with their
+URLs), rows extracted and written, duplicates dropped (by URL, by content),
+values redacted per column and kind, OCR counts, pages that failed.
+
+The gate (:attr:`QualityReport.ok`) fails when a table got no row at all
+from its pages (or had no page), when more than ``max_empty`` of its parsed
+pages gave no row, when more than ``max_replacement`` of the characters of
+its text columns are U+FFFD, or when a required field is missing on more
+than its ``max_missing`` of rows. Each failure is one line naming the table,
+the numbers and the threshold; its URLs are listed beside it.
 
 One :class:`QualityReport` is written as JSON (the record) and as an HTML
 page; :meth:`QualityReport.render` draws it in a terminal with rich.
@@ -131,6 +140,8 @@ class FieldQuality:
     missing_urls: list[str] = field(default_factory=list)
     cast_errors: int = 0
     cast_samples: list[str] = field(default_factory=list)
+    replacement_chars: int = 0
+    """U+FFFD characters in the column's values (before dedup)."""
 
     @property
     def null_rate(self) -> float:
@@ -187,6 +198,15 @@ class TableQuality:
     ocr: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     error_samples: list[dict[str, str]] = field(default_factory=list)
+    pages_empty: int = 0
+    """Pages parsed without error that gave no row."""
+    empty_urls: list[str] = field(default_factory=list)
+    max_empty: float = 1.0
+    skipped: dict[str, int] = field(default_factory=dict)
+    """Pages not parsed for this table, by reason (a content type it does not take)."""
+    text_chars: int = 0
+    replacement_chars: int = 0
+    max_replacement: float = 1.0
     output: str = ""
     """Where the table went, for people (file path, or database and table)."""
     format: str = ""
@@ -199,14 +219,66 @@ class TableQuality:
         """Values replaced by placeholders in the table, all columns and kinds."""
         return sum(sum(k.values()) for k in self.redacted.values())
 
-    def failures(self) -> list[str]:
-        """One line per required field missing beyond its threshold."""
-        return [
-            f"{self.name}.{f.name}: required field missing on {f.missing} of {self.rows_extracted} rows "
-            f"({f.missing_rate:.1%} > {f.threshold:.1%})"
+    @property
+    def pages_parsed(self) -> int:
+        """Pages that reached the table's selectors (read, of a type it takes, without error)."""
+        return self.pages - sum(self.skipped.values()) - self.errors
+
+    @property
+    def empty_rate(self) -> float:
+        """Share of the parsed pages that gave no row."""
+        return self.pages_empty / self.pages_parsed if self.pages_parsed > 0 else 0.0
+
+    @property
+    def replacement_rate(self) -> float:
+        """Share of the characters of the text columns that are U+FFFD."""
+        return self.replacement_chars / self.text_chars if self.text_chars else 0.0
+
+    def problems(self) -> list[tuple[str, list[str]]]:
+        """Each gate failure: one line, and the URLs that show it."""
+        out: list[tuple[str, list[str]]] = []
+        if self.rows_extracted == 0:
+            why = [f"{self.pages} page(s) read"]
+            why += [f"{n} skipped: {reason}" for reason, n in self.skipped.items()]
+            if self.errors:
+                why.append(f"{self.errors} failed")
+            if self.pages_empty:
+                why.append(f"{self.pages_empty} gave no row")
+            out.append((f"{self.name}: 0 rows ({'; '.join(why)})", self.empty_urls))
+        elif self.empty_rate > self.max_empty:
+            out.append(
+                (
+                    f"{self.name}: {self.pages_empty} of {self.pages_parsed} pages gave no row "
+                    f"({self.empty_rate:.1%} > max_empty {self.max_empty:.1%})",
+                    self.empty_urls,
+                )
+            )
+        if self.replacement_rate > self.max_replacement:
+            cols = ", ".join(
+                f"{f.name} {f.replacement_chars}" for f in self.fields if f.replacement_chars
+            )
+            out.append(
+                (
+                    f"{self.name}: {self.replacement_chars} of {self.text_chars} characters are U+FFFD "
+                    f"({self.replacement_rate:.2%} > max_replacement {self.max_replacement:.2%}; {cols}): "
+                    "set encoding on the table or rule",
+                    [],
+                )
+            )
+        out.extend(
+            (
+                f"{self.name}.{f.name}: required field missing on {f.missing} of {self.rows_extracted} rows "
+                f"({f.missing_rate:.1%} > {f.threshold:.1%})",
+                f.missing_urls,
+            )
             for f in self.fields
             if f.failed and f.threshold is not None
-        ]
+        )
+        return out
+
+    def failures(self) -> list[str]:
+        """One line per gate failure (see :meth:`problems`)."""
+        return [line for line, _urls in self.problems()]
 
 
 @dataclass
@@ -222,12 +294,16 @@ class QualityReport:
 
     @property
     def failures(self) -> list[str]:
-        """Every required-field failure of every table."""
+        """Every gate failure of every table, one line each."""
         return [line for t in self.tables.values() for line in t.failures()]
+
+    def problems(self) -> list[tuple[str, list[str]]]:
+        """Every gate failure of every table with the URLs that show it."""
+        return [p for t in self.tables.values() for p in t.problems()]
 
     @property
     def ok(self) -> bool:
-        """No required field missing beyond its threshold."""
+        """Every table passed its gate."""
         return not self.failures
 
     def headline(self) -> str:
@@ -239,11 +315,10 @@ class QualityReport:
         tail = f"{redacted} values redacted, {dups} duplicates dropped"
         if errors:
             tail += f", {errors} pages failed"
-        verdict = (
-            "quality ok"
-            if self.ok
-            else f"quality FAILED ({len(self.failures)} required field(s) missing)"
-        )
+        skipped = sum(sum(t.skipped.values()) for t in self.tables.values())
+        if skipped:
+            tail += f", {skipped} pages of other types skipped"
+        verdict = "quality ok" if self.ok else f"quality FAILED ({len(self.failures)} problem(s))"
         return f"{self.crawl}: {', '.join(parts) or 'no tables'}; {tail}; {verdict}"
 
     # -- JSON ------------------------------------------------------------
@@ -305,6 +380,8 @@ class QualityReport:
         for col in (
             "table",
             "pages",
+            "no row",
+            "skipped",
             "rows",
             "dup url",
             "dup content",
@@ -319,6 +396,8 @@ class QualityReport:
             summary.add_row(
                 t.name,
                 str(t.pages),
+                str(t.pages_empty),
+                str(sum(t.skipped.values())),
                 str(t.rows),
                 str(t.dedup_url),
                 str(t.dedup_content),
@@ -344,6 +423,8 @@ class QualityReport:
                         missing = f"[{style}]{f.missing} ({f.missing_rate:.0%} / max {f.threshold or 0:.0%})[/]"
                     if f.cast_errors:
                         missing += f" [yellow]{f.cast_errors} not {f.type}[/]"
+                    if f.replacement_chars:
+                        missing += f" [yellow]{f.replacement_chars} U+FFFD[/]"
                     ft.add_row(
                         f.name + (" *" if f.required else ""),
                         f.type,
@@ -359,19 +440,13 @@ class QualityReport:
                         for col, kinds in t.redacted.items()
                     )
                     parts.append(Text(f"  redacted in {t.name}: {red}", style="dim"))
-        for line in self.failures:
+                for reason, n in t.skipped.items():
+                    parts.append(Text(f"  skipped in {t.name}: {n} pages: {reason}", style="dim"))
+        for line, urls in self.problems():
             parts.append(Text(f"FAILED {line}", style="red"))
-            fq = self._field_of(line)
-            if fq is not None:
-                for u in fq.missing_urls[:10]:
-                    parts.append(Text(f"    {u}", style="red dim"))
+            for u in urls[:10]:
+                parts.append(Text(f"    {u}", style="red dim"))
         return Group(*parts)
-
-    def _field_of(self, line: str) -> FieldQuality | None:
-        name = line.split(":", 1)[0]
-        table, _, fname = name.partition(".")
-        t = self.tables.get(table)
-        return next((f for f in t.fields if f.name == fname), None) if t else None
 
     # -- HTML ------------------------------------------------------------
 
@@ -391,21 +466,20 @@ class QualityReport:
         ]
         if self.failures:
             out.append('<h2 class="bad">Failures</h2><ul>')
-            for line in self.failures:
-                fq = self._field_of(line)
-                urls = "".join(
-                    f'<li><a href="{e(u)}">{e(u)}</a></li>' for u in (fq.missing_urls if fq else [])
-                )
+            for line, url_list in self.problems():
+                urls = "".join(f'<li><a href="{e(u)}">{e(u)}</a></li>' for u in url_list)
                 out.append(f'<li class="bad">{e(line)}<ul>{urls}</ul></li>')
             out.append("</ul>")
         out.append(
-            "<h2>Tables</h2><table><tr><th>table</th><th>pages</th><th>rows extracted</th><th>rows</th>"
+            "<h2>Tables</h2><table><tr><th>table</th><th>pages</th><th>no row</th><th>skipped</th>"
+            "<th>rows extracted</th><th>rows</th>"
             "<th>dup URL</th><th>dup content</th><th>redacted</th><th>OCR</th><th>failed pages</th><th>output</th></tr>"
         )
         for t in self.tables.values():
             ocr = ", ".join(f"{k} {v}" for k, v in t.ocr.items()) or "-"
             out.append(
-                f"<tr><td>{e(t.name)}</td><td class=n>{t.pages}</td><td class=n>{t.rows_extracted}</td>"
+                f"<tr><td>{e(t.name)}</td><td class=n>{t.pages}</td><td class=n>{t.pages_empty}</td>"
+                f"<td class=n>{sum(t.skipped.values())}</td><td class=n>{t.rows_extracted}</td>"
                 f"<td class=n>{t.rows}</td><td class=n>{t.dedup_url}</td><td class=n>{t.dedup_content}</td>"
                 f"<td class=n>{t.redacted_total}</td><td>{e(ocr)}</td><td class=n>{t.errors}</td><td>{e(t.output)}</td></tr>"
             )
@@ -444,6 +518,12 @@ class QualityReport:
                             for col, kinds in t.redacted.items()
                         )
                     )
+                    + "</p>"
+                )
+            if t.skipped:
+                out.append(
+                    "<p>Skipped: "
+                    + e("; ".join(f"{n} pages: {reason}" for reason, n in t.skipped.items()))
                     + "</p>"
                 )
             if t.error_samples:
@@ -487,6 +567,7 @@ def table_quality(
             fq.missing_urls = sorted(set(urls))[:MAX_URLS]
         fq.cast_errors = part.cast_errors.get(col, 0)
         fq.cast_samples = part.cast_samples.get(col, [])[:MAX_SAMPLES]
+        fq.replacement_chars = part.replacement.get(col, 0)
         fields.append(fq)
     return TableQuality(
         name=name,
@@ -500,6 +581,13 @@ def table_quality(
         ocr=dict(sorted(part.ocr.items())),
         errors=part.errors,
         error_samples=part.error_samples[:20],
+        pages_empty=len(part.empty),
+        empty_urls=sorted(set(part.empty))[:MAX_URLS],
+        max_empty=ps.empty_threshold(name),
+        skipped=dict(sorted(part.skipped.items())),
+        text_chars=sum(part.characters.values()),
+        replacement_chars=sum(part.replacement.values()),
+        max_replacement=ps.replacement_threshold(name),
         generated_at=now_iso(),
     )
 

@@ -43,8 +43,10 @@ from shoal.parse.output import (
     columns_of,
     dedup,
     frame,
+    out_folder,
     read_table,
     report_dir,
+    spec_folder,
     sql_table_name,
     write_file,
     write_sql,
@@ -153,7 +155,7 @@ def _prepare(
     names: list[str],
     frontier: SqlFrontier,
     all_captures: bool,
-    processes: int,
+    base: Path | None,
 ) -> tuple[Any, ParseContext, list[Capture]]:
     info = frontier.get_crawl(spec.name)
     if any(ps.tables[t].ocr for t in names):
@@ -182,6 +184,7 @@ def _prepare(
         assets,
         tuple(spec.scope.strip_query_params),
         spec.limits.max_body_bytes,
+        str(base) if base is not None else None,
     )
     return info, ctx, captures
 
@@ -198,6 +201,8 @@ def run_parse(
     progress: bool = True,
     console: Console | None = None,
     record_events: bool = True,
+    csv_bom: bool = False,
+    base: str | os.PathLike[str] | None = None,
 ) -> ParseResult:
     """Parse the crawl's archive into its tables, write them and the quality report.
 
@@ -208,7 +213,10 @@ def run_parse(
     frontier's database); ``all_captures`` parses every capture found in the
     archive instead of the latest of each URL (URL dedup is then off, content
     dedup still drops unchanged captures); ``processes`` worker processes
-    (default: ``[parse] processes``, else one per CPU).
+    (default: ``[parse] processes``, else one per CPU); ``csv_bom`` starts
+    CSV files with a UTF-8 byte order mark (for Excel); ``base`` the folder
+    relative paths and function modules are found in (default: the spec
+    file's folder).
 
     Raises SpecError (bad ``[parse]``), ParseError (nothing to parse, no
     archive), OcrUnavailable (Tesseract missing) or FrontierError. A quality
@@ -216,15 +224,16 @@ def run_parse(
     the report, and recorded as a ``quality`` event in the frontier.
     """
     started = time.monotonic()
+    folder_of_spec = spec_folder(spec, base)
     spec = as_spec(spec)
-    ps = parse_config(spec)
+    ps = parse_config(spec, base=folder_of_spec)
     names = _select_tables(ps, tables)
     fmt = to or ps.to
     if fmt not in FORMATS:
         raise ParseError(f"unknown output format {fmt!r}: use one of {', '.join(FORMATS)}")
     nproc = processes if processes is not None else _default_processes(ps)
     frontier_url = db_url or spec.frontier_url()
-    folder = Path(ps.out.replace("{name}", spec.name))
+    folder = out_folder(ps, spec, folder_of_spec)
     if fmt != "sql" and out is not None:
         folder = Path(out)
     sql_url = (str(out) if out is not None else frontier_url) if fmt == "sql" else None
@@ -232,7 +241,7 @@ def run_parse(
         raise ParseError(f"--to sql needs a database URL in --out (got {sql_url!r})")
     frontier = open_frontier(frontier_url)
     try:
-        info, ctx, captures = _prepare(spec, ps, names, frontier, all_captures, nproc)
+        info, ctx, captures = _prepare(spec, ps, names, frontier, all_captures, folder_of_spec)
         parts = run_chunks(
             ctx, chunked(captures, nproc), min(nproc, max(1, len(captures))), progress, console
         )
@@ -262,7 +271,7 @@ def run_parse(
                 else:
                     ext = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl"}[fmt]
                     path = folder / f"{name}{ext}"
-                    write_file(fmt, df, rows, columns, path)
+                    write_file(fmt, df, rows, columns, path, csv_bom=csv_bom)
                     outputs[name] = str(path)
                     location = str(path.resolve())
                 q = table_quality(name, table, ps, part, kept, columns, by_url, by_content)
@@ -277,11 +286,14 @@ def run_parse(
         report = _merge_report(folder, spec.name, fmt, tq, ps, all_captures, ctx.archive_dir)
         js, page = report.write(folder)
         if not report.ok and record_events:
-            message = f"parse of {spec.name}: " + "; ".join(report.failures)
+            message = f"parse of {spec.name}: " + "; ".join(
+                line + (f" (e.g. {', '.join(urls[:3])})" if urls else "")
+                for line, urls in report.problems()
+            )
             frontier.record_event(info.id, "quality", message, severity="warning")
     finally:
         frontier.close()
-    pages = len({c.seq for c in captures})
+    pages = len({(c.url_id, c.fetched_at) for c in captures})
     return ParseResult(
         spec.name, rows_out, outputs, report, js, page, pages, time.monotonic() - started, nproc
     )
@@ -324,14 +336,16 @@ def parse_table(
     db_url: str | None = None,
     all_captures: bool = False,
     processes: int = 1,
+    base: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """Parse one table straight into a DataFrame, writing nothing (for notebooks and experiments)."""
+    folder_of_spec = spec_folder(spec, base)
     spec = as_spec(spec)
-    ps = parse_config(spec)
+    ps = parse_config(spec, base=folder_of_spec)
     names = _select_tables(ps, [table])
     frontier = open_frontier(db_url or spec.frontier_url())
     try:
-        _info, ctx, captures = _prepare(spec, ps, names, frontier, all_captures, processes)
+        _info, ctx, captures = _prepare(spec, ps, names, frontier, all_captures, folder_of_spec)
     finally:
         frontier.close()
     parts = run_chunks(ctx, chunked(captures, processes), processes, False, None)
@@ -355,7 +369,7 @@ def show_report(
     ``as_json`` prints the JSON instead of tables; ``html`` also writes the HTML page there.
     """
     if isinstance(target, Spec) or str(target).endswith(".toml"):
-        folder = report_dir(as_spec(target), out)
+        folder = report_dir(as_spec(target), out, spec_folder(target))
     else:
         folder = Path(target)
     path = folder if folder.suffix == ".json" else folder / REPORT_JSON
