@@ -13,13 +13,14 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Annotated, Any, Literal, Protocol, cast
 
 import re2
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -32,7 +33,6 @@ from shoal.frontier.revisit import parse_duration
 
 __all__ = [
     "BROWSER_KEYS",
-    "ArchiveSpec",
     "CrawlSpec",
     "EnvSecret",
     "LimitsSpec",
@@ -419,9 +419,33 @@ class StorageSpec(_Model):
 
     frontier: str = "sqlite:///shoal-data/{name}/frontier.sqlite"
     archive: str = "shoal-data/{name}/warc"
+    """A local folder, or ``s3://bucket/prefix`` (files are written to ``staging``, then uploaded)."""
     warc_max_bytes: int = Field(default=1024**3, ge=1024 * 1024, le=2**40)
+    warc_max_seconds: float = Field(default=300.0, gt=0, le=DAY)
+    """A WARC file is closed (and uploaded) once it is this old, even if not full."""
     fsync: bool = True
     """fsync WARC files before their URLs are marked done."""
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    """An S3-compatible endpoint (default: AWS). Credentials come from the boto3 chain only."""
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$")
+    staging: str = "shoal-data/{name}/warc-staging"
+    """With an ``s3://`` archive: the local folder files are written to before their upload."""
+    keep_local: bool = False
+    """With an ``s3://`` archive: keep each file in ``staging`` after its verified upload."""
+
+    @field_validator("archive")
+    @classmethod
+    def _archive(cls, v: str) -> str:
+        if v.startswith("s3://"):
+            bucket = v[5:].split("/", 1)[0]
+            if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+                raise ValueError(
+                    f"{v!r} has no valid bucket name: use s3://bucket/prefix "
+                    "(3-63 lower-case letters, digits, '.' and '-')"
+                )
+        elif "://" in v:
+            raise ValueError(f"{v!r}: an archive is a local folder or s3://bucket/prefix")
+        return v
 
 
 class WorkerSpec(_Model):
@@ -450,13 +474,6 @@ class NotifySpec(_Model):
     events: list[str] = Field(
         default_factory=lambda: ["finished", "critical", "new_error", "blocked", "quality"]
     )
-
-
-class ArchiveSpec(_Model):
-    """Kept for symmetry with storage; reserved for S3 shipping options."""
-
-    s3_bucket: str | None = None
-    s3_prefix: str = ""
 
 
 class SeedSource(_Model):
@@ -540,6 +557,34 @@ class CrawlSpec(_Model):
         return v
 
 
+class Ec2FleetSpec(_Model):
+    """``[fleet.ec2]``: how ``shoal fleet up --provider ec2`` launches workers."""
+
+    region: str | None = None
+    instance_type: str = Field(default="t3.small", pattern=r"^[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$")
+    ami: str | None = Field(default=None, pattern=r"^ami-[0-9a-f]{8,17}$")
+    """Default: the latest Debian 12 image (SSM public parameter)."""
+    arch: Literal["amd64", "arm64"] = "amd64"
+    subnet: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]+$")
+    security_groups: list[Annotated[str, Field(pattern=r"^sg-[0-9a-f]+$")]] = Field(
+        default_factory=list
+    )
+    key_name: str | None = None
+    spot: bool = False
+    bucket: str | None = None
+    """Where the shoal wheel goes (default: the bucket of an ``s3://`` archive)."""
+    endpoint_url: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class FleetSpec(_Model):
+    """``[fleet]``: defaults for ``shoal fleet up``."""
+
+    provider: Literal["local", "ec2"] = "local"
+    count: int = Field(default=2, ge=1, le=1000)
+    ec2: Ec2FleetSpec = Field(default_factory=Ec2FleetSpec)
+
+
 class Spec(_Model):
     """A whole crawl spec, as in the TOML file."""
 
@@ -551,21 +596,46 @@ class Spec(_Model):
     storage: StorageSpec = Field(default_factory=StorageSpec)
     worker: WorkerSpec = Field(default_factory=WorkerSpec)
     notify: NotifySpec = Field(default_factory=NotifySpec)
-    archive: ArchiveSpec = Field(default_factory=ArchiveSpec)
+    fleet: FleetSpec = Field(default_factory=FleetSpec)
     parse: dict[str, Any] = Field(default_factory=dict)
     """Table definitions for ``shoal parse``; validated by :mod:`shoal.parse`."""
+
+    _base: Path | None = PrivateAttr(default=None)
 
     @property
     def name(self) -> str:
         return self.crawl.name
 
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder relative paths of the spec resolve against: the spec file's, or None (the working directory)."""
+        return self._base
+
+    def with_base(self, base: str | Path | None) -> Spec:
+        """This spec with relative paths resolved against ``base`` (made absolute); returns self."""
+        self._base = None if base is None else Path(base).resolve()
+        return self
+
+    def resolve_path(self, path: str) -> str:
+        """``path`` with ``{name}`` filled in, made absolute against :attr:`base_dir` when relative."""
+        path = path.replace("{name}", self.crawl.name)
+        if self._base is None or not path or Path(path).is_absolute():
+            return path
+        return str(self._base / path)
+
     def frontier_url(self) -> str:
-        """The frontier database URL with ``{name}`` filled in."""
-        return self.storage.frontier.replace("{name}", self.crawl.name)
+        """The frontier database URL with ``{name}`` filled in; a relative SQLite path is the spec folder's."""
+        url = self.storage.frontier.replace("{name}", self.crawl.name)
+        prefix = "sqlite:///"
+        if self._base is not None and url.startswith(prefix):
+            path, q, query = url[len(prefix) :].partition("?")
+            if path and path != ":memory:" and not path.startswith("/"):
+                return prefix + self.resolve_path(path) + q + query
+        return url
 
     def archive_dir(self) -> str:
-        """The archive folder with ``{name}`` filled in."""
-        return self.storage.archive.replace("{name}", self.crawl.name)
+        """The archive folder with ``{name}`` filled in, relative to the spec file's folder."""
+        return self.resolve_path(self.storage.archive)
 
 
 def _item_label(item: object, index: int) -> str:
@@ -628,8 +698,12 @@ def format_validation_error(
     return "\n".join(lines)
 
 
-def parse_spec(text: str, source: str = "<spec>") -> Spec:
-    """Parse and validate TOML text into a :class:`Spec`, or raise :class:`SpecError`."""
+def parse_spec(text: str, source: str = "<spec>", *, base: str | Path | None = None) -> Spec:
+    """Parse and validate TOML text into a :class:`Spec`, or raise :class:`SpecError`.
+
+    ``base`` is the folder relative storage paths resolve against (``load_spec``
+    gives the spec file's); without it they stay relative to the working directory.
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -639,7 +713,7 @@ def parse_spec(text: str, source: str = "<spec>") -> Spec:
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, source, data=data)) from None
     _check_seeds(spec, source)
-    return spec
+    return spec.with_base(base)
 
 
 def _check_seeds(spec: Spec, source: str) -> None:
@@ -669,4 +743,4 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(f"{p}: no such spec file (give the path of a .toml crawl spec)") from None
     except UnicodeDecodeError:
         raise SpecError(f"{p}: the spec file is not UTF-8 text") from None
-    return parse_spec(text, str(p))
+    return parse_spec(text, str(p), base=p.parent)
