@@ -11,7 +11,7 @@ reads their plans), so a status frame stays cheap at a million URLs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, case, func, select
@@ -390,7 +390,84 @@ def last_errors(conn: Connection, crawl_id: int, limit: int) -> list[ErrorRow]:
 
 
 def capture_rows(conn: Connection, crawl_id: int, *, assets: bool) -> list[CaptureRow]:
-    """The archived responses of the crawl in archive order (pages, or only ``asset`` URLs)."""
+    """The archived responses of the crawl in archive order (pages, or only ``asset`` URLs).
+
+    A page whose latest fetch was archived as a ``revisit`` record (a 304, an
+    unchanged payload), or that is pending again for its revisit, is given as
+    the full capture holding its payload (status 200); see :func:`_payload_row`.
+    """
+    raw = _done_captures(conn, crawl_id, assets=assets)
+    if assets:
+        return [r[0] for r in raw]
+    rows = [_payload_row(r) for r in raw]
+    rows.extend(_revisiting_captures(conn, crawl_id))
+    rows.sort(key=lambda r: (r.warc_file, r.warc_offset))
+    return rows
+
+
+_PAYLOAD = (
+    _U.payload_file,
+    _U.payload_offset,
+    _U.payload_length,
+    _U.payload_record_id,
+)
+
+
+def _payload_row(r: Any) -> CaptureRow:
+    """The capture of a done row, resolved to its payload when the latest record is a revisit."""
+    row: CaptureRow = r[0]
+    file, offset, length, record_id = r[1:]
+    if row.http_status in (200, 304) and record_id and file and record_id != row.warc_record_id:
+        return replace(
+            row,
+            http_status=200,
+            warc_file=file,
+            warc_offset=int(offset),
+            warc_length=int(length),
+            warc_record_id=record_id,
+        )
+    return row
+
+
+def _revisiting_captures(conn: Connection, crawl_id: int) -> list[CaptureRow]:
+    """Pages pending or leased again for a revisit: their last full capture."""
+    q = select(
+        _U.id,
+        _U.url,
+        _U.final_url,
+        _U.url_key,
+        _U.rule,
+        _U.kind,
+        _U.fetched_at,
+        _U.content_type,
+        *_PAYLOAD,
+    ).where(
+        _U.crawl_id == crawl_id,
+        _U.status.in_((Status.PENDING.value, Status.LEASED.value)),
+        _U.payload_record_id.is_not(None),
+        _U.kind != "asset",
+    )
+    return [
+        CaptureRow(
+            int(r.id),
+            r.url,
+            r.final_url,
+            int(r.url_key),
+            int(r.rule),
+            r.kind,
+            200,
+            r.fetched_at,
+            r.content_type,
+            r.payload_file,
+            int(r.payload_offset),
+            int(r.payload_length),
+            r.payload_record_id,
+        )
+        for r in conn.execute(q)
+    ]
+
+
+def _done_captures(conn: Connection, crawl_id: int, *, assets: bool) -> list[Any]:
     kind = _U.kind == "asset" if assets else _U.kind != "asset"
     q = (
         select(
@@ -407,6 +484,7 @@ def capture_rows(conn: Connection, crawl_id: int, *, assets: bool) -> list[Captu
             _U.warc_offset,
             _U.warc_length,
             _U.warc_record_id,
+            *_PAYLOAD,
         )
         .where(
             _U.crawl_id == crawl_id,
@@ -417,20 +495,26 @@ def capture_rows(conn: Connection, crawl_id: int, *, assets: bool) -> list[Captu
         .order_by(_U.warc_file, _U.warc_offset)
     )
     return [
-        CaptureRow(
-            int(r.id),
-            r.url,
-            r.final_url,
-            int(r.url_key),
-            int(r.rule),
-            r.kind,
-            r.http_status,
-            r.fetched_at,
-            r.content_type,
-            r.warc_file,
-            int(r.warc_offset),
-            int(r.warc_length),
-            r.warc_record_id or "",
+        (
+            CaptureRow(
+                int(r.id),
+                r.url,
+                r.final_url,
+                int(r.url_key),
+                int(r.rule),
+                r.kind,
+                r.http_status,
+                r.fetched_at,
+                r.content_type,
+                r.warc_file,
+                int(r.warc_offset),
+                int(r.warc_length),
+                r.warc_record_id or "",
+            ),
+            r.payload_file,
+            r.payload_offset,
+            r.payload_length,
+            r.payload_record_id,
         )
         for r in conn.execute(q)
     ]
