@@ -886,6 +886,7 @@ def run_crawl(
             fetchers={"http": http},
             archive=archive,
             robots=robots,
+            address_check=http.check_address,
         )
         holder.append(worker)
         try:

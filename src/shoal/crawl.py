@@ -29,8 +29,7 @@ from shoal.fetch.address import AddressPolicy
 from shoal.fetch.base import Fetcher
 from shoal.fetch.http import HttpFetcher
 from shoal.fetch.robots import RobotsCache
-from shoal.frontier.contract import CrawlInfo, NewURL
-from shoal.frontier.sql import SqlFrontier
+from shoal.frontier.contract import CrawlInfo, Frontier, NewURL
 from shoal.notify import Notifier
 from shoal.spec import Spec
 from shoal.urls import URLError, canonicalize
@@ -57,9 +56,9 @@ def seed_urls(spec: Spec) -> list[NewURL]:
     return out
 
 
-def start_crawl(frontier: SqlFrontier, spec: Spec, spec_text: str) -> CrawlInfo:
-    """Store the crawl and its spec, add the seeds (existing ones untouched)."""
-    crawl = frontier.open_crawl(spec.name, spec_text)
+def start_crawl(frontier: Frontier, spec: Spec, spec_text: str) -> CrawlInfo:
+    """Store the crawl, its spec and its page budget, add the seeds (existing ones untouched)."""
+    crawl = frontier.open_crawl(spec.name, spec_text, spec.limits.max_pages)
     delay_ms = int(spec.politeness.delay * 1000)
     frontier.update_host_delays(crawl.id, delay_ms)
     frontier.add_urls(crawl.id, seed_urls(spec), delay_ms)
@@ -79,7 +78,7 @@ def build_fetchers(spec: Spec, policy: AddressPolicy) -> dict[str, Fetcher]:
     }
     if any(r.render == "browser" for r in spec.rules):
         try:
-            from shoal.fetch.browser import BrowserFetcher
+            from shoal.fetch.browser.fetcher import BrowserFetcher
         except ImportError as exc:
             raise SpecError(
                 f'a rule has render = "browser" but the browser fetcher cannot load ({exc}): '
@@ -121,7 +120,7 @@ def _robots_getter(
 
 async def run_async(
     spec: Spec,
-    frontier: SqlFrontier,
+    frontier: Frontier,
     crawl: CrawlInfo,
     *,
     worker_id: str | None = None,
@@ -171,6 +170,7 @@ async def run_async(
         fetchers=fetchers,
         archive=archive,
         robots=robots,
+        address_check=http.check_address,
         worker_id=wid,
         notifier=Notifier(spec.notify),
     )
@@ -236,7 +236,7 @@ def _progress_table(worker: Worker, spec: Spec) -> Group:
     )
     t.add_row("failed", f"[red]{failed}[/]")
     t.add_row("skipped", f"[yellow]{skipped}[/]")
-    t.add_row("retries", f"{s.retries}   in flight {s.inflight}, queued {worker._queue.qsize()}")
+    t.add_row("retries", f"{s.retries}   in flight {worker.inflight}, queued {worker.queued}")
     t.add_row("archived", f"{s.bytes_archived / 1e6:.1f} MB   elapsed {s.elapsed:.0f}s")
     if s.db_errors:
         t.add_row("database", f"[red]{s.db_errors} unreachable error(s)[/]")
@@ -250,5 +250,5 @@ async def _progress(worker: Worker, spec: Spec, console: Console | None) -> None
         while True:
             await asyncio.sleep(0.5)
             worker.stats.sample()
-            worker.stats.inflight = worker._inflight
+            worker.stats.inflight = worker.inflight
             live.update(_progress_table(worker, spec))

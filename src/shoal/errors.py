@@ -12,6 +12,8 @@ into this tree at the boundary where they occur::
     │   └── DatabaseUnavailable    cannot reach the database (critical after grace)
     ├── ArchiveError               WARC writing, shipping or reading (``errno`` when an OSError)
     ├── ContentCodingError         a Content-Encoding that cannot be undone
+    ├── CriticalStop               a worker cannot go on (database, disk): it stops, exit 3
+    ├── FleetError                 starting, listing or ending workers failed (names the fix)
     └── FetchError                 one fetch failed; carries its ErrorClass
         ├── PolicyRefusal          not fetched on purpose (skipped with a reason)
         └── BrowserError           the browser could not render a page
@@ -29,9 +31,11 @@ __all__ = [
     "ArchiveError",
     "BrowserError",
     "ContentCodingError",
+    "CriticalStop",
     "DatabaseUnavailable",
     "ErrorClass",
     "FetchError",
+    "FleetError",
     "FrontierError",
     "ListingError",
     "PolicyRefusal",
@@ -76,6 +80,8 @@ class SkipReason(StrEnum):
     """A list rule's own pagination past the depth limit, grown by pages that gave nothing new (``?page=n+1`` beyond the end)."""
     CALENDAR = "calendar"
     """A URL dated too far in the future (an infinite calendar)."""
+    MAX_LINKS = "max_links"
+    """Links past ``limits.max_links_per_page`` on one page (a link flood): counted, not stored."""
 
 
 class ShoalError(Exception):
@@ -126,6 +132,19 @@ class ArchiveError(ShoalError):
 
 class ContentCodingError(ShoalError):
     """A body's ``Content-Encoding`` cannot be undone (unknown, too many layers, not that coding)."""
+
+
+class CriticalStop(ShoalError):
+    """The worker cannot go on (database gone past its grace, archive or frontier disk full or
+    read-only): it stops cleanly, its URLs go back to pending untouched, and the command exits 3."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class FleetError(ShoalError):
+    """A fleet provider could not start, list or end workers; the message names the fix."""
 
 
 class FetchError(ShoalError):

@@ -1,8 +1,14 @@
-"""The worker loop that ties the parts: claim → fetch → archive → links → complete."""
+"""The worker that ties the parts: claim → fetch → archive → links → complete.
+
+- :mod:`~shoal.worker.loop`: :class:`Worker`, the fetch tasks and the response decision carried out.
+- :mod:`~shoal.worker.sync`: :class:`~shoal.worker.sync.FrontierSync`, outcomes out and claims in, batched; heartbeats.
+- :mod:`~shoal.worker.links`: links found on a page, routed to rules, checked against the trap limits.
+- :mod:`~shoal.worker.stats`: :class:`WorkerStats`, what this worker did.
+"""
 
 from __future__ import annotations
 
-from shoal.worker.loop import CriticalStop, Worker, make_worker_id
+from shoal.worker.loop import Worker, make_worker_id
 from shoal.worker.stats import WorkerStats
 
-__all__ = ["CriticalStop", "Worker", "WorkerStats", "make_worker_id"]
+__all__ = ["Worker", "WorkerStats", "make_worker_id"]

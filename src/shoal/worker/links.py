@@ -46,6 +46,7 @@ host's credentials itself (:class:`shoal.fetch.http.HostHeaders`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections import Counter
@@ -55,9 +56,12 @@ from typing import Any
 
 from selectolax.lexbor import LexborHTMLParser
 
-from shoal.errors import SkipReason
+from shoal.content.charset import decode_html
+from shoal.content.codings import content_decode
+from shoal.errors import ContentCodingError, SkipReason
+from shoal.exchange import FetchResult
 from shoal.fetch.http import split_userinfo
-from shoal.frontier.contract import NewURL, Status
+from shoal.frontier.contract import ClaimedURL, NewURL, Status
 from shoal.spec import LimitsSpec, Rule, UrlPattern, lexbor_css
 from shoal.urls import Canonical, HostScope, URLError, canonicalize, key64
 
@@ -256,6 +260,85 @@ class LinkExtractor:
         self.limits = limits
         self.cache_size = cache_size
         self._cache: dict[tuple[str, str], Canonical | None] = {}
+        self.seen: set[int] = set()
+        """url_keys this worker knows the frontier has: later pages need not send them again."""
+
+    def remember(self, links: Iterable[NewURL]) -> None:
+        """Note links the frontier now holds (their outcome was accepted)."""
+        self.seen.update(n.url_key for n in links)
+
+    def html_of(self, res: FetchResult) -> str | bytes:
+        """The document to look for links in: the rendered DOM, or the decoded body."""
+        if res.rendered_html is not None:
+            return res.rendered_html
+        if res.decoded is not None:  # decoded (and capped) by the fetcher as it streamed
+            text, codec = decode_html(res.decoded, res.header("content-type"))
+            return res.decoded if codec in ("utf-8", "utf_8") else text
+        body = res.body
+        enc = res.header("content-encoding")
+        if enc and enc.strip().lower() not in ("identity", ""):
+            with contextlib.suppress(ContentCodingError):  # mislabelled (a plain body called gzip)
+                body, _ = content_decode(body, enc, self.limits.max_body_bytes)
+        text, codec = decode_html(body, res.header("content-type"))
+        return body if codec in ("utf-8", "utf_8") else text
+
+    def assets(self, c: ClaimedURL, selector: str, res: FetchResult) -> list[NewURL]:
+        """Images the rule asks for (for OCR at parse time), fetched as ``asset`` URLs of any host."""
+        out = []
+        page: set[int] = set()
+        for src in self.srcs(self.html_of(res), selector):
+            try:
+                canon = canonicalize(src, c.url, self.scope.strip)
+            except URLError:
+                continue
+            if canon.url_key in self.seen or canon.url_key in page:
+                continue
+            page.add(canon.url_key)
+            out.append(
+                NewURL(
+                    canon.url,
+                    canon.url_key,
+                    canon.host,
+                    canon.host_key,
+                    c.rule,
+                    "asset",
+                    c.depth,
+                    priority=c.depth * 100 - 1,
+                    parent_id=c.id,
+                )
+            )
+        return out
+
+    def extract(self, c: ClaimedURL, rule: Rule | None, res: FetchResult) -> list[NewURL]:
+        """The frontier rows of the links found on list page ``c`` that the frontier may not have.
+
+        Links to be written join :attr:`seen` only once an outcome carrying them
+        is accepted (:meth:`remember`): a fenced outcome's links are dropped, and
+        a later page must be free to bring them again.
+        """
+        hrefs, base = self.hrefs(self.html_of(res), rule.follow if rule is not None else None)
+        base_url = c.url
+        if base:
+            with contextlib.suppress(URLError):
+                base_url = canonicalize(base, c.url).url
+        cut = base_url.find("/", base_url.find("//") + 2)
+        origin = base_url[:cut] if cut >= 0 else base_url
+        seen = self.seen
+        page: set[int] = set()
+        found: list[Canonical] = []
+        for href in hrefs:
+            canon = self.resolve(href, base_url, origin)
+            if canon is None or canon.url_key in seen or canon.url_key in page:
+                continue
+            page.add(canon.url_key)
+            found.append(canon)
+        if len(seen) > 2_000_000:
+            seen.clear()
+        links = self.page_links(
+            found, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth
+        )
+        seen.update(page.difference(n.url_key for n in links))
+        return links
 
     def hrefs(self, html: str | bytes, selectors: list[str] | None) -> tuple[list[str], str | None]:
         """The raw href values the selectors pick, and the document's ``<base href>``."""

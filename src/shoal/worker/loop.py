@@ -1,37 +1,39 @@
 """The worker: claim → fetch → archive → extract links → complete, until the crawl ends.
 
 A worker holds no state the database does not have. It runs on one asyncio
-loop: ``concurrency`` fetch tasks take leased URLs from a local queue, and one
-sync task writes their outcomes and discovered links and claims the next batch
-in a single transaction every ``flush_interval`` (DESIGN.md: batch the
-database work). The WARC files are flushed (and fsync'd) before the outcomes
-that refer to them are committed, so a URL is never ``done`` without its
-record. Database calls run on one dedicated thread, WARC writes on another.
+loop: ``concurrency`` fetch tasks take leased URLs from the sync task's queue
+(:class:`~shoal.worker.sync.FrontierSync`, which writes outcomes and claims in
+batches), check each one in turn against the address policy, robots.txt and
+the host's politeness slot, fetch it, write it to the WARC archive, and turn
+the response into an outcome with :func:`shoal.fetch.classify.decide`. WARC
+writes run on their own thread.
+
+A critical error (the database gone past its grace, the archive's disk full
+or read-only) stops the worker cleanly: the URL it was on and every URL it
+holds go back to pending with their attempt refunded, a ``critical`` event is
+recorded, and :meth:`Worker.run` raises :class:`~shoal.errors.CriticalStop`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
 import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
 
 from shoal import __version__
-from shoal.archive import WarcWriter
+from shoal.archive import WarcRef, WarcWriter
 from shoal.content import HTML_TYPES
-from shoal.content.charset import decode_html
-from shoal.content.codings import coding_problem, content_decode
+from shoal.content.codings import coding_problem
 from shoal.errors import (
-    ContentCodingError,
+    ArchiveError,
+    CriticalStop,
     DatabaseUnavailable,
     ErrorClass,
     FetchError,
@@ -40,31 +42,26 @@ from shoal.errors import (
 )
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.base import Fetcher
-from shoal.fetch.classify import classify_status, error_signature, is_redirect, parse_retry_after
-from shoal.fetch.http import HostHeaders, HttpFetcher
+from shoal.fetch.classify import Response, block_streak, decide, error_signature
+from shoal.fetch.http import HostHeaders
 from shoal.fetch.robots import RobotsCache
-from shoal.frontier.contract import ClaimedURL, HostUpdate, NewURL, Outcome, Status, SyncResult
+from shoal.frontier.contract import ClaimedURL, Frontier, HostUpdate, NewURL, Outcome, Status
 from shoal.frontier.policy import retry_at
-from shoal.frontier.sql import SqlFrontier
 from shoal.notify import Notifier
 from shoal.secrets import redact_text, redact_url
-from shoal.spec import Spec
-from shoal.urls import Canonical, HostScope, URLError, canonicalize, host_of
+from shoal.spec import Rule, Spec
+from shoal.urls import HostScope, URLError, canonicalize, host_of
 from shoal.worker.links import LinkExtractor, Router, without_userinfo
 from shoal.worker.stats import WorkerStats
+from shoal.worker.sync import FrontierSync
 
-__all__ = ["CriticalStop", "Worker", "make_worker_id"]
+__all__ = ["AddressCheck", "Worker", "make_worker_id"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-
-class CriticalStop(Exception):
-    """A critical error: the worker stops cleanly and says why."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+AddressCheck = Callable[[str], Awaitable[None]]
+"""Raises :class:`~shoal.errors.PolicyRefusal` when the address policy refuses a URL's host
+(asked before robots.txt, so a refused host gets no request at all)."""
 
 
 def make_worker_id() -> str:
@@ -96,18 +93,20 @@ class Worker:
     """Runs one crawl's loop in this process until the crawl is finished or it is stopped.
 
     ``fetchers`` maps a rule's ``render`` value (``http``, ``browser``) to the
-    fetcher that serves it.
+    fetcher that serves it; ``address_check`` is asked before anything else
+    about a URL (the HTTP fetcher's :meth:`~shoal.fetch.http.HttpFetcher.check_address`).
     """
 
     def __init__(
         self,
         *,
         spec: Spec,
-        frontier: SqlFrontier,
+        frontier: Frontier,
         crawl_id: int,
         fetchers: dict[str, Fetcher],
         archive: WarcWriter,
         robots: RobotsCache | None,
+        address_check: AddressCheck | None = None,
         worker_id: str | None = None,
         stats: WorkerStats | None = None,
         exit_when_idle: bool = True,
@@ -119,90 +118,86 @@ class Worker:
         self.fetchers = fetchers
         self.archive = archive
         self.robots = robots
+        self.address_check = address_check
         self.id = worker_id or make_worker_id()
         self.stats = stats or WorkerStats()
-        self.exit_when_idle = exit_when_idle
-        self.notifier = notifier
         self.router = Router(spec.rules)
         self.scope = HostScope(_allowed_hosts(spec), spec.scope.strip_query_params)
         self.links = LinkExtractor(self.router, self.scope, spec.limits)
         self.host_headers = HostHeaders(spec.scope.resolved_headers(), spec.crawl.seeds)
-        w = spec.worker
-        self.concurrency = w.concurrency
-        self.batch = w.claim_batch or max(16, w.concurrency * 2)
-        self.lease_ms = int(w.lease_seconds * 1000)
+        self.concurrency = spec.worker.concurrency
         self.delay_ms = int(spec.politeness.delay * 1000)
-        self._db = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
         self._io = ThreadPoolExecutor(1, thread_name_prefix="shoal-warc")
-        # Heartbeats have their own thread (and connection) so that a slow sync
-        # transaction never delays them past the lease.
-        self._hb = ThreadPoolExecutor(1, thread_name_prefix="shoal-heartbeat")
-        self._queue: asyncio.Queue[ClaimedURL] = asyncio.Queue()
-        self._outcomes: list[Outcome] = []
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
+        self.sync = FrontierSync(
+            frontier=frontier,
+            crawl_id=crawl_id,
+            worker_id=self.id,
+            spec=spec,
+            stats=self.stats,
+            flush_archive=self._flush_archive,
+            accepted=lambda o: self.links.remember(o.links),
+            exit_when_idle=exit_when_idle,
+            notifier=notifier,
+        )
         self._hosts: dict[int, _HostMemory] = {}
-        self._seen: set[int] = set()
         self._signatures: set[str] = set()
-        self._inflight = 0
         self._unsynced_writes = 0
         self._critical: str | None = None
-        self._finished = False
-        self._fetched_base = 0
-        # The database-loss state (monotonic times): while a call failed after the last good
-        # sync, heartbeats stop so that leases lapse, and the next sync reaps the lapsed ones.
-        self._db_failed_at = 0.0
-        self._synced_at = 0.0
-        self._db_gave_up = False
-        self._orphans_possible = False
 
     # -- running ----------------------------------------------------------
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
-
     def stop(self) -> None:
         """Ask the worker to stop: in-flight fetches finish, queued leases are given back."""
-        self._stop.set()
-        self._wake.set()
+        self.sync.stop()
 
     @property
     def finished(self) -> bool:
         """True when the worker stopped because nothing was left to crawl."""
-        return self._finished
+        return self.sync.finished
+
+    @property
+    def inflight(self) -> int:
+        """Fetches under way now."""
+        return self.sync.inflight
+
+    @property
+    def queued(self) -> int:
+        """Leased URLs waiting for a fetch task."""
+        return self.sync.queue.qsize()
 
     async def run(self) -> WorkerStats:
         """Run until the crawl is finished, :meth:`stop` is called, or a critical error."""
-        hostname = socket.gethostname()
-        await self._call(
+        register = partial(
             self.frontier.register_worker,
             self.crawl_id,
             self.id,
-            hostname=hostname,
+            hostname=socket.gethostname(),
             ip=_local_ip(),
             pid=os.getpid(),
             version=__version__,
             concurrency=self.concurrency,
         )
-        self._fetched_base = await self._call(self.frontier.count_done, self.crawl_id)
-        fetch_tasks = [
-            asyncio.create_task(self._fetch_loop(), name=f"fetch-{i}")
-            for i in range(self.concurrency)
-        ]
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        fetch_tasks: list[asyncio.Task[None]] = []
+        heartbeat: asyncio.Task[None] | None = None
         state, detail = "stopped", None
         try:
-            await self._sync_loop()
+            await self.sync.start(register)
+            fetch_tasks = [
+                asyncio.create_task(self._fetch_loop(), name=f"fetch-{i}")
+                for i in range(self.concurrency)
+            ]
+            heartbeat = asyncio.create_task(self.sync.heartbeat_loop(), name="heartbeat")
+            await self.sync.run()
         except CriticalStop as exc:
             self._critical = exc.message
-            state, detail = "failed", exc.message
         finally:
-            self._stop.set()
-            for t in fetch_tasks:
+            self.sync.stop()
+            tasks = [*fetch_tasks, *([heartbeat] if heartbeat is not None else [])]
+            for t in tasks:
                 t.cancel()
-            heartbeat.cancel()
-            await asyncio.gather(*fetch_tasks, heartbeat, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._critical:
+                state, detail = "failed", self._critical
             await self._shutdown(state, detail)
         if self._critical:
             raise CriticalStop(self._critical)
@@ -210,275 +205,46 @@ class Worker:
 
     async def _shutdown(self, state: str, detail: str | None) -> None:
         # Outcomes already produced are written; URLs still queued are given back.
-        leftovers = []
-        while not self._queue.empty():
-            c = self._queue.get_nowait()
-            leftovers.append(
-                Outcome(
-                    c.id,
-                    c.lease_token,
-                    Status.PENDING,
-                    host_key=c.host_key,
-                    refund_attempt=True,
-                    next_attempt_at=None,
-                )
-            )
-        self._outcomes.extend(leftovers)
         try:
-            await self._flush_archive()
-            if self._outcomes:
-                await self._sync_once(claim=0)
-            await self._call(self.frontier.release, self.crawl_id, self.id)
-            await self._call(self.frontier.stop_worker, self.id, state, detail)
-            if self._critical:
-                await self._call(
-                    self.frontier.record_event,
-                    self.crawl_id,
-                    "critical",
-                    self._critical,
-                    severity="error",
-                    worker_id=self.id,
-                    error_class="critical",
-                )
-            await self._notify()
-        except (DatabaseUnavailable, CriticalStop) as exc:
-            log.error("could not record the worker's stop: %s", exc)
+            await self.sync.finish(state, detail, self._critical)
         finally:
-            await asyncio.get_running_loop().run_in_executor(self._io, self.archive.close)
-            self._db.shutdown(wait=True)
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._io, self.archive.close)
+            except (ArchiveError, OSError) as exc:
+                log.error("could not close the WARC file: %s", exc)
             self._io.shutdown(wait=True)
-            self._hb.shutdown(wait=True)
-
-    # -- the sync task: outcomes out, claims in ---------------------------
-
-    def _want(self) -> int:
-        if self._stop.is_set():
-            return 0
-        have = self._queue.qsize() + self._inflight
-        want = self.batch - have
-        limit = self.spec.limits.max_pages
-        if limit is not None:
-            budget = limit - (self._fetched_base + self.stats.done) - have
-            want = min(want, budget)
-        return max(0, want)
+            self.sync.close()
 
     async def _flush_archive(self) -> None:
         if self._unsynced_writes:
             self._unsynced_writes = 0
-            await asyncio.get_running_loop().run_in_executor(self._io, self.archive.sync)
-
-    async def _sync_once(self, claim: int) -> int:
-        outcomes, self._outcomes = self._outcomes, []
-        await self._flush_archive()
-        p = self.spec.politeness
-        reap = time.monotonic() - getattr(self, "_last_reap", 0.0) > min(5.0, self.lease_ms / 4000)
-        if reap:
-            self._last_reap = time.monotonic()
-
-        def sync() -> SyncResult:
-            # After losing the database, the first sync that gets through reaps first: leases
-            # that lapsed while our heartbeats were gone are returned (and counted) before our
-            # outcomes are fenced, instead of being revived by our next heartbeat.
-            return self.frontier.sync(
-                self.crawl_id,
-                self.id,
-                outcomes,
-                claim=claim,
-                lease_ms=self.lease_ms,
-                per_host=p.concurrency_per_host,
-                default_delay_ms=self.delay_ms,
-                jitter=p.jitter,
-                horizon_ms=max(2000, int(self.spec.worker.flush_interval * 4000)),
-                reap=reap or self._db_failed_at > self._synced_at,
-            )
-
-        res = await self._db_retry(sync)
-        self._synced_at = time.monotonic()
-        for ok, o in zip(res.accepted, outcomes, strict=True):
-            if ok:  # now in the database: later pages need not send these links again
-                self._seen.update(n.url_key for n in o.links)
-        fenced = res.accepted.count(False)
-        if fenced:
-            self.stats.fenced += fenced
-            log.warning(
-                "%d outcome(s) not applied: their lease had expired and another worker owns them",
-                fenced,
-            )
-        self.stats.links_added += res.links_added
-        self.stats.leases_reaped += res.leases_reaped
-        for c in res.claimed:
-            self._queue.put_nowait(c)
-        self.stats.claimed += len(res.claimed)
-        self.stats.queued = self._queue.qsize()
-        return len(res.claimed)
-
-    async def _db_retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call the frontier; while the database is unreachable retry with backoff for the grace period."""
-        grace = self.spec.worker.db_grace_seconds
-        start = time.monotonic()
-        delay = 0.5
-        while True:
             try:
-                return await self._call(fn, *args, **kwargs)
-            except DatabaseUnavailable as exc:
-                self.stats.db_errors += 1
-                self._db_failed_at = time.monotonic()
-                # A transaction whose commit was not acknowledged may have leased URLs we never saw.
-                self._orphans_possible = True
-                waited = time.monotonic() - start
-                if waited >= grace or self._db_gave_up:
-                    self._db_gave_up = (
-                        True  # the clean stop that follows does not wait a second grace
-                    )
-                    raise CriticalStop(
-                        f"the frontier database was unreachable for {waited:.0f}s: {exc}"
-                    ) from None
-                pause = min(delay, grace - waited)
-                log.warning("frontier database unreachable (%s); retrying in %.1fs", exc, pause)
-                await asyncio.sleep(pause)
-                delay = min(delay * 2, 10.0)
-
-    async def _sync_loop(self) -> None:
-        interval = self.spec.worker.flush_interval
-        idle_sleep = 0.05
-        while True:
-            stopping = self._stop.is_set()
-            claimed = await self._sync_once(0 if stopping else self._want())
-            if stopping and self._inflight == 0:
-                return
-            if claimed == 0 and self._queue.empty() and self._inflight == 0 and not self._outcomes:
-                if self._orphans_possible:
-                    # We hold nothing, so any lease the database gives us came from a sync whose
-                    # answer was lost with the connection: give it back, or it is stuck while we live.
-                    self._orphans_possible = False
-                    if await self._db_retry(self.frontier.release, self.crawl_id, self.id):
-                        continue
-                if self._want() == 0 and self.spec.limits.max_pages is not None and not stopping:
-                    await self._db_retry(
-                        self.frontier.skip_pending, self.crawl_id, SkipReason.MAX_PAGES.value
-                    )
-                if not await self._db_retry(self.frontier.pending_left, self.crawl_id):
-                    self._finished = True
-                    if await self._db_retry(
-                        self.frontier.set_crawl_state, self.crawl_id, "finished"
-                    ):
-                        await self._call(
-                            self.frontier.record_event,
-                            self.crawl_id,
-                            "finished",
-                            await self._call(self._finish_message),
-                            worker_id=self.id,
-                        )
-                    return
-                if not self.exit_when_idle and self._stop.is_set():
-                    return
-                # Nothing due now (politeness slots, retry times): wait a little, longer each time.
-                await self._sleep_or_wake(idle_sleep)
-                idle_sleep = min(idle_sleep * 2, 1.0)
-                continue
-            idle_sleep = 0.05
-            await self._sleep_or_wake(interval)
-
-    async def _sleep_or_wake(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-
-    def _finish_message(self) -> str:
-        from sqlalchemy import func, select
-
-        from shoal.frontier.tables import urls
-
-        u = urls.c
-        rows = self.frontier.query(
-            select(u.status, func.count()).where(u.crawl_id == self.crawl_id).group_by(u.status)
-        )
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(rows))
-        return f"crawl {self.spec.name} finished: {counts}"
-
-    async def _notify(self) -> None:
-        if self.notifier is None or not self.notifier.enabled():
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._hb, self.notifier.send_pending, self.frontier, self.crawl_id, self.spec.name
-            )
-        except Exception as exc:  # notifications never stop a crawl
-            log.warning("notify failed: %s", exc)
-
-    async def _heartbeat_loop(self) -> None:
-        every = max(0.5, self.lease_ms / 4000)
-        last_notify = time.monotonic()
-        while True:
-            await asyncio.sleep(every)
-            if time.monotonic() - last_notify > 30:
-                last_notify = time.monotonic()
-                await self._notify()
-            if self._db_failed_at > self._synced_at:
-                # The database was lost and no sync got through since: our leases must lapse
-                # (others may take the URLs), not be kept alive by a heartbeat that happens to pass.
-                continue
-            stats = {
-                "pages_done": self.stats.done,
-                "pages_failed": sum(self.stats.failed.values()),
-                "bytes_archived": self.stats.bytes_archived,
-            }
-            try:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._hb, self.frontier.heartbeat, self.crawl_id, self.id, self.lease_ms, stats
-                )
-            except DatabaseUnavailable as exc:
-                # Leases are not extended while the database is away: they may expire and
-                # another worker may take the URLs; the fence then refuses our outcomes.
-                log.warning("heartbeat failed: %s", exc)
+                await asyncio.get_running_loop().run_in_executor(self._io, self.archive.sync)
+            except ArchiveError as exc:
+                raise CriticalStop(_archive_message(exc)) from None
 
     # -- the fetch tasks ----------------------------------------------------
 
     async def _fetch_loop(self) -> None:
+        sync = self.sync
         while True:
-            c = await self._queue.get()
-            if self._stop.is_set():
-                self._outcomes.append(
-                    Outcome(
-                        c.id,
-                        c.lease_token,
-                        Status.PENDING,
-                        host_key=c.host_key,
-                        refund_attempt=True,
-                    )
-                )
+            c = await sync.queue.get()
+            if sync.stopping.is_set():
+                sync.give_back(c)
                 continue
-            self._inflight += 1
+            sync.inflight += 1
             try:
                 outcome = await self._process(c)
             except CriticalStop as exc:
-                self._critical = exc.message
-                outcome = Outcome(
-                    c.id, c.lease_token, Status.PENDING, host_key=c.host_key, refund_attempt=True
-                )
-                self._outcomes.append(outcome)
+                if self._critical is None:
+                    self._critical = exc.message
+                sync.give_back(c)
                 self.stop()
                 continue
             finally:
-                self._inflight -= 1
-            self._count(outcome)
-            self._outcomes.append(outcome)
-            if (
-                len(self._outcomes) >= self.batch // 2
-                or self._queue.qsize() < self.concurrency // 2
-            ):
-                self._wake.set()
-
-    def _count(self, o: Outcome) -> None:
-        s = self.stats
-        if o.status is Status.DONE:
-            s.done += 1
-        elif o.status is Status.FAILED:
-            s.failed[o.error_class or "unknown"] += 1
-        elif o.status is Status.SKIPPED:
-            s.skipped[o.skip_reason or "?"] += 1
-        elif o.error_class:
-            s.retries += 1
+                sync.inflight -= 1
+            self.stats.count(outcome)
+            sync.put(outcome)
 
     def _host(self, key: int) -> _HostMemory:
         m = self._hosts.get(key)
@@ -496,11 +262,13 @@ class Worker:
             if exc.error_class is ErrorClass.CRITICAL:
                 raise CriticalStop(exc.detail) from None
             return self._failure(c, exc.error_class, exc.detail, http_status=exc.http_status)
+        except ArchiveError as exc:
+            if exc.critical:
+                raise CriticalStop(_archive_message(exc)) from None
+            return await self._unknown(c, exc)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                raise CriticalStop(
-                    f"cannot write the archive: {exc} (free disk space or change [storage] archive)"
-                ) from None
+            if exc.errno in ArchiveError.CRITICAL_ERRNOS:
+                raise CriticalStop(_archive_message(exc)) from None
             return await self._unknown(c, exc)
         except Exception as exc:
             return await self._unknown(c, exc)
@@ -511,8 +279,8 @@ class Worker:
         if sig not in self._signatures:
             self._signatures.add(sig)
             try:
-                if not await self._call(self.frontier.has_signature, self.crawl_id, sig):
-                    await self._call(
+                if not await self.sync.call(self.frontier.has_signature, self.crawl_id, sig):
+                    await self.sync.call(
                         self.frontier.record_event,
                         self.crawl_id,
                         "new_error",
@@ -539,7 +307,7 @@ class Worker:
         *,
         http_status: int | None = None,
         retry_after: float | None = None,
-        ref: Any = None,
+        ref: WarcRef | None = None,
         result: FetchResult | None = None,
         host_update: HostUpdate | None = None,
     ) -> Outcome:
@@ -564,7 +332,7 @@ class Worker:
             host_update=host_update,
         )
         if ref is not None and result is not None:
-            self._attach(o, ref, result)
+            _attach(o, ref, result)
         if retryable and c.attempts <= max_tries:
             o.status = Status.PENDING
             o.next_attempt_at = retry_at(
@@ -576,14 +344,6 @@ class Worker:
                 self.spec.politeness.max_retry_after,
             )
         return o
-
-    @staticmethod
-    def _attach(o: Outcome, ref: Any, result: FetchResult) -> None:
-        o.warc_file, o.warc_offset, o.warc_length = ref.file, ref.offset, ref.length
-        o.warc_record_id = ref.record_id
-        o.content_type = result.content_type
-        o.body_bytes = len(result.body)
-        o.fetch_ms = int(result.elapsed * 1000)
 
     async def _robots_ok(
         self, c: ClaimedURL, mem: _HostMemory
@@ -622,7 +382,7 @@ class Worker:
                 wait = not_before_ms - self.frontier.now_ms()
             if self.delay_ms <= 0 or -wait <= tolerance:
                 return
-            not_before_ms = await self._db_retry(
+            not_before_ms = await self.sync.retry(
                 self.frontier.reserve_slot, self.crawl_id, host_key, self.spec.politeness.jitter
             )
 
@@ -634,10 +394,31 @@ class Worker:
             key = canonicalize(url).host_key
         except URLError:
             return
-        slot = await self._db_retry(
+        slot = await self.sync.retry(
             self.frontier.reserve_slot, self.crawl_id, key, self.spec.politeness.jitter
         )
         await self._wait_slot(slot, key)
+
+    @staticmethod
+    def _skipped(
+        c: ClaimedURL,
+        reason: str,
+        *,
+        detail: str | None = None,
+        result: FetchResult | None = None,
+        host_update: HostUpdate | None = None,
+    ) -> Outcome:
+        return Outcome(
+            c.id,
+            c.lease_token,
+            Status.SKIPPED,
+            host_key=c.host_key,
+            skip_reason=reason,
+            error_detail=detail,
+            http_status=result.status if result is not None else None,
+            content_type=result.content_type if result is not None else None,
+            host_update=host_update,
+        )
 
     async def _fetch_and_decide(self, c: ClaimedURL) -> Outcome:
         """Address policy, robots.txt, politeness slot, fetch, archive, then :meth:`_decide`.
@@ -658,19 +439,12 @@ class Worker:
             )
         lim = self.spec.limits
         skip_types = not lim.archive_non_html and c.kind != "asset"
-        http = self.fetchers.get("http")
         try:
-            if isinstance(http, HttpFetcher):
-                await http.check_address(c.url)
+            if self.address_check is not None:
+                await self.address_check(c.url)
             ok, robots_update, why = await self._robots_ok(c, mem)
             if ok is False:
-                return Outcome(
-                    c.id,
-                    c.lease_token,
-                    Status.SKIPPED,
-                    host_key=c.host_key,
-                    skip_reason=SkipReason.ROBOTS.value,
-                )
+                return self._skipped(c, SkipReason.ROBOTS.value)
             if ok is None:
                 ttl = self.robots.temporary_ttl if self.robots is not None else 300.0
                 return self._failure(c, ErrorClass.TRANSIENT, why, retry_after=ttl)
@@ -683,11 +457,10 @@ class Worker:
                 mem.next_start = start + mem.robots_delay_ms / 1000
                 if start > now:
                     await asyncio.sleep(start - now)
-            deadline = time.monotonic() + lim.fetch_timeout
             request = FetchRequest(
                 c.url,
                 rule,
-                deadline,
+                time.monotonic() + lim.fetch_timeout,
                 headers=tuple(self.host_headers.for_url(c.url).items()),
                 html_only=skip_types,
             )
@@ -696,28 +469,16 @@ class Worker:
             if not mem.refusal_logged:
                 mem.refusal_logged = True
                 log.warning("not fetching from %s: %s", host_of(c.url), redact_text(exc.detail))
-            return Outcome(
-                c.id,
-                c.lease_token,
-                Status.SKIPPED,
-                host_key=c.host_key,
-                skip_reason=exc.reason.value,
-                error_detail=redact_text(exc.detail),
-            )
+            return self._skipped(c, exc.reason.value, detail=redact_text(exc.detail))
         if skip_types and 200 <= result.status < 300 and result.content_type not in HTML_TYPES:
-            return Outcome(
-                c.id,
-                c.lease_token,
-                Status.SKIPPED,
-                host_key=c.host_key,
-                skip_reason=SkipReason.CONTENT_TYPE.value,
-                http_status=result.status,
-                content_type=result.content_type,
+            return self._skipped(
+                c,
+                SkipReason.CONTENT_TYPE.value,
+                detail=f"{result.content_type} is not archived (limits.archive_non_html = false)",
+                result=result,
                 host_update=robots_update,
-                error_detail=f"{result.content_type} is not archived (limits.archive_non_html = false)",
             )
-        loop = asyncio.get_running_loop()
-        ref = await loop.run_in_executor(
+        ref = await asyncio.get_running_loop().run_in_executor(
             self._io,
             partial(self.archive.write_exchange, result, fetched_at=result.started_at or None),
         )
@@ -728,71 +489,48 @@ class Worker:
     async def _decide(
         self,
         c: ClaimedURL,
-        rule: Any,
+        rule: Rule | None,
         res: FetchResult,
-        ref: Any,
+        ref: WarcRef,
         host_update: HostUpdate | None,
         mem: _HostMemory,
     ) -> Outcome:
+        """Carry out :func:`~shoal.fetch.classify.decide`: outcome, host update, event, links."""
         now = self.frontier.now_ms()
-        status = res.status
         p = self.spec.politeness
-        if status in (403, 429):
-            mem.block_streak += 1
-        elif status < 400:
-            mem.block_streak = 0
-        cls = classify_status(status)
-        if cls is None and not is_redirect(status):
-            # The body matters for a page, not for an error or a redirect (those keep their status's class).
-            if res.truncated == "length":
-                return self._failure(
-                    c,
-                    ErrorClass.PERMANENT,
-                    f"body over the {self.spec.limits.max_body_bytes}-byte cap",
-                    http_status=status,
-                    ref=ref,
-                    result=res,
-                    host_update=host_update,
-                )
-            if res.truncated == "unspecified":
-                return self._failure(
-                    c,
-                    ErrorClass.PERMANENT,
-                    "malformed response body (broken transfer framing)",
-                    http_status=status,
-                    ref=ref,
-                    result=res,
-                    host_update=host_update,
-                )
-            if res.truncated is not None:
-                return self._failure(
-                    c,
-                    ErrorClass.TRANSIENT,
-                    f"body cut short ({res.truncated})",
-                    http_status=status,
-                    ref=ref,
-                    result=res,
-                    host_update=host_update,
-                )
-        if cls is not None:
-            retry_after = (
-                parse_retry_after(res.header("retry-after")) if status in (429, 503) else None
-            )
-            if retry_after is not None:
-                nb = now + int(min(retry_after, p.max_retry_after) * 1000)
+        mem.block_streak = block_streak(mem.block_streak, res.status)
+        rendered = res.rendered_html is not None
+        d = decide(
+            Response(
+                res.status,
+                res.reason,
+                truncated=res.truncated,
+                content_type=res.content_type,
+                body_empty=not res.body,
+                rendered=rendered,
+                coding_problem=(
+                    coding_problem(res.header("content-encoding"))
+                    if res.decoded is None and not rendered
+                    else None
+                ),
+                retry_after=res.header("retry-after"),
+            ),
+            streak=mem.block_streak,
+            block_threshold=p.block_threshold,
+            max_body_bytes=self.spec.limits.max_body_bytes,
+        )
+        if d.error_class is not None:
+            retry_after = d.retry_after
+            if d.blocked:
                 host_update = HostUpdate(
-                    c.host_key,
-                    not_before=nb,
-                    min_delay_ms=host_update.min_delay_ms if host_update else None,
+                    c.host_key, pause_until=now + int(p.block_pause * 1000), pause_reason="blocked"
                 )
-            if mem.block_streak >= p.block_threshold:
-                until = now + int(p.block_pause * 1000)
-                host_update = HostUpdate(c.host_key, pause_until=until, pause_reason="blocked")
-                await self._call(
+                await self.sync.call(
                     self.frontier.record_event,
                     self.crawl_id,
                     "blocked",
-                    f"host {host_of(c.url)} answered {mem.block_streak} times 403/429 in a row: paused for {p.block_pause:.0f}s",
+                    f"host {host_of(c.url)} answered {mem.block_streak} times 403/429 in a row: "
+                    f"paused for {p.block_pause:.0f}s",
                     severity="warning",
                     worker_id=self.id,
                     url=redact_url(c.url),
@@ -800,21 +538,18 @@ class Worker:
                     error_class="blocked",
                 )
                 mem.block_streak = 0
-                return self._failure(
-                    c,
-                    ErrorClass.BLOCKED,
-                    f"HTTP {status}; host paused",
-                    http_status=status,
-                    retry_after=p.block_pause,
-                    ref=ref,
-                    result=res,
-                    host_update=host_update,
+                retry_after = p.block_pause
+            elif retry_after is not None:
+                host_update = HostUpdate(
+                    c.host_key,
+                    not_before=now + int(min(retry_after, p.max_retry_after) * 1000),
+                    min_delay_ms=host_update.min_delay_ms if host_update else None,
                 )
             return self._failure(
                 c,
-                cls,
-                f"HTTP {status} {res.reason}".strip(),
-                http_status=status,
+                d.error_class,
+                d.detail,
+                http_status=res.status,
                 retry_after=retry_after,
                 ref=ref,
                 result=res,
@@ -825,43 +560,18 @@ class Worker:
             c.lease_token,
             Status.DONE,
             host_key=c.host_key,
-            http_status=status,
+            http_status=res.status,
             fetched_at=now,
             host_update=host_update,
         )
-        self._attach(o, ref, res)
-        if is_redirect(status):
+        _attach(o, ref, res)
+        if d.redirect:
             return await self._redirect(c, res, o)
-        if res.rendered_html is None:
-            problem = (
-                coding_problem(res.header("content-encoding")) if res.decoded is None else None
-            )
-            if problem is not None:
-                return self._failure(
-                    c,
-                    ErrorClass.PERMANENT,
-                    f"unsupported content coding: {problem}",
-                    http_status=status,
-                    ref=ref,
-                    result=res,
-                    host_update=host_update,
-                )
-            if status == 200 and not res.body and res.content_type in HTML_TYPES:
-                # An empty 200 page is a server glitch (overload, a WAF) far more often than a real page.
-                return self._failure(
-                    c,
-                    ErrorClass.TRANSIENT,
-                    "HTTP 200 with an empty body",
-                    http_status=status,
-                    ref=ref,
-                    result=res,
-                    host_update=host_update,
-                )
         if res.content_type in HTML_TYPES:
             if c.kind == "list":
-                o.links = self._extract(c, rule, res)
+                o.links = self.links.extract(c, rule, res)
             elif c.kind == "detail" and rule is not None and rule.images:
-                o.links = self._assets(c, rule.images, res)
+                o.links = self.links.assets(c, rule.images, res)
         return o
 
     async def _redirect(self, c: ClaimedURL, res: FetchResult, o: Outcome) -> Outcome:
@@ -883,7 +593,7 @@ class Worker:
             return o
         chain = [canonicalize(c.url).url_key]
         if c.redirects > 0:
-            chain = await self._call(self.frontier.redirect_chain, c.id, c.redirects)
+            chain = await self.sync.retry(self.frontier.redirect_chain, c.id, c.redirects)
         if target.url_key in chain:
             o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
             o.error_detail = f"redirect loop back to {redact_url(target.url)}"
@@ -915,77 +625,20 @@ class Worker:
         o.links = [new]
         return o
 
-    def _html_of(self, res: FetchResult) -> str | bytes:
-        """The document to look for links in: the rendered DOM, or the decoded body."""
-        if res.rendered_html is not None:
-            return res.rendered_html
-        if res.decoded is not None:  # decoded (and capped) by the fetcher as it streamed
-            text, codec = decode_html(res.decoded, res.header("content-type"))
-            return res.decoded if codec in ("utf-8", "utf_8") else text
-        body = res.body
-        enc = res.header("content-encoding")
-        if enc and enc.strip().lower() not in ("identity", ""):
-            with contextlib.suppress(
-                ContentCodingError
-            ):  # mislabelled (a plain body called gzip): use the bytes
-                body, _ = content_decode(body, enc, self.spec.limits.max_body_bytes)
-        text, codec = decode_html(body, res.header("content-type"))
-        return body if codec in ("utf-8", "utf_8") else text
 
-    def _assets(self, c: ClaimedURL, selector: str, res: FetchResult) -> list[NewURL]:
-        """Images the rule asks for (for OCR at parse time), fetched as ``asset`` URLs of any host."""
-        out = []
-        page: set[int] = set()
-        for src in self.links.srcs(self._html_of(res), selector):
-            try:
-                canon = canonicalize(src, c.url, self.scope.strip)
-            except URLError:
-                continue
-            if canon.url_key in self._seen or canon.url_key in page:
-                continue
-            page.add(canon.url_key)
-            out.append(
-                NewURL(
-                    canon.url,
-                    canon.url_key,
-                    canon.host,
-                    canon.host_key,
-                    c.rule,
-                    "asset",
-                    c.depth,
-                    priority=c.depth * 100 - 1,
-                    parent_id=c.id,
-                )
-            )
-        return out
+def _attach(o: Outcome, ref: WarcRef, result: FetchResult) -> None:
+    o.warc_file, o.warc_offset, o.warc_length = ref.file, ref.offset, ref.length
+    o.warc_record_id = ref.record_id
+    o.content_type = result.content_type
+    o.body_bytes = len(result.body)
+    o.fetch_ms = int(result.elapsed * 1000)
 
-    def _extract(self, c: ClaimedURL, rule: Any, res: FetchResult) -> list[NewURL]:
-        html = self._html_of(res)
-        hrefs, base = self.links.hrefs(html, rule.follow if rule is not None else None)
-        base_url = c.url
-        if base:
-            with contextlib.suppress(URLError):
-                base_url = canonicalize(base, c.url).url
-        cut = base_url.find("/", base_url.find("//") + 2)
-        origin = base_url[:cut] if cut >= 0 else base_url
-        seen = self._seen
-        page: set[int] = set()
-        found: list[Canonical] = []
-        for href in hrefs:
-            canon = self.links.resolve(href, base_url, origin)
-            if canon is None or canon.url_key in seen or canon.url_key in page:
-                continue
-            page.add(canon.url_key)
-            found.append(canon)
-        if len(seen) > 2_000_000:
-            seen.clear()
-        links = self.links.page_links(
-            found, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth
-        )
-        # Links to be written join _seen only once an outcome carrying them is accepted (_sync_once):
-        # a fenced outcome's links are dropped, and a later page must be free to bring them again.
-        seen.update(page.difference(n.url_key for n in links))
-        return links
+
+def _archive_message(exc: Exception) -> str:
+    return (
+        f"cannot write the archive: {exc} "
+        "(free disk space, make the archive folder writable, or change [storage] archive)"
+    )
 
 
 def _allowed_hosts(spec: Spec) -> list[str]:

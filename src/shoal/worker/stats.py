@@ -6,6 +6,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from shoal.frontier.contract import Outcome, Status
+
 __all__ = ["WorkerStats"]
 
 
@@ -27,6 +29,17 @@ class WorkerStats:
     queued: int = 0
     db_errors: int = 0
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
+
+    def count(self, o: Outcome) -> None:
+        """Count one outcome: done, failed by class, skipped by reason, or a retry."""
+        if o.status is Status.DONE:
+            self.done += 1
+        elif o.status is Status.FAILED:
+            self.failed[o.error_class or "unknown"] += 1
+        elif o.status is Status.SKIPPED:
+            self.skipped[o.skip_reason or "?"] += 1
+        elif o.error_class:
+            self.retries += 1
 
     def sample(self) -> None:
         """Record (time, pages done) for the throughput display."""
