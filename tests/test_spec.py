@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -156,3 +160,57 @@ def test_retry_after_is_parsed_per_rfc_9110(value: str | None, want: float | Non
 
     now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
     assert parse_retry_after(value, now) == want
+
+
+def test_relative_paths_resolve_against_the_spec_folder(tmp_path: Path) -> None:
+    """A spec loaded from a file puts its relative frontier and archive in the file's folder."""
+    from shoal.spec import load_spec
+
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "blog.toml").write_text(GOOD)
+    spec = load_spec(folder / "blog.toml")
+    assert spec.frontier_url() == f"sqlite:///{folder}/shoal-data/blog/frontier.sqlite"
+    assert spec.archive_dir() == f"{folder}/shoal-data/blog/warc"
+    absolute = GOOD + '\n[storage]\nfrontier = "sqlite:////srv/f.sqlite"\narchive = "/srv/warc"\n'
+    (folder / "abs.toml").write_text(absolute)
+    spec = load_spec(folder / "abs.toml")
+    assert spec.frontier_url() == "sqlite:////srv/f.sqlite" and spec.archive_dir() == "/srv/warc"
+    other = GOOD + '\n[storage]\nfrontier = "postgresql://u@db/x"\n'
+    (folder / "pg.toml").write_text(other)
+    assert load_spec(folder / "pg.toml").frontier_url() == "postgresql://u@db/x"
+
+
+def test_status_finds_the_data_of_a_spec_given_from_another_folder(
+    demo_server: Any, tmp_path: Path
+) -> None:
+    """`shoal crawl specs/board.toml` then `shoal status ../specs/board.toml` from elsewhere see one crawl."""
+    folder = tmp_path / "specs"
+    elsewhere = tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "board.toml").write_text(
+        f'[crawl]\nname = "board"\nseeds = ["{demo_server.base_url}/"]\n'
+        "[scope]\nallow_private = true\n[politeness]\ndelay = 0.0\n[limits]\nmax_pages = 4\n"
+    )
+    run = [sys.executable, "-m", "shoal"]
+    crawl = subprocess.run(
+        [*run, "crawl", "specs/board.toml", "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert crawl.returncode == 0, crawl.stdout + crawl.stderr
+    assert (folder / "shoal-data" / "board" / "frontier.sqlite").exists()
+    assert not (tmp_path / "shoal-data").exists()
+    status = subprocess.run(
+        [*run, "status", "../specs/board.toml", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        timeout=300,
+    )
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["counts"]["done"] == 4
+    assert not (elsewhere / "shoal-data").exists()
