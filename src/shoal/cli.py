@@ -1,0 +1,677 @@
+"""The ``shoal`` command: thin, it parses arguments and calls the parts.
+
+Errors a user can fix are printed as one message naming the problem and the
+fix (exit 2); a critical stop of a worker exits 3; an interrupted crawl 130.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from shoal import __version__
+from shoal.errors import ShoalError
+from shoal.fleet.cli import fleet_app
+from shoal.spec import Spec, load_spec, parse_spec
+
+app = typer.Typer(
+    name="shoal",
+    help="Collect web pages into a durable WARC archive through a SQL frontier, then parse them into tables.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    # Help texts are printed as written: "[parse]" in a docstring must not vanish as rich markup.
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(db_app, name="db")
+app.add_typer(fleet_app, name="fleet")
+
+console = Console(stderr=True)
+term = Console()
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
+    from rich.logging import RichHandler
+
+    from shoal.secrets import RedactingFilter
+
+    level = logging.DEBUG if verbose else logging.WARNING
+    handler: logging.Handler
+    if log_format == "json":
+        from shoal.status.live import JsonLogFormatter  # only here: it loads SQLAlchemy
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler = RichHandler(console=console, show_path=False, markup=False)
+    handler.addFilter(RedactingFilter())  # credentials in URLs and headers never reach the log
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler])
+    logging.getLogger("shoal").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _load(path: Path) -> tuple[Spec, str]:
+    spec = load_spec(path)
+    return spec, path.read_text(encoding="utf-8")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        term.print(__version__, markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug details.")] = False,
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format",
+            help="text (for people) or json (one JSON object a line on stderr, for machines).",
+        ),
+    ] = "text",
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    if log_format not in ("text", "json"):
+        _fail(f"--log-format {log_format!r} is not known: use text or json")
+    _setup_logging(verbose, log_format)
+
+
+@app.command()
+def version() -> None:
+    """Print shoal's version."""
+    term.print(__version__, markup=False)
+
+
+@app.command()
+def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
+    """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
+    from shoal.frontier.dialects import redact_url
+
+    s = load_spec(spec)
+    tables = ""
+    if s.parse:
+        try:
+            from shoal.parse import parse_config
+        except ImportError as exc:
+            _fail(
+                f"the spec has a [parse] section but the parse stage cannot load ({exc}): pip install 'shoal[parse]'"
+            )
+        ps = parse_config(s, source=str(spec), base=spec.resolve().parent)
+        tables = f", {len(ps.tables)} parse table(s)"
+    term.print(
+        "[green]ok[/]: "
+        + escape(
+            f"crawl {s.name!r}, {len(s.crawl.seeds)} seed(s), {len(s.rules)} rule(s){tables}, "
+            f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}"
+        )
+    )
+
+
+def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str, Any]:
+    from shoal.status import collect
+
+    st = collect(frontier, crawl)
+    run = stats.summary()
+    return {
+        "crawl": crawl.name,
+        "finished": finished,
+        "done": st.counts["done"],
+        "failed": st.failed,
+        "skipped": st.skipped,
+        "pending": st.counts["pending"] + st.counts["leased"],
+        "bytes_archived": st.bytes_archived,
+        "lease_lost": st.lease_lost,
+        "elapsed": run["elapsed"],
+        "pages_per_second": run["pages_per_second"],
+        "this_run": run,
+    }
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    t = Table(
+        title=escape(
+            f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}"
+        ),
+        show_header=False,
+    )
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("done", str(summary["done"]))
+    t.add_row(
+        "failed",
+        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["failed"].items())) or "0"),
+    )
+    t.add_row(
+        "skipped",
+        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0"),
+    )
+    if summary["pending"]:
+        t.add_row("left", f"{summary['pending']} pending (run the same command again to resume)")
+    t.add_row("archived", f"{summary['bytes_archived'] / 1e6:.2f} MB")
+    r = summary["this_run"]
+    t.add_row(
+        "this run",
+        f"{r['done']} pages in {r['elapsed']:.1f}s = {r['pages_per_second']:.1f} pages/s",
+    )
+    term.print(t)
+
+
+def _run_worker(spec: Spec, frontier: Any, crawl: Any, progress: bool) -> dict[str, Any]:
+    """One worker in this process until the crawl ends or is stopped; a critical stop exits 3."""
+    from shoal.crawl import run_async, run_loop
+    from shoal.errors import CriticalStop
+
+    try:
+        stats, finished = run_loop(
+            run_async(spec, frontier, crawl, console=console, progress=progress)
+        )
+    except CriticalStop as exc:
+        _fail(f"the worker stopped on a critical error: {exc.message}", 3)
+    return _summary(frontier, crawl, stats, finished)
+
+
+def _crawl(
+    spec: Spec, spec_text: str, db: str | None, progress: bool, summary_json: Path | None
+) -> dict[str, Any]:
+    from shoal.crawl import start_crawl
+    from shoal.frontier.sql import SqlFrontier
+
+    url = db or spec.frontier_url()
+    frontier = SqlFrontier(url, create=True)
+    try:
+        crawl = start_crawl(frontier, spec, spec_text)
+        summary = _run_worker(spec, frontier, crawl, progress and console.is_terminal)
+    finally:
+        frontier.close()
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@app.command()
+def crawl(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    db: Annotated[
+        str | None,
+        typer.Option(help="Frontier database URL (default: the spec's [storage] frontier)."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary as JSON to this file.")
+    ] = None,
+) -> None:
+    """Run a crawl here: SQLite frontier and local WARC files by default. Rerun to resume."""
+    s, text = _load(spec)
+    summary = _crawl(s, text, db, progress, summary_json)
+    _print_summary(summary)
+    if not summary["finished"]:
+        raise typer.Exit(130)
+
+
+@app.command()
+def submit(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    db: Annotated[
+        str,
+        typer.Option(
+            help="The shared frontier database URL (postgresql://, mysql://, sqlite:///)."
+        ),
+    ],
+) -> None:
+    """Store a crawl, its spec and its seeds in a shared database for `shoal work` to run."""
+    from shoal.crawl import start_crawl
+    from shoal.frontier.sql import SqlFrontier
+
+    s, text = _load(spec)
+    frontier = SqlFrontier(db, create=True)
+    try:
+        c = start_crawl(frontier, s, text)
+        term.print(
+            "[green]submitted[/] "
+            + escape(
+                f"crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
+                f"start workers with: shoal work --db URL --crawl {c.name}"
+            )
+        )
+    finally:
+        frontier.close()
+
+
+@app.command()
+def work(
+    db: Annotated[
+        str,
+        typer.Option(
+            envvar="SHOAL_DB",
+            help="The shared frontier database URL, or ssm:/NAME to read it from an SSM SecureString.",
+        ),
+    ],
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl name (default: the latest submitted).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Fetches in flight in each process.")
+    ] = None,
+    processes: Annotated[int, typer.Option(help="Worker processes to start on this machine.")] = 1,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = False,
+) -> None:
+    """Work on a submitted crawl until it is finished (any number of machines may do this at once)."""
+    if db.startswith("ssm:"):
+        from shoal.errors import ShoalError
+        from shoal.fleet.ec2 import resolve_db_url
+
+        try:
+            db = resolve_db_url(db)
+        except ShoalError as exc:
+            _fail(str(exc))
+    if processes > 1:
+        # The URL (and its password) goes through the environment, never a command line `ps` shows.
+        args = [sys.executable, "-m", "shoal", "work"]
+        if crawl:
+            args += ["--crawl", crawl]
+        if concurrency:
+            args += ["--concurrency", str(concurrency)]
+        procs = [
+            subprocess.Popen(args, env={**os.environ, "SHOAL_DB": db}) for _ in range(processes)
+        ]
+        codes = [p.wait() for p in procs]
+        bad = [c for c in codes if c != 0]
+        if bad:
+            _fail(
+                f"{len(bad)} of {processes} worker processes exited with an error (codes {bad})",
+                bad[0],
+            )
+        return
+    from shoal.frontier.sql import SqlFrontier
+
+    frontier = SqlFrontier(db, create=False)
+    try:
+        info = frontier.get_crawl(crawl)
+        spec = parse_spec(info.spec, f"crawl {info.name!r} in the database")
+        if concurrency:
+            spec = spec.model_copy(
+                update={"worker": spec.worker.model_copy(update={"concurrency": concurrency})}
+            )
+        summary = _run_worker(spec, frontier, info, progress)
+    finally:
+        frontier.close()
+    _print_summary(summary)
+    if not summary["finished"]:
+        raise typer.Exit(130)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL.")]) -> None:
+    """Apply schema migrations to a frontier database (safe to run again)."""
+    from shoal.frontier.dialects import make_engine, redact_url
+    from shoal.frontier.schema import current_revision, head_revision, upgrade
+
+    engine = make_engine(db)
+    before = current_revision(engine)
+    upgrade(engine)
+    term.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}", markup=False)
+
+
+def _resolve_target(target: str | None) -> tuple[str, str | None, Path | None]:
+    """A status target (spec path, DB URL, or nothing) → (database URL, crawl name, parse report path)."""
+    from shoal.status.collect import report_path
+
+    if target is None:
+        found = sorted(Path("shoal-data").glob("*/frontier.sqlite"))
+        if len(found) == 1:
+            return f"sqlite:///{found[0]}", None, found[0].parent / "tables" / "quality.json"
+        _fail(
+            "give a spec file or a database URL: `shoal status SPEC.toml` or `shoal status --db URL`"
+        )
+    if "://" in target:
+        return target, None, None
+    spec = load_spec(target)
+    return spec.frontier_url(), spec.name, report_path(spec)
+
+
+def _open_status(
+    target: str | None, db: str | None, crawl: str | None
+) -> tuple[Any, Any, Path | None]:
+    """The frontier (read-only use), the crawl and the parse report path of a status target."""
+    from shoal.frontier.sql import SqlFrontier
+
+    url, name, report = _resolve_target(target)
+    if db is not None:
+        url = db
+    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
+        _fail(f"no frontier database at {url}: has the crawl been started? (`shoal crawl SPEC`)")
+    frontier = SqlFrontier(url, create=False)
+    try:
+        info = frontier.get_crawl(crawl or name)
+    except BaseException:
+        frontier.close()
+        raise
+    return frontier, info, report
+
+
+@app.command()
+def status(
+    target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
+    db: Annotated[str | None, typer.Option(help="The frontier database URL.")] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    watch: Annotated[
+        float,
+        typer.Option(
+            help="Refresh every N seconds (0: once): in place on a terminal, one line per refresh otherwise."
+        ),
+    ] = 0,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the dashboard page to this file (charts, hosts, workers, errors); rewritten on every refresh."
+        ),
+    ] = None,
+) -> None:
+    """Counts by status, error class and host; throughput and ETA; workers; the last errors. Works while a crawl runs."""
+    from shoal.status import collect
+    from shoal.status.live import watch as watch_status
+    from shoal.status.render import render_status, summary_line
+
+    frontier, info, report = _open_status(target, db, crawl)
+
+    def read() -> Any:
+        st = collect(frontier, info, report=report)
+        if html is not None:
+            from shoal.status.dashboard import status_page
+
+            html.write_text(status_page(st, refresh=watch), encoding="utf-8")
+        return st
+
+    try:
+        if not watch:
+            st = read()
+            if as_json:
+                term.print_json(json.dumps(st.as_dict(), default=str))
+            else:
+                term.print(render_status(st))
+            if html is not None:
+                console.print(f"wrote {html}", markup=False)
+            return
+        try:
+            watch_status(
+                read,
+                render=render_status,
+                summary=summary_line,
+                as_json=(lambda st: st.as_dict()) if as_json else None,
+                console=term,
+                interval=watch,
+            )
+        except KeyboardInterrupt:
+            return
+    finally:
+        frontier.close()
+
+
+@app.command()
+def dashboard(
+    target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
+    db: Annotated[str | None, typer.Option(help="The frontier database URL.")] = None,
+    crawl: Annotated[
+        str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
+    ] = None,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (default loopback only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8766,
+    refresh: Annotated[float, typer.Option(help="Seconds between page updates.")] = 2.0,
+) -> None:
+    """Serve a live dashboard page: pages/min and errors by class over time, hosts, workers, WARC bytes, parse quality, last errors."""
+    from shoal.status import collect
+    from shoal.status.dashboard import DashboardServer
+
+    frontier, info, report = _open_status(target, db, crawl)
+    try:
+        try:
+            server = DashboardServer(
+                lambda: collect(frontier, info, report=report),
+                host=host,
+                port=port,
+                refresh=max(0.5, refresh),
+            )
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port} ({exc.strerror}): choose another with --port")
+        term.print(
+            f"dashboard of crawl {info.name!r} at {server.url} (Ctrl-C to stop)", markup=False
+        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.httpd.server_close()
+    finally:
+        frontier.close()
+
+
+@app.command("try")
+def try_(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    url: Annotated[str, typer.Argument(help="The page to try.")],
+    from_archive: Annotated[
+        bool,
+        typer.Option(
+            "--from-archive", help="Read the latest capture from the archive, fetch nothing."
+        ),
+    ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Frontier database URL for --from-archive (default: the spec's)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Try the spec on one page: the rule that matches, the links followed or dropped (and why), each [parse] table's values, and each step's time."""
+    from shoal.trial import render_trial, try_page
+
+    result = try_page(load_spec(spec), url, from_archive=from_archive, db_url=db)
+    if as_json:
+        term.print_json(json.dumps(result.as_dict(), default=str, ensure_ascii=False))
+    else:
+        term.print(render_trial(result))
+
+
+@app.command()
+def parse(
+    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML) with its [parse] tables.")],
+    table: Annotated[
+        list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable).")
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(help="parquet, csv, jsonl or sql (default: [parse] to, else parquet)."),
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            help="Output folder, or with --to sql a database URL (default: the frontier's)."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option(help="The frontier database URL (default: the spec's).")
+    ] = None,
+    all_captures: Annotated[
+        bool, typer.Option("--all-captures", help="Every capture of a URL, not only the latest.")
+    ] = False,
+    processes: Annotated[
+        int | None, typer.Option(help="Parser processes (default: the CPU count).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress.")] = True,
+    csv_bom: Annotated[
+        bool,
+        typer.Option(
+            "--csv-bom", help="Start CSV files with a UTF-8 BOM (Excel needs it for Korean)."
+        ),
+    ] = False,
+) -> None:
+    """Turn the archived pages into tables (Parquet/CSV/JSON lines/SQL) and a data-quality report."""
+    from shoal.parse import run_parse
+
+    result = run_parse(
+        load_spec(spec),
+        db_url=db,
+        tables=table,
+        to=to,
+        out=out,
+        all_captures=all_captures,
+        processes=processes,
+        progress=progress and console.is_terminal,
+        console=console,
+        csv_bom=csv_bom,
+        base=spec.resolve().parent,
+    )
+    for line in result.summary_lines():
+        term.print(line, soft_wrap=True, markup=False)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def report(
+    target: Annotated[
+        str, typer.Argument(help="A spec, the parse output folder, or its quality.json.")
+    ],
+    out: Annotated[
+        str | None, typer.Option(help="The parse output folder, when not the spec's.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the report as an HTML page.")
+    ] = None,
+    fields: Annotated[bool, typer.Option(help="Show the per-field table.")] = True,
+) -> None:
+    """Show the data-quality report of the last `shoal parse`."""
+    from shoal.parse import show_report
+
+    show_report(target, out=out, console=term, as_json=as_json, html=html, fields=fields)
+
+
+@app.command()
+def doctor(
+    chromium: Annotated[str | None, typer.Option(help="Path of the Chromium binary.")] = None,
+    chromedriver: Annotated[str | None, typer.Option(help="Path of chromedriver.")] = None,
+) -> None:
+    """Check that Chromium and chromedriver are present and render a page; say how to install them if not."""
+    from shoal.fetch.browser.doctor import check_browser
+
+    checks = check_browser(chromium, chromedriver)
+    t = Table(title="shoal doctor", show_header=True)
+    for col in ("check", "ok", "detail", "what to do"):
+        t.add_column(col)
+    for c in checks:
+        t.add_row(
+            escape(c.name),
+            "[green]yes[/]" if c.ok else "[red]no[/]",
+            escape(c.detail),
+            "" if c.ok else escape(c.hint),
+        )
+    term.print(t)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command("serve-demo")
+def serve_demo(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765) -> None:
+    """Serve the bundled demo site on 127.0.0.1 until Ctrl-C."""
+    from shoal.demo.site import start_in_thread
+
+    server = start_in_thread(port=port)
+    term.print(f"demo site at {server.base_url}/ (Ctrl-C to stop)", markup=False)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+@app.command()
+def demo(
+    data: Annotated[
+        Path, typer.Option(help="Where the demo's frontier, archive and tables go.")
+    ] = Path("shoal-data/demo"),
+    port: Annotated[
+        int, typer.Option(help="Port of the demo site on 127.0.0.1 (fixed, so a rerun resumes).")
+    ] = 8765,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty frontier and archive.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+) -> None:
+    """Serve the bundled demo site on 127.0.0.1, crawl it and print the summary. Safe to rerun."""
+    from shoal.demo.site import spec_text, start_in_thread
+
+    if fresh and data.exists():
+        import shutil
+
+        shutil.rmtree(data)
+    try:
+        server = start_in_thread(port=port)
+    except OSError as exc:
+        _fail(
+            f"cannot serve the demo site on 127.0.0.1:{port} ({exc.strerror}): choose another port with --port"
+        )
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        text = spec_text(server.base_url, data.resolve())
+        spec_path = data / "demo.toml"
+        spec_path.write_text(text, encoding="utf-8")
+        term.print(f"demo site at {server.base_url}/ — spec written to {spec_path}", markup=False)
+        spec = parse_spec(text, str(spec_path))
+        summary = _crawl(spec, text, None, progress, data / "summary.json")
+        _print_summary(summary)
+    finally:
+        server.stop()
+    from shoal.parse import run_parse
+
+    result = run_parse(spec, progress=progress and console.is_terminal, console=console)
+    for line in result.summary_lines():
+        term.print(line, soft_wrap=True, markup=False)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def main() -> None:
+    """Entry point of the ``shoal`` console script."""
+    try:
+        app()
+    except ShoalError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: no bare traceback for users
+        if os.environ.get("SHOAL_DEBUG"):
+            raise
+        console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}")
+        console.print(
+            "This is a bug in shoal; rerun with SHOAL_DEBUG=1 to see the traceback and report it."
+        )
+        sys.exit(1)

@@ -1,0 +1,58 @@
+"""The frontier: every URL of a crawl with its status, leases and per-host politeness.
+
+Open one with :class:`SqlFrontier` (a SQLAlchemy URL: ``sqlite:///path``,
+``postgresql://...``, ``mysql://...``); type against :class:`Frontier`. Every
+SQL statement of shoal lives in this package: ``sql.py`` (the claim/complete
+cycle), ``reads.py`` (status, parse captures, events).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from shoal.frontier.contract import (
+    ClaimedURL,
+    CrawlInfo,
+    Frontier,
+    HostUpdate,
+    NewURL,
+    Outcome,
+    Status,
+    SyncResult,
+)
+
+if TYPE_CHECKING:
+    from shoal.frontier.reads import CaptureRow, StatusSnapshot, read_status
+    from shoal.frontier.sql import SqlFrontier
+
+# SQLAlchemy loads on first use, not with the package: `shoal --help` and the
+# spec (which imports frontier.revisit) must start without it.
+_LAZY = {
+    "CaptureRow": "shoal.frontier.reads",
+    "StatusSnapshot": "shoal.frontier.reads",
+    "read_status": "shoal.frontier.reads",
+    "SqlFrontier": "shoal.frontier.sql",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal.frontier' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+__all__ = [
+    "CaptureRow",
+    "ClaimedURL",
+    "CrawlInfo",
+    "Frontier",
+    "HostUpdate",
+    "NewURL",
+    "Outcome",
+    "SqlFrontier",
+    "Status",
+    "StatusSnapshot",
+    "SyncResult",
+    "read_status",
+]
