@@ -179,14 +179,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
     term.print(t)
 
 
-def _run_worker(spec: Spec, frontier: Any, crawl: Any, progress: bool) -> dict[str, Any]:
+def _run_worker(
+    spec: Spec, frontier: Any, crawl: Any, progress: bool, every: float = 10.0
+) -> dict[str, Any]:
     """One worker in this process until the crawl ends or is stopped; a critical stop exits 3."""
     from shoal.crawl import run_async, run_loop
     from shoal.errors import CriticalStop
 
     try:
         stats, finished = run_loop(
-            run_async(spec, frontier, crawl, console=console, progress=progress)
+            run_async(
+                spec, frontier, crawl, console=console, progress=progress, progress_every=every
+            )
         )
     except CriticalStop as exc:
         _fail(f"the worker stopped on a critical error: {exc.message}", 3)
@@ -194,7 +198,12 @@ def _run_worker(spec: Spec, frontier: Any, crawl: Any, progress: bool) -> dict[s
 
 
 def _crawl(
-    spec: Spec, spec_text: str, db: str | None, progress: bool, summary_json: Path | None
+    spec: Spec,
+    spec_text: str,
+    db: str | None,
+    progress: bool,
+    summary_json: Path | None,
+    every: float = 10.0,
 ) -> dict[str, Any]:
     from shoal.crawl import start_crawl
     from shoal.frontier.sql import SqlFrontier
@@ -203,7 +212,7 @@ def _crawl(
     frontier = SqlFrontier(url, create=True)
     try:
         crawl = start_crawl(frontier, spec, spec_text)
-        summary = _run_worker(spec, frontier, crawl, progress and console.is_terminal)
+        summary = _run_worker(spec, frontier, crawl, progress, every)
     finally:
         frontier.close()
     if summary_json is not None:
@@ -218,14 +227,22 @@ def crawl(
         str | None,
         typer.Option(help="Frontier database URL (default: the spec's [storage] frontier)."),
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            help="Show progress: in place on a terminal, else a log line every --progress-every seconds."
+        ),
+    ] = True,
+    progress_every: Annotated[
+        float, typer.Option(help="Seconds between progress log lines when no terminal is attached.")
+    ] = 10.0,
     summary_json: Annotated[
         Path | None, typer.Option(help="Also write the summary as JSON to this file.")
     ] = None,
 ) -> None:
     """Run a crawl here: SQLite frontier and local WARC files by default. Rerun to resume."""
     s, text = _load(spec)
-    summary = _crawl(s, text, db, progress, summary_json)
+    summary = _crawl(s, text, db, progress, summary_json, progress_every)
     _print_summary(summary)
     if not summary["finished"]:
         raise typer.Exit(130)

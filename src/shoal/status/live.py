@@ -12,10 +12,17 @@ Guarantees:
   is what a crawl prints every N seconds when no terminal is attached.
 - :class:`JsonLogFormatter` writes each log record as one JSON object a line
   (``--log-format json``), the structured fields of a progress record included.
+- :func:`crawl_progress` is the display of a running crawl: crawl-wide
+  done/pending/failed/skipped (read from the frontier every few seconds, a
+  cheap indexed count), this worker's rate, in flight and queue, the crawl's
+  rate and ETA; redrawn in place on a terminal, else one ``shoal.progress``
+  log line every ``every`` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -25,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 __all__ = [
     "PROGRESS_LOGGER",
@@ -178,3 +187,88 @@ def watch(
         if stop(st) or done():
             return frames
         time.sleep(interval)
+
+
+def _progress_view(worker: Any, name: str, sample: ProgressSample | None) -> RenderableType:
+    s = worker.stats
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("crawl", Text.assemble(name, "  ", (worker.frontier.safe_url, "dim")))
+    if sample is not None:
+        t.add_row(
+            "crawl-wide",
+            f"[green]done {sample.done}[/] of {sample.total}, [cyan]pending {sample.pending}[/], "
+            f"[red]failed {sample.failed}[/], [yellow]skipped {sample.skipped}[/]",
+        )
+        t.add_row("rate", f"{sample.rate:.1f} pages/s, ETA {format_eta(sample.eta_s)}")
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(s.failed.items())) or "0"
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "0"
+    t.add_row(
+        "this worker",
+        f"done {s.done}, {s.rate():.1f} pages/s now, {s.done / max(s.elapsed, 1e-9):.1f} average",
+    )
+    t.add_row("failed", Text(failed, style="red"))
+    t.add_row("skipped", Text(skipped, style="yellow"))
+    t.add_row("retries", f"{s.retries}   in flight {worker.inflight}, queued {worker.queued}")
+    t.add_row("archived", f"{s.bytes_archived / 1e6:.1f} MB   elapsed {s.elapsed:.0f}s")
+    if s.db_errors:
+        t.add_row("database", f"[red]{s.db_errors} unreachable error(s)[/]")
+    return Group(Text("shoal crawl — Ctrl-C stops cleanly", style="dim"), t)
+
+
+async def crawl_progress(
+    worker: Any,
+    name: str,
+    console: Console | None,
+    *,
+    every: float = 10.0,
+    counts_every: float = 2.0,
+) -> None:
+    """Show a running crawl until cancelled (see the module docstring).
+
+    ``worker`` is a :class:`shoal.worker.Worker` (its ``stats``, ``inflight``,
+    ``queued``, ``frontier`` and ``crawl_id``).
+    """
+    plog = logging.getLogger(PROGRESS_LOGGER)
+    progress = Progress()
+    sample: ProgressSample | None = None
+    read_at = 0.0
+    logged_at = time.monotonic()
+    terminal = console is not None and console.is_terminal
+    live = (
+        Live(_progress_view(worker, name, None), console=console, auto_refresh=False)
+        if terminal
+        else None
+    )
+    if live is not None:
+        live.start()
+    try:
+        while True:
+            now = time.monotonic()
+            if now - read_at >= counts_every:
+                read_at = now
+                with contextlib.suppress(Exception):  # the worker reports database trouble itself
+                    c = await asyncio.to_thread(worker.frontier.status_counts, worker.crawl_id)
+                    sample = progress.sample(
+                        c.get("done", 0),
+                        c.get("pending", 0) + c.get("leased", 0),
+                        c.get("failed", 0),
+                        c.get("skipped", 0),
+                    )
+            worker.stats.sample()
+            worker.stats.inflight = worker.inflight
+            if live is not None:
+                live.update(_progress_view(worker, name, sample), refresh=True)
+            elif sample is not None and now - logged_at >= every:
+                logged_at = now
+                plog.info(
+                    "%s: %s",
+                    name,
+                    sample.line(),
+                    extra={"fields": {"crawl": name, **sample.fields()}},
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        if live is not None:
+            live.stop()
