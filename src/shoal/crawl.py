@@ -17,10 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
 from shoal.archive import WarcWriter, recover
 from shoal.errors import SpecError
@@ -32,6 +29,7 @@ from shoal.fetch.robots import RobotsCache
 from shoal.frontier.contract import CrawlInfo, Frontier, NewURL
 from shoal.notify import Notifier
 from shoal.spec import Spec
+from shoal.status.live import crawl_progress
 from shoal.urls import URLError, canonicalize
 from shoal.worker import Worker, WorkerStats, make_worker_id
 from shoal.worker.links import Router
@@ -127,8 +125,13 @@ async def run_async(
     console: Console | None = None,
     progress: bool = True,
     install_signals: bool = True,
+    progress_every: float = 10.0,
 ) -> tuple[WorkerStats, bool]:
-    """Run one worker on ``crawl`` until it is finished or stopped; returns its stats and whether it finished."""
+    """Run one worker on ``crawl`` until it is finished or stopped; returns its stats and whether it finished.
+
+    With ``progress`` the crawl's progress is shown: in place when ``console``
+    is a terminal, else as one ``shoal.progress`` log line every ``progress_every`` seconds.
+    """
     archive_dir = spec.archive_dir()
     os.makedirs(archive_dir, exist_ok=True)
     recovered = recover(archive_dir)
@@ -192,7 +195,7 @@ async def run_async(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal)
     display = (
-        asyncio.create_task(_progress(worker, spec, console))
+        asyncio.create_task(crawl_progress(worker, spec.name, console, every=progress_every))
         if progress and console is not None
         else None
     )
@@ -220,35 +223,3 @@ def run_loop(coro: Awaitable[Any]) -> Any:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(coro)  # type: ignore[arg-type]
     return uvloop.run(coro)  # type: ignore[arg-type]
-
-
-def _progress_table(worker: Worker, spec: Spec) -> Group:
-    s = worker.stats
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
-    failed = ", ".join(f"{k} {v}" for k, v in sorted(s.failed.items())) or "0"
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "0"
-    t.add_row("crawl", f"{spec.name}  [dim]{worker.frontier.safe_url}[/]")
-    t.add_row(
-        "done",
-        f"[green]{s.done}[/]   {s.rate():.1f} pages/s now, {s.done / max(s.elapsed, 1e-9):.1f} average",
-    )
-    t.add_row("failed", f"[red]{failed}[/]")
-    t.add_row("skipped", f"[yellow]{skipped}[/]")
-    t.add_row("retries", f"{s.retries}   in flight {worker.inflight}, queued {worker.queued}")
-    t.add_row("archived", f"{s.bytes_archived / 1e6:.1f} MB   elapsed {s.elapsed:.0f}s")
-    if s.db_errors:
-        t.add_row("database", f"[red]{s.db_errors} unreachable error(s)[/]")
-    return Group(Text("shoal crawl — Ctrl-C stops cleanly", style="dim"), t)
-
-
-async def _progress(worker: Worker, spec: Spec, console: Console | None) -> None:
-    with Live(
-        _progress_table(worker, spec), console=console, refresh_per_second=4, transient=False
-    ) as live:
-        while True:
-            await asyncio.sleep(0.5)
-            worker.stats.sample()
-            worker.stats.inflight = worker.inflight
-            live.update(_progress_table(worker, spec))
