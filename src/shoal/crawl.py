@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 from rich.console import Console
 
-from shoal.archive import WarcWriter, recover
+from shoal.archive.sink import ArchiveSink
 from shoal.errors import SpecError
 from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
@@ -132,11 +132,10 @@ async def run_async(
     With ``progress`` the crawl's progress is shown: in place when ``console``
     is a terminal, else as one ``shoal.progress`` log line every ``progress_every`` seconds.
     """
-    archive_dir = spec.archive_dir()
-    os.makedirs(archive_dir, exist_ok=True)
-    recovered = recover(archive_dir)
-    if recovered:
-        log.info("closed %d WARC file(s) left open by a stopped process", len(recovered))
+    wid = worker_id or make_worker_id()
+    # Orphaned WARC files of this machine are closed (and uploaded) before anything is fetched.
+    sink = ArchiveSink(spec, frontier, crawl.id, wid)
+    sink.start()
     released = frontier.release_dead_local(crawl.id, socket.gethostname(), psutil.pid_exists)
     if released:
         log.info("%d URL(s) leased by a dead worker on this machine are pending again", released)
@@ -158,20 +157,12 @@ async def run_async(
         if spec.politeness.robots
         else None
     )
-    wid = worker_id or make_worker_id()
-    archive = WarcWriter(
-        archive_dir,
-        prefix=spec.name,
-        max_bytes=spec.storage.warc_max_bytes,
-        fsync=spec.storage.fsync,
-        operator_info={"crawl": spec.name, "worker": wid},
-    )
     worker = Worker(
         spec=spec,
         frontier=frontier,
         crawl_id=crawl.id,
         fetchers=fetchers,
-        archive=archive,
+        archive=sink.writer,
         robots=robots,
         address_check=http.check_address,
         worker_id=wid,
@@ -200,7 +191,11 @@ async def run_async(
         else None
     )
     try:
-        stats = await worker.run()
+        try:
+            stats = await worker.run()
+        finally:
+            # The last file is closed by the worker; wait here until every file is shipped.
+            await loop.run_in_executor(None, sink.close)
     finally:
         if display is not None:
             display.cancel()

@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -216,9 +217,17 @@ class WarcWriter:
     and lose ``.open`` when closed: on :meth:`close`, or when a write takes the
     file past ``max_bytes`` (files are cut between exchanges, never inside
     one). A file is created on the first write after the previous one closed,
-    so no file is ever empty. ``fsync=False`` skips every ``fsync`` (tests,
-    throw-away crawls). ``operator_info`` fields (``operator``, ``isPartOf``,
-    ``description``, ...) go into each file's ``warcinfo`` record.
+    so no file is ever empty. :meth:`rotate_if_older` closes a file once it
+    is ``max_seconds`` old (a timer calls it; a write past that age closes it
+    too), so little is ever only in an open file. ``fsync=False`` skips every
+    ``fsync`` (tests, throw-away crawls). ``operator_info`` fields
+    (``operator``, ``isPartOf``, ``description``, ...) go into each file's
+    ``warcinfo`` record.
+
+    ``on_open(name)`` is called when a file is created, before any reference
+    into it is returned; ``on_close(name, path)`` once it is complete under its
+    final name. Both run under the writer's lock: they must be quick (the
+    archive sink records the file and queues its upload).
 
     Methods are thread-safe: records are serialised, digested and compressed
     in the calling thread (zlib and hashlib release the GIL) and only the
@@ -239,6 +248,9 @@ class WarcWriter:
         software: str = "shoal/0.1",
         operator_info: dict[str, str] | None = None,
         compresslevel: int = 6,
+        max_seconds: float | None = None,
+        on_open: Callable[[str], None] | None = None,
+        on_close: Callable[[str, Path], None] | None = None,
     ) -> None:
         if not valid_prefix(prefix):
             raise ArchiveError(
@@ -272,6 +284,10 @@ class WarcWriter:
         self._synced = 0
         self._dir_dirty = False
         self._closed = False
+        self.max_seconds = max_seconds
+        self._opened_at = 0.0
+        self._on_open = on_open
+        self._on_close = on_close
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -472,6 +488,21 @@ class WarcWriter:
             self._closed = True
             self._close_file()
 
+    def rotate_if_older(self, seconds: float | None = None) -> bool:
+        """Close the current file if it is older than ``seconds`` (default ``max_seconds``).
+
+        Returns True when a file was closed. The next write opens a new one.
+        """
+        with self._lock:
+            if self._fd is None or not self._too_old(seconds):
+                return False
+            self._close_file()
+            return True
+
+    def _too_old(self, seconds: float | None = None) -> bool:
+        limit = self.max_seconds if seconds is None else seconds
+        return limit is not None and time.monotonic() - self._opened_at >= limit
+
     def __enter__(self) -> WarcWriter:
         return self
 
@@ -583,7 +614,7 @@ class WarcWriter:
             self._write_all(members, offset)
             self._size += sum(len(m) for m in members)
             self._written += 1
-            if self._size >= self.max_bytes:
+            if self._size >= self.max_bytes or self._too_old():
                 self._close_file()
             return name, offset
 
@@ -633,6 +664,9 @@ class WarcWriter:
                 path.unlink(missing_ok=True)
             raise
         self._size = len(info)
+        self._opened_at = time.monotonic()
+        if self._on_open is not None:
+            self._on_open(name)
 
     def _close_file(self) -> None:
         """Under the lock: fsync, close and rename the current file, if any."""
@@ -654,6 +688,8 @@ class WarcWriter:
             raise ArchiveError(f"cannot close {path}: {exc}", errno=exc.errno) from exc
         self._dir_dirty = False
         self._synced = self._written
+        if self._on_close is not None:
+            self._on_close(name, self.directory / name)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -17,6 +17,7 @@ from shoal.frontier.revisit import PayloadRef, Previous
 
 if TYPE_CHECKING:
     from shoal.frontier.reads import CaptureRow, StatusSnapshot
+    from shoal.frontier.warc_files import WarcFileRow
 
 __all__ = [
     "ClaimedURL",
@@ -248,8 +249,30 @@ class Frontier(Protocol):
         """Reserve the next politeness slot of a host (ms) outside a claim."""
         ...
 
-    def pending_left(self, crawl_id: int) -> bool:
-        """True while any URL is pending or leased."""
+    def pending_left(self, crawl_id: int, lease_ms: int | None = None) -> bool:
+        """True while any URL is pending or leased (with ``lease_ms``: or a silent worker's WARC file is unsafe)."""
+        ...
+
+    def warc_file_opened(
+        self, crawl_id: int, name: str, worker_id: str, hostname: str, location: str
+    ) -> None:
+        """Record a WARC file its writer just created, bound for ``location``."""
+        ...
+
+    def warc_file_closed(self, crawl_id: int, name: str, size: int, sha256: str) -> None:
+        """A WARC file is complete on its worker's disk."""
+        ...
+
+    def warc_file_uploaded(self, crawl_id: int, name: str, location: str) -> None:
+        """A WARC file is uploaded and verified at ``location``: its captures are safe."""
+        ...
+
+    def unsafe_warc_files(self, crawl_id: int, hostname: str | None = None) -> list[WarcFileRow]:
+        """WARC files bound for S3 and not uploaded yet (of one host, or all)."""
+        ...
+
+    def release_lost_files(self, crawl_id: int, lease_ms: int) -> int:
+        """Put back to pending the URLs of unuploaded files whose worker is dead; returns how many."""
         ...
 
     def set_crawl_state(self, crawl_id: int, state: str) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shoal.errors import DatabaseUnavailable, FrontierError, SkipReason
-from shoal.frontier import dialects, policy, reads
+from shoal.frontier import dialects, policy, reads, warc_files
 from shoal.frontier import due as revisit_sql
 from shoal.frontier.contract import (
     ClaimedURL,
@@ -479,6 +479,9 @@ class SqlFrontier:
             n += max(res.rowcount or 0, 0)
         if n:
             log.info("returned %d URL(s) to pending from a dead worker (lease expired)", n)
+        lost = warc_files.release_lost(conn, crawl_id, now, lease_ms, self._lock)
+        if lost:
+            log.warning("returned %d URL(s) to pending: their WARC file was never uploaded", lost)
         return n
 
     def _complete(
@@ -801,14 +804,28 @@ class SqlFrontier:
             total += self._tx(run)
         return total
 
-    def pending_left(self, crawl_id: int) -> bool:
-        """True while any URL is pending or leased."""
+    def pending_left(self, crawl_id: int, lease_ms: int | None = None) -> bool:
+        """True while any URL is pending or leased.
+
+        With ``lease_ms``, also while a WARC file bound for S3 is not uploaded
+        and its worker has missed its heartbeats: once the lease passes, its
+        URLs go back to pending (:func:`~shoal.frontier.warc_files.release_lost`).
+        """
         q = (
             select(_U.id)
             .where(_U.crawl_id == crawl_id, _U.status.in_(("pending", "leased")))
             .limit(1)
         )
-        return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
+
+        def run(c: Connection) -> bool:
+            if c.execute(q).first() is not None:
+                return True
+            silent = max(1000, lease_ms // 2) if lease_ms is not None else None
+            return silent is not None and warc_files.lost_files_waiting(
+                c, crawl_id, self.now_ms(), silent
+            )
+
+        return self._tx(run, readonly=True)
 
     def wake_at(self, crawl_id: int) -> int | None:
         """The earliest time (ms) a URL may become claimable (a retry or a revisit), or None."""
@@ -1011,6 +1028,38 @@ class SqlFrontier:
     def captures(self, crawl_id: int, *, assets: bool = False) -> list[reads.CaptureRow]:
         """The crawl's archived responses in archive order: pages, or with ``assets`` only assets."""
         return self._tx(lambda c: reads.capture_rows(c, crawl_id, assets=assets), readonly=True)
+
+    # -- WARC files -----------------------------------------------------------------------------
+
+    def warc_file_opened(
+        self, crawl_id: int, name: str, worker_id: str, hostname: str, location: str
+    ) -> None:
+        """Record a WARC file its writer just created, bound for ``location``."""
+        self._tx(
+            lambda c: warc_files.opened(
+                c, crawl_id, name, worker_id, hostname, location, self.now_ms()
+            )
+        )
+
+    def warc_file_closed(self, crawl_id: int, name: str, size: int, sha256: str) -> None:
+        """A WARC file is complete on its worker's disk."""
+        self._tx(lambda c: warc_files.closed(c, crawl_id, name, size, sha256, self.now_ms()))
+
+    def warc_file_uploaded(self, crawl_id: int, name: str, location: str) -> None:
+        """A WARC file is uploaded and verified at ``location``: its captures are safe."""
+        self._tx(lambda c: warc_files.uploaded(c, crawl_id, name, location, self.now_ms()))
+
+    def unsafe_warc_files(
+        self, crawl_id: int, hostname: str | None = None
+    ) -> list[warc_files.WarcFileRow]:
+        """WARC files bound for S3 and not uploaded yet (of one host, or all)."""
+        return self._tx(lambda c: warc_files.unsafe_files(c, crawl_id, hostname), readonly=True)
+
+    def release_lost_files(self, crawl_id: int, lease_ms: int) -> int:
+        """Put back to pending the URLs of unuploaded files whose worker is dead; returns how many."""
+        return self._tx(
+            lambda c: warc_files.release_lost(c, crawl_id, self.now_ms(), lease_ms, self._lock)
+        )
 
     def query(self, q: Any) -> list[Any]:
         """Run a read-only SELECT and return its rows: for tests and bench scripts only.
