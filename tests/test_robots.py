@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from shoal.errors import URLError
 from shoal.fetch.robots import MAX_ROBOTS_BYTES, Compat, Robots, RobotsCache, product_token
-from shoal.urls import URLError
 from tests.vectors import TESTDATA
 
 CTC = TESTDATA / "robotstxt-spec-test" / "ctc-flat.json"

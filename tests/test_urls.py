@@ -7,16 +7,8 @@ from typing import Any
 
 import pytest
 
-from shoal.urls import (
-    HostScope,
-    URLError,
-    canonicalize,
-    host_key,
-    host_of,
-    key64,
-    resolve,
-    url_key,
-)
+from shoal.errors import URLError
+from shoal.urls import HostScope, canonicalize, host_key, host_of, key64, resolve, url_key
 from tests.vectors import TESTDATA
 
 URLTESTDATA = TESTDATA / "whatwg-url" / "urltestdata.json"

@@ -2,24 +2,36 @@
 
 Every failure a worker meets is turned into an :class:`ErrorClass` (the table in
 DESIGN.md says what happens to each). Driver and library errors are translated
-into this tree at the boundary where they occur::
+into this tree at the boundary where they occur. Every exception shoal raises on
+purpose is a :class:`ShoalError`; all of them are defined here except the three
+of optional stages, which subclass it in their own module so that the core
+never imports them::
 
     ShoalError
-    ├── SpecError                  invalid crawl spec (nothing starts)
+    ├── SpecError                  invalid crawl spec (nothing starts; exit 2)
+    ├── URLError                   a URL that cannot be parsed or is not http(s) (also a ValueError)
     ├── ListingError               a sitemap or feed that cannot be read (or is refused as unsafe XML)
     ├── FrontierError              the frontier database
     │   ├── SchemaVersionError     database schema unknown to this version
     │   └── DatabaseUnavailable    cannot reach the database (critical after grace)
     ├── ArchiveError               WARC writing, shipping or reading (``errno`` when an OSError)
     ├── ContentCodingError         a Content-Encoding that cannot be undone
+    ├── AddressRefused             the address policy refused every address of a host, or the
+    │                              one a socket was to connect to (also an OSError, so it
+    │                              crosses aiohttp's connector); becomes a PolicyRefusal
     ├── CriticalStop               a worker cannot go on (database, disk): it stops, exit 3
     ├── FleetError                 starting, listing or ending workers failed (names the fix)
-    └── FetchError                 one fetch failed; carries its ErrorClass
-        ├── PolicyRefusal          not fetched on purpose (skipped with a reason)
-        └── BrowserError           the browser could not render a page
+    ├── CastError                  a parsed value does not convert to its field's type (also a ValueError)
+    ├── FetchError                 one fetch failed; carries its ErrorClass
+    │   ├── PolicyRefusal          not fetched on purpose (skipped with a reason)
+    │   └── BrowserError           the browser could not render a page
+    ├── ParseError                 (shoal.parse.config) parsing could not run or write its output
+    ├── OcrUnavailable             (shoal.parse.ocr) Tesseract or its languages are missing
+    └── TrialError                 (shoal.trial) ``shoal try`` cannot fetch or read the page
 
 A ``FetchError`` never stops a worker: it becomes an outcome of the URL. Only
-``ErrorClass.CRITICAL`` stops a worker, cleanly.
+``ErrorClass.CRITICAL`` stops a worker, cleanly. The command line prints a
+``ShoalError`` as one line naming the problem and the fix, without a traceback.
 """
 
 from __future__ import annotations
@@ -28,8 +40,10 @@ import errno as _errno
 from enum import StrEnum
 
 __all__ = [
+    "AddressRefused",
     "ArchiveError",
     "BrowserError",
+    "CastError",
     "ContentCodingError",
     "CriticalStop",
     "DatabaseUnavailable",
@@ -43,6 +57,7 @@ __all__ = [
     "ShoalError",
     "SkipReason",
     "SpecError",
+    "URLError",
 ]
 
 
@@ -92,6 +107,10 @@ class SpecError(ShoalError):
     """The crawl spec is invalid. The message names the key, the value and what was expected."""
 
 
+class URLError(ShoalError, ValueError):
+    """A URL that cannot be parsed, or whose scheme is not http(s)."""
+
+
 class ListingError(ShoalError):
     """A sitemap or feed that cannot be read: not XML, unsafe XML (entities), too large, unknown root."""
 
@@ -132,6 +151,34 @@ class ArchiveError(ShoalError):
 
 class ContentCodingError(ShoalError):
     """A body's ``Content-Encoding`` cannot be undone (unknown, too many layers, not that coding)."""
+
+
+class AddressRefused(ShoalError, OSError):
+    """The address policy refused a host: every address its name resolved to, or the address a
+    socket was about to connect to (``connecting``). Nothing was sent to it.
+
+    An :class:`OSError` (``EACCES``) so that aiohttp's connector passes it up as a
+    connection error; the fetcher turns it into a ``PolicyRefusal``
+    (``skipped address_policy``).
+    """
+
+    def __init__(self, host: str, addresses: list[str], *, connecting: bool = False) -> None:
+        message = (
+            f"connection to {host} refused by the address policy"
+            if connecting
+            else f"{host} resolves only to refused addresses {addresses}"
+        )
+        OSError.__init__(self, _errno.EACCES, message)
+        self.host = host
+        self.addresses = addresses
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CastError(ShoalError, ValueError):
+    """An extracted value does not convert to its field's type (recorded per field, never raised out of a parse)."""
 
 
 class CriticalStop(ShoalError):

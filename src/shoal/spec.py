@@ -717,7 +717,8 @@ def parse_spec(text: str, source: str = "<spec>", *, base: str | Path | None = N
 
 
 def _check_seeds(spec: Spec, source: str) -> None:
-    from shoal.urls import URLError, canonicalize
+    from shoal.errors import URLError
+    from shoal.urls import canonicalize
 
     bad = []
     for i, seed in enumerate(spec.crawl.seeds):

@@ -37,10 +37,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from shoal.errors import PolicyRefusal, ShoalError
+from shoal.errors import PolicyRefusal, ShoalError, URLError
 from shoal.exchange import FetchRequest
 from shoal.spec import Rule, Spec
-from shoal.urls import Canonical, HostScope, URLError, canonicalize
+from shoal.urls import Canonical, HostScope, canonicalize
 from shoal.worker.links import LinkExtractor, Router
 
 __all__ = [

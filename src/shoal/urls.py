@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from ada_url import URL
 
+from shoal.errors import URLError
+
 __all__ = [
     "Canonical",
     "HostScope",
-    "URLError",
     "canonicalize",
     "host_key",
     "host_of",
@@ -28,10 +29,6 @@ __all__ = [
     "resolve",
     "url_key",
 ]
-
-
-class URLError(ValueError):
-    """A URL that cannot be parsed, or whose scheme is not http(s)."""
 
 
 @dataclass(frozen=True, slots=True)

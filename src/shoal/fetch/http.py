@@ -53,11 +53,18 @@ from aiohttp.resolver import DefaultResolver
 
 from shoal.content import HTML_TYPES
 from shoal.content.codings import StreamDecoder, content_codings
-from shoal.errors import ContentCodingError, ErrorClass, FetchError, PolicyRefusal, SkipReason
+from shoal.errors import (
+    ContentCodingError,
+    ErrorClass,
+    FetchError,
+    PolicyRefusal,
+    SkipReason,
+    URLError,
+)
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
 from shoal.secrets import redact_headers, redact_text
-from shoal.urls import URLError, resolve
+from shoal.urls import resolve
 
 __all__ = [
     "AddressRefused",

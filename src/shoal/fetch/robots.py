@@ -49,7 +49,7 @@ from urllib.parse import quote
 from ada_url import URL
 from protego import Protego
 
-from shoal.urls import URLError
+from shoal.errors import URLError
 
 __all__ = [
     "MAX_ROBOTS_BYTES",

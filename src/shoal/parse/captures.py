@@ -33,13 +33,13 @@ from typing import Any
 from shoal.archive import WarcRef, iter_records, read_record
 from shoal.content.charset import lookup_label, sniff
 from shoal.content.codings import content_decode
-from shoal.errors import ArchiveError, SpecError
+from shoal.errors import ArchiveError, SpecError, URLError
 from shoal.frontier.contract import Frontier
 from shoal.frontier.sql import SqlFrontier
 from shoal.parse.config import ParseError, ParseSpec, TableSpec, content_kind
 from shoal.parse.extract import Page, fetched_datetime
 from shoal.spec import Rule, Spec, parse_spec
-from shoal.urls import HostScope, URLError, canonicalize
+from shoal.urls import HostScope, canonicalize
 
 __all__ = [
     "AssetRef",

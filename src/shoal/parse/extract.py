@@ -33,6 +33,7 @@ import jmespath
 from lxml import html as lxml_html
 from parsel import Selector
 
+from shoal.errors import CastError
 from shoal.parse.config import FieldSpec, TableSpec, load_function
 from shoal.urls import resolve
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from parsel import SelectorList
 
 __all__ = [
-    "CastError",
     "ExtractResult",
     "Page",
     "TableExtractor",
@@ -108,10 +108,6 @@ def is_missing(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return len(value) == 0
     return False
-
-
-class CastError(ValueError):
-    """A value that does not convert to its field's type."""
 
 
 _INT = re.compile(r"[-+]?\d+")

@@ -34,13 +34,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shoal.archive import WarcRef, read_record
 from shoal.content.codings import content_decode
-from shoal.errors import ShoalError
+from shoal.errors import ShoalError, URLError
 from shoal.parse.captures import AssetRef, Capture, NotParsed, load_page, media_type
 from shoal.parse.config import URL_COLUMNS, ParseError, ParseSpec
 from shoal.parse.extract import ExtractResult, TableExtractor
 from shoal.parse.ocr import OcrUnavailable, ocr_image
 from shoal.parse.pii import Redactor
-from shoal.urls import HostScope, URLError, canonicalize
+from shoal.urls import HostScope, canonicalize
 
 __all__ = ["ChunkParser", "ParseContext", "TablePart", "chunked", "run_chunks"]
 

@@ -58,12 +58,12 @@ from selectolax.lexbor import LexborHTMLParser
 
 from shoal.content.charset import decode_html
 from shoal.content.codings import content_decode
-from shoal.errors import ContentCodingError, SkipReason
+from shoal.errors import ContentCodingError, SkipReason, URLError
 from shoal.exchange import FetchResult
 from shoal.fetch.http import split_userinfo
 from shoal.frontier.contract import ClaimedURL, NewURL, Status
 from shoal.spec import LimitsSpec, Rule, UrlPattern, lexbor_css
-from shoal.urls import Canonical, HostScope, URLError, canonicalize, key64
+from shoal.urls import Canonical, HostScope, canonicalize, key64
 
 __all__ = [
     "MAX_NESTING",

@@ -39,6 +39,7 @@ from shoal.errors import (
     FetchError,
     PolicyRefusal,
     SkipReason,
+    URLError,
 )
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.base import Fetcher
@@ -50,7 +51,7 @@ from shoal.frontier.policy import retry_at
 from shoal.notify import Notifier
 from shoal.secrets import redact_text, redact_url
 from shoal.spec import Rule, Spec
-from shoal.urls import HostScope, URLError, canonicalize, host_of
+from shoal.urls import HostScope, canonicalize, host_of
 from shoal.worker.links import LinkExtractor, Router, without_userinfo
 from shoal.worker.stats import WorkerStats
 from shoal.worker.sync import FrontierSync
