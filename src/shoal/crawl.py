@@ -17,12 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psutil
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from rich.console import Console
 
-from shoal.archive import WarcWriter, recover
+from shoal.archive.sink import ArchiveSink
 from shoal.errors import SpecError, URLError
 from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
@@ -32,6 +29,7 @@ from shoal.fetch.robots import RobotsCache
 from shoal.frontier.contract import CrawlInfo, Frontier, NewURL
 from shoal.notify import Notifier
 from shoal.spec import Spec
+from shoal.status.live import crawl_progress
 from shoal.urls import canonicalize
 from shoal.worker import Worker, WorkerStats, make_worker_id
 from shoal.worker.links import Router
@@ -127,13 +125,17 @@ async def run_async(
     console: Console | None = None,
     progress: bool = True,
     install_signals: bool = True,
+    progress_every: float = 10.0,
 ) -> tuple[WorkerStats, bool]:
-    """Run one worker on ``crawl`` until it is finished or stopped; returns its stats and whether it finished."""
-    archive_dir = spec.archive_dir()
-    os.makedirs(archive_dir, exist_ok=True)
-    recovered = recover(archive_dir)
-    if recovered:
-        log.info("closed %d WARC file(s) left open by a stopped process", len(recovered))
+    """Run one worker on ``crawl`` until it is finished or stopped; returns its stats and whether it finished.
+
+    With ``progress`` the crawl's progress is shown: in place when ``console``
+    is a terminal, else as one ``shoal.progress`` log line every ``progress_every`` seconds.
+    """
+    wid = worker_id or make_worker_id()
+    # Orphaned WARC files of this machine are closed (and uploaded) before anything is fetched.
+    sink = ArchiveSink(spec, frontier, crawl.id, wid)
+    sink.start()
     released = frontier.release_dead_local(crawl.id, socket.gethostname(), psutil.pid_exists)
     if released:
         log.info("%d URL(s) leased by a dead worker on this machine are pending again", released)
@@ -155,20 +157,12 @@ async def run_async(
         if spec.politeness.robots
         else None
     )
-    wid = worker_id or make_worker_id()
-    archive = WarcWriter(
-        archive_dir,
-        prefix=spec.name,
-        max_bytes=spec.storage.warc_max_bytes,
-        fsync=spec.storage.fsync,
-        operator_info={"crawl": spec.name, "worker": wid},
-    )
     worker = Worker(
         spec=spec,
         frontier=frontier,
         crawl_id=crawl.id,
         fetchers=fetchers,
-        archive=archive,
+        archive=sink.writer,
         robots=robots,
         address_check=http.check_address,
         worker_id=wid,
@@ -192,12 +186,16 @@ async def run_async(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, on_signal)
     display = (
-        asyncio.create_task(_progress(worker, spec, console))
+        asyncio.create_task(crawl_progress(worker, spec.name, console, every=progress_every))
         if progress and console is not None
         else None
     )
     try:
-        stats = await worker.run()
+        try:
+            stats = await worker.run()
+        finally:
+            # The last file is closed by the worker; wait here until every file is shipped.
+            await loop.run_in_executor(None, sink.close)
     finally:
         if display is not None:
             display.cancel()
@@ -220,35 +218,3 @@ def run_loop(coro: Awaitable[Any]) -> Any:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(coro)  # type: ignore[arg-type]
     return uvloop.run(coro)  # type: ignore[arg-type]
-
-
-def _progress_table(worker: Worker, spec: Spec) -> Group:
-    s = worker.stats
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
-    failed = ", ".join(f"{k} {v}" for k, v in sorted(s.failed.items())) or "0"
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(s.skipped.items())) or "0"
-    t.add_row("crawl", f"{spec.name}  [dim]{worker.frontier.safe_url}[/]")
-    t.add_row(
-        "done",
-        f"[green]{s.done}[/]   {s.rate():.1f} pages/s now, {s.done / max(s.elapsed, 1e-9):.1f} average",
-    )
-    t.add_row("failed", f"[red]{failed}[/]")
-    t.add_row("skipped", f"[yellow]{skipped}[/]")
-    t.add_row("retries", f"{s.retries}   in flight {worker.inflight}, queued {worker.queued}")
-    t.add_row("archived", f"{s.bytes_archived / 1e6:.1f} MB   elapsed {s.elapsed:.0f}s")
-    if s.db_errors:
-        t.add_row("database", f"[red]{s.db_errors} unreachable error(s)[/]")
-    return Group(Text("shoal crawl — Ctrl-C stops cleanly", style="dim"), t)
-
-
-async def _progress(worker: Worker, spec: Spec, console: Console | None) -> None:
-    with Live(
-        _progress_table(worker, spec), console=console, refresh_per_second=4, transient=False
-    ) as live:
-        while True:
-            await asyncio.sleep(0.5)
-            worker.stats.sample()
-            worker.stats.inflight = worker.inflight
-            live.update(_progress_table(worker, spec))
