@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -126,6 +127,24 @@ def test_euckr_board_links_are_followed(demo_server: Any, tmp_path: Path) -> Non
     }
 
 
+def wait_for_done(db: str, n: int, proc: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    """Wait until the crawl's frontier holds at least ``n`` done URLs (the process must stay alive)."""
+    path = db.removeprefix("sqlite:///")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        if os.path.exists(path):
+            try:
+                with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as c:
+                    got = c.execute("SELECT count(*) FROM urls WHERE status = 'done'").fetchone()
+                if got[0] >= n:
+                    return
+            except sqlite3.OperationalError:
+                pass  # the schema is being created
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} URLs done after {timeout:.0f}s")
+
+
 def _shoal(*args: str, cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -147,16 +166,7 @@ def test_resume_after_sigkill_loses_nothing(demo_server: Any, tmp_path: Path) ->
     spec_path.write_text(text)
     proc = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
     db = spec.frontier_url()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        if Path(db.split("///", 1)[1]).exists():
-            try:
-                done = sum(1 for r in final_rows(db).values() if r.status == "done")
-            except Exception:
-                continue
-            if done >= 15:
-                break
+    wait_for_done(db, 15, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=10)
     mid = outcome_sets(final_rows(db))
@@ -186,14 +196,35 @@ def test_sigint_stops_cleanly_and_gives_back_leases(demo_server: Any, tmp_path: 
     spec_path = tmp_path / "spec.toml"
     spec_path.write_text(text)
     proc = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
-    time.sleep(3.0)
+    wait_for_done(spec.frontier_url(), 3, proc)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, output
-    assert "leased" not in outcome_sets(final_rows(spec.frontier_url()))["other"].values()
+    rows = final_rows(spec.frontier_url())
+    assert "leased" not in outcome_sets(rows)["other"].values()
+    assert outcome_sets(rows)["other"], "the crawl was stopped before its end"
     again = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
     output, _ = again.communicate(timeout=120)
     assert again.returncode == 0, output
+
+
+def test_two_sigterms_only_hurry_the_clean_stop(demo_server: Any, tmp_path: Path) -> None:
+    """Two SIGTERMs in a row (GNU timeout sends its own) end the crawl cleanly: exit 130, no URL leased, the worker row stopped."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path, politeness__delay="0.15")
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(text)
+    proc = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
+    wait_for_done(spec.frontier_url(), 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    rows = final_rows(spec.frontier_url())
+    assert "leased" not in outcome_sets(rows)["other"].values()
+    path = spec.frontier_url().removeprefix("sqlite:///")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+        states = [r[0] for r in c.execute("SELECT state FROM workers")]
+    assert states == ["stopped"]
 
 
 def test_status_reports_counts_classes_and_hosts(demo_server: Any, tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from shoal.status.live import crawl_progress
 from shoal.urls import canonicalize
 from shoal.worker import Worker, WorkerStats, make_worker_id
 from shoal.worker.links import Router
+from shoal.worker.revisits import source_urls
 
 __all__ = ["build_fetchers", "run_async", "run_loop", "seed_urls", "start_crawl"]
 
@@ -59,7 +60,7 @@ def start_crawl(frontier: Frontier, spec: Spec, spec_text: str) -> CrawlInfo:
     crawl = frontier.open_crawl(spec.name, spec_text, spec.limits.max_pages)
     delay_ms = int(spec.politeness.delay * 1000)
     frontier.update_host_delays(crawl.id, delay_ms)
-    frontier.add_urls(crawl.id, seed_urls(spec), delay_ms)
+    frontier.add_urls(crawl.id, seed_urls(spec) + source_urls(spec), delay_ms)
     return crawl
 
 
@@ -126,6 +127,7 @@ async def run_async(
     progress: bool = True,
     install_signals: bool = True,
     progress_every: float = 10.0,
+    stop: asyncio.Event | None = None,
 ) -> tuple[WorkerStats, bool]:
     """Run one worker on ``crawl`` until it is finished or stopped; returns its stats and whether it finished.
 
@@ -172,24 +174,32 @@ async def run_async(
     loop = asyncio.get_running_loop()
     stops = {"n": 0}
 
-    def on_signal() -> None:
+    def on_signal(sig: signal.Signals) -> None:
+        # SIGTERM (systemd, GNU timeout, which may send its own too) only ever asks for a clean
+        # stop, hurried from the second one on. Ctrl-C: the second hurries, the third quits at once.
         stops["n"] += 1
-        if stops["n"] > 1:
+        if stops["n"] == 1:
+            (console or Console(stderr=True)).print(
+                "[yellow]stopping: finishing fetches in flight and giving back leases "
+                "(Ctrl-C again to stop sooner)[/]"
+            )
+            worker.stop()
+        elif sig is signal.SIGINT and stops["n"] > 2:
             os._exit(130)
-        (console or Console(stderr=True)).print(
-            "[yellow]stopping: finishing fetches in flight and giving back leases (Ctrl-C again to quit at once)[/]"
-        )
-        worker.stop()
+        else:
+            worker.hurry()
 
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal)
+                loop.add_signal_handler(sig, on_signal, sig)
     display = (
         asyncio.create_task(crawl_progress(worker, spec.name, console, every=progress_every))
         if progress and console is not None
         else None
     )
+    # Setting ``stop`` stops the worker cleanly, as SIGTERM does (callers running it as a task).
+    stopper = asyncio.create_task(_stop_on(stop, worker)) if stop is not None else None
     try:
         try:
             stats = await worker.run()
@@ -197,6 +207,8 @@ async def run_async(
             # The last file is closed by the worker; wait here until every file is shipped.
             await loop.run_in_executor(None, sink.close)
     finally:
+        if stopper is not None:
+            stopper.cancel()
         if display is not None:
             display.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -209,6 +221,11 @@ async def run_async(
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
     return stats, worker.finished
+
+
+async def _stop_on(event: asyncio.Event, worker: Worker) -> None:
+    await event.wait()
+    worker.stop()
 
 
 def run_loop(coro: Awaitable[Any]) -> Any:

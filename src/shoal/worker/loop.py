@@ -46,12 +46,14 @@ from shoal.fetch.base import Fetcher
 from shoal.fetch.classify import Response, block_streak, decide, error_signature
 from shoal.fetch.http import HostHeaders
 from shoal.fetch.robots import RobotsCache
+from shoal.fetch.sitemaps import HostMap
 from shoal.frontier.contract import ClaimedURL, Frontier, HostUpdate, NewURL, Outcome, Status
 from shoal.frontier.policy import retry_at
 from shoal.notify import Notifier
 from shoal.secrets import redact_text, redact_url
 from shoal.spec import Rule, Spec
 from shoal.urls import HostScope, canonicalize, host_of
+from shoal.worker import revisits
 from shoal.worker.links import LinkExtractor, Router, without_userinfo
 from shoal.worker.stats import WorkerStats
 from shoal.worker.sync import FrontierSync
@@ -88,6 +90,8 @@ class _HostMemory:
     robots_delay_ms: int | None = None
     next_start: float = 0.0
     """Monotonic time before which this worker starts no request to the host (Crawl-delay)."""
+    sitemaps: list[str] | None = None
+    """The host's robots.txt ``Sitemap:`` URLs not yet added (``sitemaps = "robots"``)."""
 
 
 class Worker:
@@ -128,6 +132,8 @@ class Worker:
         self.host_headers = HostHeaders(spec.scope.resolved_headers(), spec.crawl.seeds)
         self.concurrency = spec.worker.concurrency
         self.delay_ms = int(spec.politeness.delay * 1000)
+        self.revisits = revisits.RevisitPlan.of(spec)
+        self.host_map = HostMap(spec.crawl.host_map)
         self._io = ThreadPoolExecutor(1, thread_name_prefix="shoal-warc")
         self.sync = FrontierSync(
             frontier=frontier,
@@ -144,12 +150,23 @@ class Worker:
         self._signatures: set[str] = set()
         self._unsynced_writes = 0
         self._critical: str | None = None
+        self._fetch_tasks: list[asyncio.Task[None]] = []
 
     # -- running ----------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the worker to stop: in-flight fetches finish, queued leases are given back."""
         self.sync.stop()
+
+    def hurry(self) -> None:
+        """Stop sooner: fetches in flight are abandoned and their URLs given back too.
+
+        The stop stays clean (outcomes written, leases released, the worker's
+        row marked stopped); only the wait for slow fetches is cut.
+        """
+        self.sync.stop()
+        for t in self._fetch_tasks:
+            t.cancel()
 
     @property
     def finished(self) -> bool:
@@ -178,12 +195,11 @@ class Worker:
             version=__version__,
             concurrency=self.concurrency,
         )
-        fetch_tasks: list[asyncio.Task[None]] = []
         heartbeat: asyncio.Task[None] | None = None
         state, detail = "stopped", None
         try:
             await self.sync.start(register)
-            fetch_tasks = [
+            self._fetch_tasks = [
                 asyncio.create_task(self._fetch_loop(), name=f"fetch-{i}")
                 for i in range(self.concurrency)
             ]
@@ -193,7 +209,7 @@ class Worker:
             self._critical = exc.message
         finally:
             self.sync.stop()
-            tasks = [*fetch_tasks, *([heartbeat] if heartbeat is not None else [])]
+            tasks = [*self._fetch_tasks, *([heartbeat] if heartbeat is not None else [])]
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -236,6 +252,9 @@ class Worker:
             sync.inflight += 1
             try:
                 outcome = await self._process(c)
+            except asyncio.CancelledError:
+                sync.give_back(c)  # hurried: the URL goes back untouched
+                raise
             except CriticalStop as exc:
                 if self._critical is None:
                     self._critical = exc.message
@@ -355,6 +374,8 @@ class Worker:
         if self.robots is None:
             return True, None, ""
         robots = await self.robots.robots(c.url)
+        if self.spec.crawl.sitemaps == "robots" and mem.sitemaps is None:
+            mem.sitemaps = robots.sitemaps()
         if not robots.allowed(c.url):
             if robots.temporary:
                 why = f"HTTP {robots.status}" if robots.status is not None else "unreachable"
@@ -439,7 +460,9 @@ class Worker:
                 "fetcher (run `shoal doctor` to check the browser installation)"
             )
         lim = self.spec.limits
-        skip_types = not lim.archive_non_html and c.kind != "asset"
+        skip_types = not lim.archive_non_html and c.kind not in ("asset", *revisits.LISTING_KINDS)
+        if c.previous is None and self.sync.over_budget(c):
+            return self._skipped(c, SkipReason.MAX_PAGES.value)
         try:
             if self.address_check is not None:
                 await self.address_check(c.url)
@@ -462,7 +485,8 @@ class Worker:
                 c.url,
                 rule,
                 time.monotonic() + lim.fetch_timeout,
-                headers=tuple(self.host_headers.for_url(c.url).items()),
+                headers=tuple(self.host_headers.for_url(c.url).items())
+                + (revisits.request_headers(c) if render == "http" else ()),
                 html_only=skip_types,
             )
             result = await fetcher.fetch(request)
@@ -479,13 +503,15 @@ class Worker:
                 result=result,
                 host_update=robots_update,
             )
-        ref = await asyncio.get_running_loop().run_in_executor(
+        # A 304 or an unchanged payload becomes a revisit record referring to the last capture.
+        archived = await asyncio.get_running_loop().run_in_executor(
             self._io,
-            partial(self.archive.write_exchange, result, fetched_at=result.started_at or None),
+            partial(revisits.archive, self.archive, c, result, result.started_at or None),
         )
+        ref = archived.ref
         self._unsynced_writes += 1
         self.stats.bytes_archived += ref.length
-        return await self._decide(c, rule, result, ref, robots_update, mem)
+        return await self._decide(c, rule, result, ref, robots_update, mem, archived)
 
     async def _decide(
         self,
@@ -495,8 +521,13 @@ class Worker:
         ref: WarcRef,
         host_update: HostUpdate | None,
         mem: _HostMemory,
+        archived: revisits.Archived | None = None,
     ) -> Outcome:
-        """Carry out :func:`~shoal.fetch.classify.decide`: outcome, host update, event, links."""
+        """Carry out :func:`~shoal.fetch.classify.decide`: outcome, host update, event, links.
+
+        A page that brought nothing new (a 304, an unchanged payload) extracts no
+        links; a sitemap or feed adds the URLs it lists.
+        """
         now = self.frontier.now_ms()
         p = self.spec.politeness
         mem.block_streak = block_streak(mem.block_streak, res.status)
@@ -566,13 +597,48 @@ class Worker:
             host_update=host_update,
         )
         _attach(o, ref, res)
+        unchanged = False
+        if archived is not None:
+            unchanged = revisits.settle(o, c, archived, res, self.revisits.due(c, now))
+        if mem.sitemaps:
+            o.links.extend(revisits.source_urls_of(mem.sitemaps, c.url, self.host_map, self.scope))
+            mem.sitemaps = []
         if d.redirect:
             return await self._redirect(c, res, o)
+        if unchanged:
+            return o
+        if c.kind in revisits.LISTING_KINDS:
+            return await self._listing(c, res, o)
         if res.content_type in HTML_TYPES:
             if c.kind == "list":
                 o.links = self.links.extract(c, rule, res)
             elif c.kind == "detail" and rule is not None and rule.images:
                 o.links = self.links.assets(c, rule.images, res)
+        return o
+
+    async def _listing(self, c: ClaimedURL, res: FetchResult, o: Outcome) -> Outcome:
+        """A sitemap or feed: the URLs it lists; pages it dates after their last fetch come due now."""
+        body = res.decoded if res.decoded is not None else res.body
+        links, dated, problem = revisits.listing_links(
+            c,
+            body,
+            self.host_map,
+            lambda canon, parent: self.links.new_url(
+                canon,
+                parent_id=parent.id,
+                parent_rule=parent.rule,
+                parent_kind=parent.kind,
+                parent_depth=parent.depth,
+            ),
+            self.scope.allows,
+            max_bytes=self.spec.limits.max_body_bytes,
+        )
+        if problem is not None:
+            log.warning("%s", redact_text(problem))
+            o.error_detail = problem[:500]
+        o.links.extend(links)
+        if dated:
+            await self.sync.retry(self.frontier.refresh_urls, self.crawl_id, dated)
         return o
 
     async def _redirect(self, c: ClaimedURL, res: FetchResult, o: Outcome) -> Outcome:
@@ -646,7 +712,7 @@ def _allowed_hosts(spec: Spec) -> list[str]:
     if spec.scope.allowed_hosts:
         return list(spec.scope.allowed_hosts)
     hosts = []
-    for s in spec.crawl.seeds:
+    for s in [*spec.crawl.seeds, *(src.url for src in spec.crawl.sources)]:
         try:
             hosts.append(canonicalize(s).host)
         except URLError:
