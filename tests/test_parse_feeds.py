@@ -346,3 +346,42 @@ def test_fetched_datetime_is_aware() -> None:
     from shoal.parse.extract import fetched_datetime
 
     assert fetched_datetime(0) == datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_rendered_frames_are_grafted_into_their_iframes() -> None:
+    """A rendered page's frame DOMs are placed inside the matching ``<iframe>`` (others at the end), so selectors reach them."""
+    from shoal.parse import Page
+    from shoal.parse.config import TableSpec
+    from shoal.parse.extract import TableExtractor
+
+    page = Page(
+        url="http://blog.test/post",
+        final_url="http://blog.test/post",
+        fetched_at=None,
+        http_status=200,
+        content_type="text/html",
+        headers=[],
+        body=b"",
+        text='<html><body><h1>wrapper</h1><iframe id="mainFrame" src="/PostView?no=7"></iframe></body></html>',
+        encoding="utf-8",
+        source="rendered",
+        frames=[
+            (
+                "http://blog.test/PostView?no=7",
+                '<html><body><div id="post">본문 7</div></body></html>',
+            ),
+            ("http://ads.test/x", '<html><body><p class="ad">ad</p></body></html>'),
+        ],
+    )
+    spec = TableSpec.model_validate(
+        {
+            "from": "detail",
+            "builtins": [],
+            "fields": {
+                "body": "iframe#mainFrame #post",
+                "ad": {"css": "div[data-shoal-frame] p.ad"},
+            },
+        }
+    )
+    res = TableExtractor("t", spec).extract(page)
+    assert res.error is None and res.rows == [{"body": "본문 7", "ad": "ad"}]
