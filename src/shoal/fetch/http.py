@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import ipaddress
 import socket
 import time
@@ -54,6 +53,7 @@ from aiohttp.resolver import DefaultResolver
 from shoal.content import HTML_TYPES
 from shoal.content.codings import StreamDecoder, content_codings
 from shoal.errors import (
+    AddressRefused,
     ContentCodingError,
     ErrorClass,
     FetchError,
@@ -67,31 +67,12 @@ from shoal.secrets import redact_headers, redact_text
 from shoal.urls import resolve
 
 __all__ = [
-    "AddressRefused",
     "HostHeaders",
     "HttpFetcher",
     "PolicyResolver",
-    "RefusedAddress",
     "StaticResolver",
     "split_userinfo",
 ]
-
-
-class AddressRefused(Exception):
-    """Every address a host name resolved to is refused by the address policy."""
-
-    def __init__(self, host: str, addresses: list[str]) -> None:
-        super().__init__(f"{host} resolves only to refused addresses {addresses}")
-        self.host = host
-        self.addresses = addresses
-
-
-class RefusedAddress(OSError):
-    """Raised by the socket factory for an address the policy refuses (never connected)."""
-
-    def __init__(self, ip: str) -> None:
-        super().__init__(errno.EACCES, f"connection to {ip} refused by the address policy")
-        self.ip = ip
 
 
 class _PeerResponse(aiohttp.ClientResponse):
@@ -322,7 +303,7 @@ class HttpFetcher:
         """Every socket aiohttp opens: the last check of the address policy, before connecting."""
         family, type_, proto, _, address = addr_info
         if not self.policy.allows(str(address[0])):
-            raise RefusedAddress(str(address[0]))
+            raise AddressRefused(str(address[0]), [str(address[0])], connecting=True)
         return socket.socket(family=family, type=type_, proto=proto)
 
     def _literal_refusal(self, host: str) -> PolicyRefusal | None:
@@ -456,9 +437,11 @@ class HttpFetcher:
             truncated = "time"
             resp.close()
         except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, AddressRefused):  # the resolver refused every address
+                raise PolicyRefusal(SkipReason.ADDRESS_POLICY, str(exc.os_error)) from None
             raise FetchError(ErrorClass.TRANSIENT, f"DNS lookup failed: {exc.os_error}") from None
         except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, RefusedAddress):
+            if isinstance(exc.os_error, AddressRefused):
                 raise PolicyRefusal(SkipReason.ADDRESS_POLICY, str(exc.os_error)) from None
             raise FetchError(ErrorClass.TRANSIENT, f"cannot connect: {exc.os_error}") from None
         except aiohttp.InvalidURL as exc:
