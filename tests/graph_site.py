@@ -25,13 +25,17 @@ def links_of(i: int, n: int) -> list[int]:
 
 @dataclass
 class GraphSite:
-    """Serves the graph in a background thread; ``hits`` is [(monotonic time, host, path)]."""
+    """Serves the graph in a background thread; ``hits`` is [(monotonic time, host, path)].
+
+    ``peers`` holds the client address of each hit, in the same order.
+    """
 
     n: int = 1000
     hosts: tuple[str, ...] = ("127.0.0.1",)
     padding: int = 2000
     hits: list[tuple[float, str, str]] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+    peers: list[str] = field(default_factory=list)
 
     def url(self, host: str | None = None, path: str = "/p/0") -> str:
         """An absolute URL on one of the site's hosts."""
@@ -66,6 +70,7 @@ class GraphSite:
 
         async def page(request: web.Request) -> web.Response:
             self.hits.append((time.monotonic(), request.host.split(":")[0], request.path))
+            self.peers.append(request.remote or "")
             i = int(request.match_info["i"])
             if not 0 <= i < self.n:
                 raise web.HTTPNotFound()
@@ -77,6 +82,7 @@ class GraphSite:
 
         async def robots(request: web.Request) -> web.Response:
             self.hits.append((time.monotonic(), request.host.split(":")[0], request.path))
+            self.peers.append(request.remote or "")
             return web.Response(text="User-agent: *\nAllow: /\n")
 
         app = web.Application()

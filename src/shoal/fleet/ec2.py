@@ -514,7 +514,6 @@ def build_wheel(out_dir: Path) -> Path | None:
             "wheel",
             "-q",
             "--no-deps",
-            "--no-build-isolation",
             "-w",
             str(out_dir),
             str(src),

@@ -126,7 +126,8 @@ class LocalProvider:
         tmp.replace(self._state)
 
     # -- namespaces --------------------------------------------------------------------------
-    def _ensure_bridge(self) -> None:
+    def ensure_bridge(self) -> None:
+        """Create the bridge ``shoal0`` (198.18.0.1) if it is not there; a test server can listen on it."""
         if _ip("link", "show", BRIDGE, check=False).returncode != 0:
             _ip("link", "add", BRIDGE, "type", "bridge")
             _ip("addr", "add", f"{BRIDGE_IP}/{BRIDGE_NET.prefixlen}", "dev", BRIDGE)
@@ -178,7 +179,7 @@ class LocalProvider:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         if self.netns:
-            self._ensure_bridge()
+            self.ensure_bridge()
         started: list[_Proc] = []
         env = {**os.environ, "SHOAL_DB": self.db_url}
         for i in range(count):
