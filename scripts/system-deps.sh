@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shoal's demo and tests use, when they are missing and we are root:
 # python3-venv (to make the virtualenv), Chromium + chromedriver (render = "browser"),
-# Tesseract with Korean and English data (OCR), a Korean font (the demo's OCR image), nginx (bench).
+# Tesseract with Korean and English data (OCR), a Korean font (the demo's OCR image), nginx (bench),
+# iproute2 and systemd-analyze (the fleet tests).
 set -euo pipefail
 
 want=()
@@ -16,6 +17,8 @@ command -v tesseract >/dev/null 2>&1 || need tesseract-ocr
 fc-list 2>/dev/null | grep -qi nanum || need fonts-nanum
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need nginx-light
 command -v openssl >/dev/null 2>&1 || need openssl           # the browser https test makes a certificate
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need iproute2      # local fleet: network namespaces
+command -v systemd-analyze >/dev/null 2>&1 || need systemd    # the fleet test verifies the worker's unit file
 
 if [ ${#want[@]} -eq 0 ]; then
   exit 0

@@ -9,6 +9,7 @@ its own on the 198.18.0.0/15 bridge, against a site listening on the bridge.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import shutil
@@ -323,7 +324,7 @@ def test_local_fleet_in_namespaces_crawls_exactly_once_from_four_addresses(tmp_p
     clients = set(site.peers)
     assert len(clients) == 4 and all(c.startswith("198.18.") and c != BRIDGE_IP for c in clients)
     times = sorted(t for t, _, _ in site.hits)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= delay * 0.9  # fleet-wide politeness on the one host
     assert set(_our_namespaces()) == before  # namespaces removed
     link = subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False)
