@@ -106,6 +106,17 @@ def test_no_rule_and_refused_address_are_explained(demo_server: Any, tmp_path: P
     assert len(demo_server.log) == before  # nothing was sent
 
 
+def test_page_outcome_says_what_a_crawl_records(demo_server: Any, tmp_path: Path) -> None:
+    """A 410 is a permanent failure, a 302 a done redirect whose target is a URL of its own."""
+    base = demo_server.base_url
+    spec = _spec(base, tmp_path)
+    gone = try_page(spec, f"{base}/gone")
+    assert (gone.http_status, gone.outcome) == (410, "failed (permanent), no retry")
+    hop = try_page(spec, f"{base}/redirect/1")
+    assert hop.http_status == 302
+    assert hop.outcome == "done (a redirect to /redirect/2: the target is a URL of its own)"
+
+
 @pytest.fixture
 def js_site() -> Iterator[JsSite]:
     """The JavaScript-built board of the browser crawl test, on 127.0.0.1."""

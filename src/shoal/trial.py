@@ -107,6 +107,8 @@ class TrialResult:
     kind: str
     render: str
     http_status: int | None = None
+    outcome: str = ""
+    """What a crawl would record for the page itself (``done``, ``failed (permanent)``, a redirect)."""
     content_type: str | None = None
     final_url: str | None = None
     fetched_bytes: int = 0
@@ -197,8 +199,13 @@ async def _fetch(spec: Spec, c: Canonical, rule: Rule | None, steps: list[Step])
 
             robots = RobotsCache(_robots_getter(http, timeout, no_wait), spec.politeness.user_agent)
             with _timed(steps, "robots.txt"):
-                allowed = await robots.allowed(c.url)
-            if not allowed:
+                rules = await robots.robots(c.url)
+            if not rules.allowed(c.url) and rules.temporary:
+                raise TrialError(
+                    f"robots.txt of {c.host} cannot be read now (unreachable, or a server error): "
+                    "a crawl would wait and retry (RFC 9309: disallow for now); check that the site is up"
+                )
+            if not rules.allowed(c.url):
                 raise TrialError(
                     f"robots.txt of {c.host} does not let {spec.politeness.user_agent!r} fetch {c.url}: "
                     "a crawl would skip it (robots); set [politeness] robots = false only for your own site"
@@ -411,6 +418,21 @@ def _tables(
     return out
 
 
+def _outcome(page: _Fetched) -> str:
+    from shoal.fetch.classify import classify_status, is_redirect
+
+    status = page.status or 0
+    if is_redirect(status):
+        loc = next((v for k, v in page.headers if k.lower() == "location"), None)
+        return f"done (a redirect to {loc}: the target is a URL of its own)"
+    cls = classify_status(status)
+    if cls is not None:
+        if cls.value == "permanent":
+            return "failed (permanent), no retry"
+        return f"{cls.value}: retried with backoff, failed ({cls.value}) when retries run out"
+    return "done"
+
+
 def try_page(
     spec: Spec, url: str, *, from_archive: bool = False, db_url: str | None = None
 ) -> TrialResult:
@@ -448,6 +470,7 @@ def try_page(
         kind=kind,
         render=rule.render if rule is not None else "http",
         http_status=page.status,
+        outcome=_outcome(page),
         content_type=page.content_type,
         final_url=page.final_url,
         fetched_bytes=len(page.body),
@@ -485,6 +508,7 @@ def render_trial(r: TrialResult) -> RenderableType:
         "rule",
         escape(f"{r.rule or '(none)'} (kind {r.kind}, render {r.render})"),
     )
+    head.add_row("outcome", Text(r.outcome))
     head.add_row(
         "page",
         escape(
