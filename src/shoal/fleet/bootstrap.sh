@@ -72,6 +72,8 @@ WorkingDirectory=/var/lib/shoal
 EnvironmentFile=/etc/shoal/worker.env
 ExecStart=/opt/shoal/venv/bin/shoal work --crawl \${SHOAL_CRAWL}
 Restart=on-failure
+# exit 2 is a spec or usage error: restarting cannot mend it
+RestartPreventExitStatus=2
 RestartSec=15
 TimeoutStopSec=120
 KillSignal=SIGTERM
