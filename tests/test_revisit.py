@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shoal.archive import WarcWriter, read_record
+from shoal.archive import WarcRef, WarcWriter, iter_records, read_record
+from shoal.crawl import run_async, start_crawl
 from shoal.errors import ArchiveError
 from shoal.exchange import FetchResult
 from shoal.frontier import NewURL, Outcome, SqlFrontier, Status
@@ -24,7 +27,9 @@ from shoal.frontier.revisit import (
     validators,
     verdict,
 )
+from shoal.spec import Spec, parse_spec
 from shoal.urls import canonicalize
+from tests.fresh_site import FreshSite
 
 # -- the pure policy -------------------------------------------------------------------------
 
@@ -234,3 +239,171 @@ def test_revisit_records_are_valid_warc_and_refer_to_the_payload(tmp_path: Path)
         assert rec.warc_headers["WARC-Payload-Digest"] == digest
         assert profile in rec.warc_headers["WARC-Profile"]
         assert rec.warc_headers["WARC-Refers-To-Date"] == "2023-11-14T22:13:20.000000Z"
+
+
+# -- crawls that stay open -------------------------------------------------------------------
+
+FRESH_SPEC = """\
+[crawl]
+name = "fresh"
+seeds = ["{base}/list"]
+
+[[rules]]
+name = "list"
+regex = '/list$'
+kind = "list"
+revisit = "1h"
+
+[[rules]]
+name = "post"
+glob = "/post/*"
+kind = "detail"
+revisit = "1h"
+revisit_for = "30d"
+
+[[rules]]
+name = "about"
+glob = "/about"
+kind = "detail"
+revisit = "1h"
+
+[scope]
+allow_private = true
+
+[politeness]
+delay = 0
+jitter = 0
+robots = false
+
+[storage]
+frontier = "{db}"
+archive = "{archive}"
+fsync = false
+
+[worker]
+concurrency = 4
+flush_interval = 0.05
+"""
+
+HOUR_MS = 3_600_000
+
+
+def fresh_spec(site: FreshSite, db: str, tmp_path: Path) -> tuple[Spec, str]:
+    text = FRESH_SPEC.format(base=site.url(""), db=db, archive=tmp_path / "warc")
+    return parse_spec(text), text
+
+
+async def settled(frontier: SqlFrontier, cid: int, timeout: float = 90.0) -> None:
+    """Wait until nothing is pending or leased and nothing is due: a revisit cycle is over."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        counts = frontier.status_counts(cid)
+        wake = frontier.wake_at(cid)
+        idle = counts["pending"] == 0 and counts["leased"] == 0 and counts["done"] > 0
+        if idle and (wake is None or wake > frontier.now_ms()):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the crawl did not settle: {frontier.status_counts(cid)}")
+
+
+def records_by_url(archive: Path) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for path in sorted(archive.glob("*.warc.gz*")):
+        for _ref, rec in iter_records(path):
+            if rec.record_type in ("response", "revisit"):
+                out.setdefault(rec.url, []).append(rec)
+    return out
+
+
+def test_revisit_cycles_fetch_conditionally_and_archive_only_what_changed(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Each cycle asks every page once; 304 and same-body 200 become revisit records, changes full captures."""
+    with FreshSite() as site:
+        site.publish("first")
+        site.publish("second", validators=False)
+        spec, text = fresh_spec(site, db_url, tmp_path)
+        frontier = SqlFrontier(db_url)
+        crawl = start_crawl(frontier, spec, text)
+        cid = crawl.id
+        pages = ["/about", "/list", "/post/1", "/post/2"]
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                run_async(spec, frontier, crawl, progress=False, install_signals=False, stop=stop)
+            )
+            try:
+                await settled(frontier, cid)
+                assert site.pages() == pages
+                assert [site.hits(p) for p in pages] == [1, 1, 1, 1]
+                assert not task.done()  # a crawl with revisits is never finished
+                # Cycle 2: a comment on post 1; the list page does not change.
+                site.advance(60)
+                site.comment(1, "a new comment")
+                frontier._offset_ms += HOUR_MS + 1000  # the test moves the crawl's clock
+                await settled(frontier, cid)
+                assert [site.hits(p) for p in pages] == [2, 2, 2, 2]
+                assert site.hits("/list", 304) == 1 and site.hits("/post/1", 200) == 2
+                assert site.hits("/post/2", 200) == 2 and site.hits("/about", 200) == 2
+                # Cycle 3: a new post; only it is new, fetched once.
+                site.advance(60)
+                site.publish("third")
+                frontier._offset_ms += HOUR_MS + 1000
+                await settled(frontier, cid)
+                assert site.pages() == [*pages, "/post/3"]
+                assert [site.hits(p) for p in pages] == [3, 3, 3, 3]
+                assert site.hits("/post/3") == 1
+                assert site.hits("/list", 200) == 2 and site.hits("/post/1", 304) == 1
+                sched = frontier.revisit_schedule(cid)
+                assert sched.found_new == 1 and sched.scheduled == 5
+                assert not task.done()
+            finally:
+                stop.set()
+                stats, finished = await asyncio.wait_for(task, 60)
+            assert not finished and stats.revisits == 8 and stats.found_new == 1
+
+        try:
+            asyncio.run(main())
+            recs = records_by_url(tmp_path / "warc")
+            kinds = {
+                u.rsplit("/", 2)[-1] if "/post/" in u else u.rsplit("/", 1)[-1]: [
+                    (
+                        r.record_type,
+                        r.http_status,
+                        (r.warc_headers.get("WARC-Profile") or "").rsplit("/", 1)[-1],
+                    )
+                    for r in sorted(rs, key=lambda r: r.date)
+                ]
+                for u, rs in recs.items()
+            }
+            full, nm, same = (
+                ("response", 200, ""),
+                ("revisit", 304, "server-not-modified"),
+                (
+                    "revisit",
+                    200,
+                    "identical-payload-digest",
+                ),
+            )
+            assert kinds["list"] == [full, nm, full]
+            assert kinds["1"] == [full, full, nm]
+            assert kinds["2"] == [full, same, same]
+            assert kinds["about"] == [full, same, same]
+            assert kinds["3"] == [full]
+            # Readers resolve a revisit to the payload it refers to: the newest content.
+            caps = {c.url.rsplit("/", 1)[-1]: c for c in frontier.captures(cid)}
+            assert set(caps) == {"list", "1", "2", "3", "about"}
+            for name, needle in (("1", b"a new comment"), ("list", b"third"), ("2", b"second")):
+                c = caps[name]
+                rec = read_record(
+                    tmp_path / "warc",
+                    WarcRef(c.warc_file, c.warc_offset, c.warc_length, c.warc_record_id),
+                )
+                assert rec.record_type == "response" and needle in rec.body and c.http_status == 200
+            events = [e for e in frontier.pending_events(cid) if e["kind"] == "new_pages"]
+            assert len(events) == 1 and "1 new URL(s)" in events[0]["message"]
+            assert "/list (+1)" in events[0]["message"]
+            assert not [e for e in frontier.pending_events(cid) if e["kind"] == "finished"]
+        finally:
+            frontier.close()

@@ -123,7 +123,7 @@ _RECORD_TYPES = {
     "continuation",
 }
 _NEEDS_TARGET = {"response", "resource", "request", "revisit", "conversion", "continuation"}
-_YIELDED = ("response", "resource", "conversion")
+_YIELDED = ("response", "revisit", "resource", "conversion")
 
 _VERSION_RE = re.compile(r"WARC/\d+\.\d+", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -539,7 +539,7 @@ def iter_records(
     verify_digests: bool = False,
     max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Iterator[tuple[WarcRef, ArchivedRecord]]:
-    """Yield ``(ref, record)`` for every response, resource and conversion record of one file.
+    """Yield ``(ref, record)`` for every response, revisit, resource and conversion record of one file.
 
     Reads gzip-per-record files (ours, and what every mainstream crawler
     writes) and uncompressed WARC files. Every record, yielded or not, is

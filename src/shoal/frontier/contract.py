@@ -8,7 +8,7 @@ down for all three. All times are integer milliseconds on the database clock
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -251,6 +251,14 @@ class Frontier(Protocol):
 
     def pending_left(self, crawl_id: int, lease_ms: int | None = None) -> bool:
         """True while any URL is pending or leased (with ``lease_ms``: or a silent worker's WARC file is unsafe)."""
+        ...
+
+    def wake_at(self, crawl_id: int) -> int | None:
+        """The earliest time (ms) a URL may become claimable (a retry or a revisit), or None."""
+        ...
+
+    def refresh_urls(self, crawl_id: int, items: Sequence[tuple[int, int]]) -> int:
+        """Make ``done`` pages due now whose ``(url_key, lastmod ms)`` is after their last fetch."""
         ...
 
     def warc_file_opened(

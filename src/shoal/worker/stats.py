@@ -28,12 +28,17 @@ class WorkerStats:
     inflight: int = 0
     queued: int = 0
     db_errors: int = 0
+    revisits: int = 0
+    """Pages fetched again (``done`` refetches, counted in ``done`` too)."""
+    found_new: int = 0
+    """New URLs the revisits found."""
     samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120))
 
     def count(self, o: Outcome) -> None:
         """Count one outcome: done, failed by class, skipped by reason, or a retry."""
         if o.status is Status.DONE:
             self.done += 1
+            self.revisits += 1 if o.revisit else 0
         elif o.status is Status.FAILED:
             self.failed[o.error_class or "unknown"] += 1
         elif o.status is Status.SKIPPED:

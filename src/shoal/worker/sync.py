@@ -32,6 +32,7 @@ from shoal.errors import CriticalStop, DatabaseUnavailable, SkipReason
 from shoal.frontier.contract import ClaimedURL, Frontier, Outcome, Status, SyncResult
 from shoal.notify import Notifier
 from shoal.spec import Spec
+from shoal.worker.revisits import RevisitPlan, idle_seconds, new_pages_message
 from shoal.worker.stats import WorkerStats
 
 __all__ = ["FrontierSync"]
@@ -83,8 +84,12 @@ class FrontierSync:
         self.finished = False
         """True once the crawl had nothing left to do (this worker marked or found it finished)."""
         self.stopping = asyncio.Event()
+        self.keeps_open = RevisitPlan.of(spec).keeps_open
+        """A crawl with revisit rules is never finished: the loop waits for the next due page."""
         self._wake = asyncio.Event()
         self._outcomes: list[Outcome] = []
+        self._urls: dict[int, str] = {}
+        """The URLs of the leases this worker holds (for event messages)."""
         self._fetched_base = 0
         self._last_reap = float("-inf")
         self._db = ThreadPoolExecutor(1, thread_name_prefix="shoal-db")
@@ -200,17 +205,24 @@ class FrontierSync:
         have = self.queue.qsize() + self.inflight
         want = self.batch - have
         limit = self.spec.limits.max_pages
-        if limit is not None:
+        if limit is not None and not self.keeps_open:
+            # With revisits, refetches need claims past the budget: new pages are refused
+            # one by one instead (:meth:`over_budget`).
             budget = limit - (self._fetched_base + self.stats.done) - have
             want = min(want, budget)
         return max(0, want)
+
+    def over_budget(self, c: ClaimedURL) -> bool:
+        """True for a first fetch the crawl's ``max_pages`` no longer allows (crawls that stay open)."""
+        left = self.budget_left()
+        return self.keeps_open and left is not None and left <= 0 and c.kind != "asset"
 
     def budget_left(self) -> int | None:
         """Pages the crawl may still fetch beyond what this worker holds (None: no limit)."""
         limit = self.spec.limits.max_pages
         if limit is None:
             return None
-        return max(0, limit - (self._fetched_base + self.stats.done))
+        return max(0, limit - (self._fetched_base + self.stats.done - self.stats.revisits))
 
     async def run(self) -> None:
         """Sync until the crawl is finished, or until stopped and nothing is in flight."""
@@ -228,10 +240,21 @@ class FrontierSync:
                     self._orphans_possible = False
                     if await self.retry(self.frontier.release, self.crawl_id, self.worker_id):
                         continue
-                if self.want() == 0 and self.spec.limits.max_pages is not None and not stopping:
+                if (
+                    self.spec.limits.max_pages is not None
+                    and not stopping
+                    and (self.want() == 0 or (self.keeps_open and self.budget_left() == 0))
+                ):
                     await self.retry(
                         self.frontier.skip_pending, self.crawl_id, SkipReason.MAX_PAGES.value
                     )
+                if self.keeps_open and not await self.retry(
+                    self.frontier.pending_left, self.crawl_id, lease_ms=self.lease_ms
+                ):
+                    # Revisits keep the crawl open: sleep until the next page is due.
+                    wake = await self.retry(self.frontier.wake_at, self.crawl_id)
+                    await self._sleep_or_wake(idle_seconds(wake, self.frontier.now_ms()))
+                    continue
                 if not await self.retry(
                     self.frontier.pending_left, self.crawl_id, lease_ms=self.lease_ms
                 ):
@@ -305,8 +328,25 @@ class FrontierSync:
 
             res = await self.retry(sync)
             self._db_back_at = time.monotonic()
+            pages = {k: self._urls.get(k, "") for k in res.found}
             claimed += self._apply(part, res)
+            if res.found and sum(res.found.values()):
+                await self._new_pages(res.found, pages)
         return claimed
+
+    async def _new_pages(self, found: dict[int, int], urls: dict[int, str]) -> None:
+        """One ``new_pages`` event per sync whose revisits found unknown URLs."""
+        self.stats.found_new += sum(found.values())
+        try:
+            await self.call(
+                self.frontier.record_event,
+                self.crawl_id,
+                "new_pages",
+                new_pages_message(self.spec.name, found, urls),
+                worker_id=self.worker_id,
+            )
+        except DatabaseUnavailable as exc:
+            log.warning("could not record a new_pages event: %s", exc)
 
     def _apply(self, outcomes: list[Outcome], res: SyncResult) -> int:
         for ok, o in zip(res.accepted, outcomes, strict=True):
@@ -324,7 +364,10 @@ class FrontierSync:
         if res.claimed:
             # A claim is a fresh lease: nobody reaps it before it expires.
             self._leases_safe_until = max(self._leases_safe_until, self.frontier.now_ms())
+        for o in outcomes:
+            self._urls.pop(o.url_id, None)
         for c in res.claimed:
+            self._urls[c.id] = c.url
             self.queue.put_nowait(c)
         self.stats.claimed += len(res.claimed)
         self.stats.queued = self.queue.qsize()
