@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 EXTRAS := dev,browser,parse,notify
 
-.PHONY: demo test setup system-deps lint typecheck bench clean
+.PHONY: demo test test-fast setup system-deps lint typecheck bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The quick loop while editing: everything but the tests marked slow (crash recovery, fleets, many workers).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: setup
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
