@@ -29,6 +29,8 @@ from tests.aws import MotoServer, moto_server
 from tests.conftest import make_db, missing
 from tests.graph_site import GraphSite
 
+pytestmark = pytest.mark.slow
+
 SECRET = "Fl33t-S3cret-pw"
 BUCKET = "shoal-fleet-test"
 
