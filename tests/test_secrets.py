@@ -196,3 +196,25 @@ def test_resolved_headers_read_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("SHOAL_T_COOKIE")
     with pytest.raises(SpecError, match=r"scope\.headers\.'a\.example'\.Cookie.*SHOAL_T_COOKIE"):
         spec.scope.resolved_headers()
+
+
+@pytest.mark.parametrize(
+    ("url", "want"),
+    [
+        ("postgresql://shoal:p@ss@db.example:5432/x", "postgresql://shoal:***@db.example:5432/x"),
+        (
+            "postgresql+psycopg://shoal:pw@127.0.0.1/db",
+            "postgresql+psycopg://shoal:***@127.0.0.1/db",
+        ),
+        ("postgresql://u:pw@h:notaport/d", "postgresql://u:***@h:notaport/d"),
+        ("mysql+pymysql://root:x:y@127.0.0.1/x", "mysql+pymysql://root:***@127.0.0.1/x"),
+        ("sqlite:///shoal-data/x/frontier.sqlite", "sqlite:///shoal-data/x/frontier.sqlite"),
+        ("http://h:80/x@y", "http://h:80/x@y"),
+        ("http://a:b@h/p?token=x&page=2", "http://a:***@h/p?token=***&page=2"),
+    ],
+)
+def test_one_redact_url_for_crawled_and_database_urls(url: str, want: str) -> None:
+    """`shoal.secrets.redact_url` hides passwords of database URLs too, even with "@" in them or a bad port."""
+    from shoal.secrets import redact_url
+
+    assert redact_url(url) == want

@@ -108,7 +108,7 @@ def version() -> None:
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
     """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
-    from shoal.frontier.dialects import redact_url
+    from shoal.secrets import redact_url
 
     s = load_spec(spec)
     tables = ""
@@ -343,8 +343,9 @@ def work(
 @db_app.command("upgrade")
 def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL.")]) -> None:
     """Apply schema migrations to a frontier database (safe to run again)."""
-    from shoal.frontier.dialects import make_engine, redact_url
+    from shoal.frontier.dialects import make_engine
     from shoal.frontier.schema import current_revision, head_revision, upgrade
+    from shoal.secrets import redact_url
 
     engine = make_engine(db)
     before = current_revision(engine)

@@ -1,8 +1,8 @@
 """Secrets out of everything a person or a file may see: logs, status output, WARC metadata.
 
-Credentials reach a crawler in three ways: in URLs (``http://user:pass@host/``,
-``?access_token=...``), in proxy URLs, and in request headers a spec adds
-(``Authorization``, ``Cookie``). The helpers here replace the secret part with
+Credentials reach a crawler in four ways: in URLs (``http://user:pass@host/``,
+``?access_token=...``), in proxy URLs, in the frontier's database URL, and in
+request headers a spec adds (``Authorization``, ``Cookie``). The helpers here replace the secret part with
 ``***`` and keep the rest, so a redacted line still says which host, user or
 header it was about:
 
@@ -74,9 +74,10 @@ SECRET_PARAMS = frozenset(
 )
 """Query parameter names (lower case) whose values are secrets."""
 
-# scheme://user[:password]@ : the userinfo cannot contain "/", "?", "#", "@" or whitespace.
+# scheme://user[:password]@ : no "/", "?", "#" or whitespace in the userinfo; a password may
+# hold "@" (a database password often does), so it runs to the authority's last "@".
 _USERINFO = re.compile(
-    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/?#\s]*)(?::(?P<password>[^@/?#\s]*))?@"
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/?#\s]*)(?::(?P<password>[^/?#\s]*))?@"
 )
 _PARAM = re.compile(r"(?P<lead>[?&;](?P<name>[A-Za-z0-9_.-]+)=)(?P<value>[^&;#\s\"'<>]*)")
 _HEADER_IN_TEXT = re.compile(
@@ -99,7 +100,11 @@ def _param(m: re.Match[str]) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password (or a lone user name) and secret query values replaced by ``***``."""
+    """``url`` with its password (or a lone user name) and secret query values replaced by ``***``.
+
+    The one redaction of URLs in shoal: crawled URLs, proxy URLs and database URLs
+    (``postgresql://shoal:p@ss@db/x`` → ``postgresql://shoal:***@db/x``), even malformed ones.
+    """
     if "@" in url:
         url = _USERINFO.sub(_userinfo, url)
     if "=" in url:

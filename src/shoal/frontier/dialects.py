@@ -5,7 +5,6 @@ The rest of the frontier is dialect-free SQLAlchemy Core.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import Engine, Insert, Table, create_engine, event, text
@@ -17,6 +16,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, Operationa
 from sqlalchemy.pool import NullPool
 
 from shoal.errors import FrontierError
+from shoal.secrets import redact_text, redact_url
 
 __all__ = [
     "IDLE_IN_TRANSACTION_S",
@@ -26,14 +26,13 @@ __all__ = [
     "is_retryable",
     "is_unavailable",
     "make_engine",
-    "normalize_url",
-    "redact_url",
     "snapshot_options",
     "uses_skip_locked",
+    "with_driver",
 ]
 
 
-def normalize_url(url: str) -> str:
+def with_driver(url: str) -> str:
     """Pick shoal's drivers for bare scheme names (psycopg 3, PyMySQL)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
@@ -45,17 +44,6 @@ def normalize_url(url: str) -> str:
     if url.startswith("mariadb+pymysql://"):
         return "mysql+pymysql://" + url[len("mariadb+pymysql://") :]
     return url
-
-
-_USERINFO = re.compile(r"//([^:/@\s]*):[^@\s]*@")
-
-
-def redact_url(url: str) -> str:
-    """The database URL with its password replaced by ``***`` (for logs and status), even when malformed."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        return _USERINFO.sub(r"//\1:***@", url)
 
 
 LOCK_TIMEOUT_S = 10
@@ -75,13 +63,13 @@ def make_engine(url: str, *, pool_size: int = 4) -> Engine:
     :class:`~shoal.errors.FrontierError` whose message shows the URL without
     its password.
     """
-    url = normalize_url(url)
+    url = with_driver(url)
     try:
         u = make_url(url)
         backend = u.get_backend_name()
         u.port  # noqa: B018 - parsed lazily by some versions: fail here, not at the first connection
     except (ArgumentError, ValueError) as exc:
-        reason = _USERINFO.sub(r"//\1:***@", str(exc))
+        reason = redact_text(str(exc))
         raise FrontierError(
             f"invalid database URL {redact_url(url)} ({reason}): {_EXPECTED}"
         ) from None

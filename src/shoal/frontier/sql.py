@@ -34,6 +34,7 @@ from shoal.frontier.contract import (
 )
 from shoal.frontier.schema import ensure_schema
 from shoal.frontier.tables import crawls, events, hosts, urls, workers
+from shoal.secrets import redact_url
 
 __all__ = ["SqlFrontier"]
 
@@ -52,7 +53,7 @@ class SqlFrontier:
     """
 
     def __init__(self, url: str, *, create: bool = True, pool_size: int = 4) -> None:
-        self.url = dialects.normalize_url(url)
+        self.url = dialects.with_driver(url)
         self.engine = dialects.make_engine(self.url, pool_size=pool_size)
         self.dialect = self.engine.dialect.name
         self._skip_locked = dialects.uses_skip_locked(self.engine)
@@ -74,7 +75,7 @@ class SqlFrontier:
     @property
     def safe_url(self) -> str:
         """The database URL without its password."""
-        return dialects.redact_url(self.url)
+        return redact_url(self.url)
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from shoal.frontier.dialects import make_engine, redact_url
+from shoal.frontier.dialects import make_engine
 from shoal.parse.captures import open_frontier, read_assets, read_captures
 from shoal.parse.config import ParseError, ParseSpec, parse_config
 from shoal.parse.ocr import check_tesseract
@@ -60,6 +60,7 @@ from shoal.parse.quality import (
     now_iso,
     table_quality,
 )
+from shoal.secrets import redact_url
 from shoal.spec import Spec
 
 if TYPE_CHECKING:
