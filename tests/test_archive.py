@@ -8,13 +8,16 @@ produce a file the reference tool rejects.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import zlib
@@ -40,6 +43,7 @@ from shoal.archive.names import host_tag
 from shoal.content.codings import content_decode
 from shoal.errors import ArchiveError, ContentCodingError
 from shoal.exchange import FetchResult, Rendered
+from tests.conftest import missing
 from tests.vectors import TESTDATA
 
 WARC_SAMPLES = TESTDATA / "warc-samples"
@@ -747,6 +751,191 @@ def test_recover_after_sigkill(archive: Path) -> None:
     for ref in refs:
         assert ref.record_id in kept
         assert read_record(archive, ref).url.startswith("http://127.0.0.1/k/")
+
+
+RECOVERER = """
+import json, os, sys, time
+from shoal.archive import recover
+folder, go = sys.argv[1], sys.argv[2]
+while not os.path.exists(go):
+    time.sleep(0.001)
+print(json.dumps(recover(folder)), flush=True)
+"""
+
+
+def dead_pid() -> int:
+    """The pid of a process that has already exited."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(proc.stdout)
+
+
+def orphans(folder: Path, count: int) -> tuple[list[str], bytes]:
+    """``count`` orphaned ``.open`` files of a dead writer of this host; returns their final names and content."""
+    template = folder.parent / "template"
+    template.mkdir(exist_ok=True)
+    path, _ = abandoned_file(template)
+    data = path.read_bytes()
+    path.unlink()
+    pid, host = dead_pid(), host_tag()
+    names = []
+    for i in range(count):
+        name = f"orphan-{pid}-{host}-20240101000000{i:03d}-00000-0123abcd.warc.gz"
+        (folder / (name + ".open")).write_bytes(data)
+        names.append(name)
+    return names, data
+
+
+def test_concurrent_recoveries_close_each_orphan_exactly_once(
+    archive: Path, tmp_path: Path
+) -> None:
+    """Two workers recovering the same folder at the same moment both succeed and each orphan is closed once."""
+    for round_ in range(4):
+        names, _ = orphans(archive, 6)
+        go = tmp_path / f"go-{round_}"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", RECOVERER, str(archive), str(go)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        time.sleep(0.3)  # both are polling for the start signal
+        go.touch()
+        results = [p.communicate(timeout=60) for p in procs]
+        for p, (_out, err) in zip(procs, results, strict=True):
+            assert p.returncode == 0, err
+        got = [n for out, _ in results for n in json.loads(out)]
+        assert sorted(got) == sorted(names)  # every orphan once, by one of the two
+        assert sorted(p.name for p in archive.iterdir()) == sorted(names)
+        for name in names:
+            assert len(list(iter_records(archive / name, strict=True))) == 12
+            (archive / name).unlink()
+
+
+def test_recovery_takes_over_a_claim_whose_recoverer_died(archive: Path) -> None:
+    """A file claimed by a recoverer that died half-way is claimed again and closed by the next recovery."""
+    (name,), data = orphans(archive, 1)
+    claim = archive / f"{name}.open.recovering-{dead_pid()}-1700000000000-0123abcd"
+    os.rename(archive / (name + ".open"), claim)
+    assert recover(archive) == [name]
+    assert [p.name for p in archive.iterdir()] == [name]
+    assert (archive / name).read_bytes() == data
+
+
+def test_recovery_refuses_to_overwrite_a_final_file(archive: Path) -> None:
+    """When the final name already exists, recovery raises and leaves both files as they were."""
+    (name,), data = orphans(archive, 1)
+    (archive / name).write_bytes(data)
+    with pytest.raises(ArchiveError, match="already exists"):
+        recover(archive, only=[name])
+    assert sorted(p.name for p in archive.iterdir()) == sorted([name, name + ".open"])
+    (archive / (name + ".open")).unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB tmpfs mounted for the test (needs root)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        missing("a mountable tmpfs", "run the tests as root (CI does)")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        missing("a mountable tmpfs", f"mount failed: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_raises_archive_error_with_enospc(small_disk: Path) -> None:
+    """On a full filesystem writing raises ArchiveError carrying ENOSPC (critical), and the file keeps only whole records."""
+    writer = WarcWriter(small_disk, prefix="full", fsync=False)
+    refs = []
+    with pytest.raises(ArchiveError) as info:
+        for i in range(100):
+            refs.append(
+                writer.write_exchange(result(f"http://127.0.0.1/f/{i}", os.urandom(30_000)))
+            )
+    assert info.value.errno == errno.ENOSPC and info.value.critical
+    assert "No space left" in str(info.value)
+    assert refs
+    for ref in refs:
+        assert read_record(small_disk, ref).url.startswith("http://127.0.0.1/f/")
+
+
+def test_read_only_archive_raises_archive_error_with_erofs(small_disk: Path) -> None:
+    """A read-only archive folder: creating the next file raises ArchiveError carrying EROFS (critical)."""
+    writer = WarcWriter(small_disk, prefix="ro", fsync=False, max_bytes=1024 * 1024)
+    writer.write_exchange(result())
+    writer.close()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    writer = WarcWriter(small_disk, prefix="ro", fsync=False)
+    with pytest.raises(ArchiveError) as info:
+        writer.write_exchange(result())
+    assert info.value.errno == errno.EROFS and info.value.critical
+
+
+def _as_nobody(folder: Path, when: str, to_parent: int, from_parent: int) -> None:
+    """In a forked child: become nobody, write (and close) in ``folder``, report the ArchiveError."""
+    try:
+        os.setgid(65534)
+        os.setuid(65534)
+        writer = WarcWriter(folder, prefix="acl", fsync=False)
+        if when == "close":
+            writer.write_exchange(result())
+            os.write(to_parent, b"written\n")
+            os.read(from_parent, 1)
+        try:
+            if when == "write":
+                writer.write_exchange(result())
+            else:
+                writer.close()
+        except ArchiveError as exc:
+            os.write(to_parent, json.dumps([exc.errno, exc.critical, str(exc)]).encode() + b"\n")
+    finally:
+        os._exit(0)
+
+
+@pytest.mark.parametrize("when", ["write", "close"])
+def test_unwritable_archive_raises_archive_error_with_eacces(
+    request: pytest.FixtureRequest, when: str
+) -> None:
+    """A folder the worker's user may not write: creating or closing (renaming) a file raises ArchiveError with EACCES."""
+    if os.geteuid() != 0:
+        missing("root", "run the tests as root (CI does) to switch to an unprivileged user")
+    folder = Path(tempfile.mkdtemp(prefix="shoal-acl-"))  # pytest's tmp_path is private to root
+    request.addfinalizer(lambda: shutil.rmtree(folder, ignore_errors=True))
+    os.chown(folder, 65534, 65534)
+    folder.chmod(0o755)
+    up_r, up_w = os.pipe()
+    down_r, down_w = os.pipe()
+    if when == "write":
+        folder.chmod(0o555)
+    pid = os.fork()
+    if pid == 0:
+        _as_nobody(folder, when, up_w, down_r)
+    os.close(up_w)
+    os.close(down_r)
+    with os.fdopen(up_r) as from_child:
+        if when == "close":
+            assert from_child.readline() == "written\n"
+            folder.chmod(0o555)  # the worker's user can no longer rename files there
+            os.write(down_w, b"g")
+        line = from_child.readline()
+    os.close(down_w)
+    os.waitpid(pid, 0)
+    folder.chmod(0o755)
+    code, critical, message = json.loads(line)
+    assert code == errno.EACCES and critical, message
 
 
 # --------------------------------------------------------------------------- content decoding

@@ -2,8 +2,11 @@
 
 - :mod:`~shoal.archive.writer`: :class:`WarcWriter` appends fetched exchanges
   to rotating WARC 1.1 files and returns a :class:`WarcRef` per response.
-- :mod:`~shoal.archive.reader`: :func:`read_record` and :func:`iter_records`
-  read them back for the parse stage, from a folder or from S3.
+- :mod:`~shoal.archive.reader`: :func:`read_record`, :func:`archive_files`
+  and :func:`iter_archive_file` read them back for the parse stage, from a
+  folder or from S3 (one ranged GET per record).
+- :mod:`~shoal.archive.sink`: the worker's writer, its ``warc_files`` rows
+  and the verified uploads of an ``s3://`` archive (:mod:`~shoal.archive.s3`).
 - :mod:`~shoal.archive.recover`: :func:`recover` closes the files a killed
   worker left open, safely when several processes start at once.
 - :mod:`~shoal.archive.names`: file names and :class:`WarcRef`.
@@ -12,14 +15,24 @@
 from __future__ import annotations
 
 from shoal.archive.names import WarcRef
-from shoal.archive.reader import ArchivedRecord, iter_records, read_record
+from shoal.archive.reader import (
+    ArchivedRecord,
+    archive_files,
+    iter_archive_file,
+    iter_records,
+    read_record,
+)
 from shoal.archive.recover import orphaned_files, recover
+from shoal.archive.s3 import S3Location
 from shoal.archive.writer import WarcWriter
 
 __all__ = [
     "ArchivedRecord",
+    "S3Location",
     "WarcRef",
     "WarcWriter",
+    "archive_files",
+    "iter_archive_file",
     "iter_records",
     "orphaned_files",
     "read_record",

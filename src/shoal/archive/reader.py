@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +26,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from shoal.archive.names import OPEN_SUFFIX, WarcRef, final_name
+from shoal.archive.names import FINAL_SUFFIX, OPEN_SUFFIX, WarcRef, final_name
+from shoal.archive.s3 import S3Location
 from shoal.errors import ArchiveError
 
-__all__ = ["MAX_RECORD_BYTES", "ArchivedRecord", "iter_records", "read_record", "scan"]
+__all__ = [
+    "MAX_RECORD_BYTES",
+    "ArchivedRecord",
+    "archive_files",
+    "as_location",
+    "iter_archive_file",
+    "iter_records",
+    "read_record",
+    "scan",
+]
 
 MAX_RECORD_BYTES: Final = 1024**3
 """The largest record (uncompressed) the readers accept before refusing the file."""
@@ -565,8 +576,17 @@ def iter_records(
             yield WarcRef(name, offset, length, record.record_id), record
 
 
+def as_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:
+    """A folder as a Path, ``s3://`` strings as an :class:`~shoal.archive.s3.S3Location`."""
+    if isinstance(location, S3Location):
+        return location
+    if isinstance(location, str) and location.startswith("s3://"):
+        return S3Location.parse(location)
+    return Path(location)
+
+
 def read_record(
-    directory: str | os.PathLike[str],
+    directory: str | os.PathLike[str] | S3Location,
     ref: WarcRef,
     *,
     verify_digests: bool = False,
@@ -575,11 +595,20 @@ def read_record(
     """Read the record ``ref`` points at: one seek, one read of ``ref.length`` bytes.
 
     Opens ``ref.file`` in ``directory``, or ``ref.file + ".open"`` while the
-    writer has not closed it. Raises :class:`~shoal.errors.ArchiveError` when
-    the file is missing, the bytes there are not one whole record, or the
-    record there is not ``ref.record_id``.
+    writer has not closed it; from S3 (an :class:`~shoal.archive.s3.S3Location`
+    or an ``s3://bucket/prefix`` string) it is one ranged GET of exactly
+    those bytes. Raises :class:`~shoal.errors.ArchiveError` when the file is
+    missing, the bytes there are not one whole record, or the record there is
+    not ``ref.record_id``.
     """
-    directory = Path(directory)
+    where_from = as_location(directory)
+    if isinstance(where_from, S3Location):
+        data = where_from.read_range(ref.file, ref.offset, ref.length)
+        where = f"{where_from.url(ref.file)} at offset {ref.offset}"
+        if len(data) < ref.length:
+            raise ArchiveError(f"{where}: object ends {ref.length - len(data)} bytes early")
+        return _record_at(data, ref, where, verify_digests, max_record_bytes)
+    directory = where_from
     path = directory / ref.file
     try:
         f = open(path, "rb")  # noqa: SIM115
@@ -608,6 +637,13 @@ def read_record(
         raise ArchiveError(
             f"{where}: file ends {ref.length - len(data)} bytes before the record does"
         )
+    return _record_at(data, ref, where, verify_digests, max_record_bytes)
+
+
+def _record_at(
+    data: bytes, ref: WarcRef, where: str, verify_digests: bool, max_record_bytes: int
+) -> ArchivedRecord:
+    """The record in ``data`` (the bytes ``ref`` delimits), checked to be ``ref``."""
     try:
         if data[:2] == _GZIP_MAGIC:
             d = zlib.decompressobj(31)
@@ -627,3 +663,43 @@ def read_record(
     if record.record_id != ref.record_id:
         raise ArchiveError(f"{where}: found record {record.record_id}, expected {ref.record_id}")
     return record
+
+
+def archive_files(location: str | os.PathLike[str] | S3Location) -> list[str]:
+    """Names of the complete WARC files of an archive (a folder or S3), sorted."""
+    where = as_location(location)
+    if isinstance(where, S3Location):
+        return where.names()
+    return sorted(p.name for p in where.glob(f"*{FINAL_SUFFIX}"))
+
+
+def iter_archive_file(
+    location: str | os.PathLike[str] | S3Location,
+    name: str,
+    *,
+    strict: bool = False,
+    verify_digests: bool = False,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+) -> Iterator[tuple[WarcRef, ArchivedRecord]]:
+    """:func:`iter_records` over file ``name`` of an archive, local (or ``.open``) or in S3.
+
+    An S3 file is downloaded once to a temporary file, read, and removed.
+    """
+    where = as_location(location)
+    if isinstance(where, S3Location):
+        with tempfile.TemporaryDirectory(prefix="shoal-warc-") as tmp:
+            local = Path(tmp) / name
+            where.download(name, local)
+            yield from iter_records(
+                local,
+                strict=strict,
+                verify_digests=verify_digests,
+                max_record_bytes=max_record_bytes,
+            )
+        return
+    path = where / name
+    if not path.exists() and (where / (name + OPEN_SUFFIX)).exists():
+        path = where / (name + OPEN_SUFFIX)
+    yield from iter_records(
+        path, strict=strict, verify_digests=verify_digests, max_record_bytes=max_record_bytes
+    )

@@ -66,7 +66,12 @@ def opened(
     location: str,
     now: int,
 ) -> None:
-    """Record a file its writer just created (``open``); a second call for the same name is a no-op."""
+    """Record a file its writer just created (``open``), or adopt an unsafe one a dead worker left.
+
+    A worker that finds a complete file of a dead process on its disk takes it
+    over (its row now names this worker), so the file is not released as lost
+    while this worker is uploading it.
+    """
     exists = conn.execute(select(_W.id).where(_W.crawl_id == crawl_id, _W.name == name)).first()
     if exists is None:
         conn.execute(
@@ -79,6 +84,12 @@ def opened(
                 location=location,
                 opened_at=now,
             )
+        )
+    else:
+        conn.execute(
+            update(warc_files)
+            .where(_W.id == exists[0], _W.state.in_(UNSAFE))
+            .values(worker_id=worker_id, hostname=hostname)
         )
 
 
