@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from shoal.crawl import run_async, run_loop, start_crawl
 from shoal.errors import ListingError
 from shoal.fetch.sitemaps import Entry, HostMap, read_listing
+from shoal.frontier import SqlFrontier
+from shoal.frontier.tables import urls
+from shoal.spec import parse_spec
+from tests.fresh_site import FreshSite
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 
@@ -94,3 +102,97 @@ def test_host_map_rewrites_production_hosts_only() -> None:
     assert m.map("https://cdn.example.com/x", base) == "https://cdn.example.com/x"
     assert m.map("https://other.example.org/x", base) == "https://other.example.org/x"
     assert not HostMap({})
+
+
+# -- crawls seeded by sitemaps and feeds -----------------------------------------------------
+
+SPEC = """\
+[crawl]
+name = "seeds"
+seeds = [{seeds}]
+host_map = {{ "blog.example.com" = "{hostport}" }}
+{extra}
+
+[[rules]]
+name = "post"
+glob = "/post/*"
+kind = "detail"
+
+[[rules]]
+name = "about"
+glob = "/about"
+kind = "detail"
+
+[scope]
+allow_private = true
+
+[politeness]
+delay = 0
+jitter = 0
+
+[storage]
+frontier = "sqlite:///{data}/frontier.sqlite"
+archive = "{data}/warc"
+fsync = false
+
+[worker]
+concurrency = 4
+flush_interval = 0.05
+"""
+
+
+def crawl_site(site: FreshSite, tmp_path: Path, seeds: str, extra: str = "") -> dict[str, Any]:
+    text = SPEC.format(seeds=seeds, hostport=site.hostport, data=tmp_path, extra=extra)
+    spec = parse_spec(text)
+    frontier = SqlFrontier(spec.frontier_url())
+    try:
+        crawl = start_crawl(frontier, spec, text)
+        _stats, finished = run_loop(
+            run_async(spec, frontier, crawl, progress=False, install_signals=False)
+        )
+        assert finished
+        return {r.url: r for r in frontier.query(select(urls))}
+    finally:
+        frontier.close()
+
+
+def test_sitemap_index_and_gzip_sitemaps_seed_the_mapped_host(tmp_path: Path) -> None:
+    """An index's gzip sitemap and plain sitemap give the posts and pages, mapped; foreign hosts stay out."""
+    with FreshSite() as site:
+        for t in ("one", "two", "three"):
+            site.publish(t)
+        rows = crawl_site(site, tmp_path, f'{{ sitemap = "{site.url("/sitemap_index.xml")}" }}')
+        assert site.pages() == [
+            "/about",
+            "/post/1",
+            "/post/2",
+            "/post/3",
+            "/sitemap-pages.xml",
+            "/sitemap-posts.xml.gz",
+            "/sitemap_index.xml",
+        ]
+        assert all(site.hits(p) == 1 for p in site.pages())
+        assert site.hits("/robots.txt") == 1
+        assert {u: r.status for u, r in rows.items()} == {site.url(p): "done" for p in site.pages()}
+        assert rows[site.url("/sitemap-posts.xml.gz")].kind == "sitemap"
+        assert not any("example" in u for u in rows)
+
+
+def test_rss_atom_and_robots_sitemaps_seed_pages(tmp_path: Path) -> None:
+    """RSS and Atom entries become pages; sitemaps = "robots" follows robots.txt's Sitemap: line."""
+    with FreshSite() as site:
+        site.publish("one")
+        site.publish("two")
+        rows = crawl_site(
+            site,
+            tmp_path,
+            f'{{ feed = "{site.url("/feed.rss")}" }}, {{ feed = "{site.url("/atom.xml")}" }}',
+        )
+        assert site.hits("/post/1") == 1 and site.hits("/post/2") == 1
+        assert rows[site.url("/feed.rss")].kind == "feed"
+        assert site.hits("/sitemap_index.xml") == 0
+    with FreshSite() as site:
+        site.publish("one")
+        crawl_site(site, tmp_path / "robots", f'"{site.url("/about")}"', 'sitemaps = "robots"')
+        assert site.hits("/sitemap_index.xml") == 1
+        assert site.hits("/post/1") == 1 and site.hits("/about") == 1
