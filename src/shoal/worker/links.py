@@ -60,10 +60,9 @@ from shoal.content.charset import decode_html
 from shoal.content.codings import content_decode
 from shoal.errors import ContentCodingError, SkipReason, URLError
 from shoal.exchange import FetchResult
-from shoal.fetch.http import split_userinfo
 from shoal.frontier.contract import ClaimedURL, NewURL, Status
 from shoal.spec import LimitsSpec, Rule, UrlPattern, lexbor_css
-from shoal.urls import Canonical, HostScope, canonicalize, key64
+from shoal.urls import Canonical, HostScope, canonicalize
 
 __all__ = [
     "MAX_NESTING",
@@ -73,7 +72,6 @@ __all__ = [
     "Router",
     "Target",
     "tame_html",
-    "without_userinfo",
 ]
 
 DEFAULT_FOLLOW = "a[href], area[href]"
@@ -189,16 +187,6 @@ def tame_html(
 def _tamed(html: str | bytes) -> str | bytes:
     lt = b"<" if isinstance(html, bytes) else "<"
     return tame_html(html) if html.count(lt) > TAME_ABOVE_TAGS else html  # type: ignore[arg-type]
-
-
-def without_userinfo(c: Canonical) -> Canonical:
-    """``c`` without ``user:password@`` (keys recomputed); ``c`` itself when it has none."""
-    url = c.url
-    end = url.find("/", url.find("//") + 2)
-    if url.find("@", 0, end if end >= 0 else len(url)) < 0:
-        return c
-    bare, _ = split_userinfo(url)
-    return Canonical(bare, c.host, key64(bare), c.host_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +375,7 @@ class LinkExtractor:
         if hit is not False:
             return hit  # type: ignore[return-value]
         try:
-            c: Canonical | None = without_userinfo(canonicalize(href, base_url, self.scope.strip))
+            c: Canonical | None = canonicalize(href, base_url, self.scope.strip)
         except URLError:
             c = None
         if len(self._cache) >= self.cache_size:

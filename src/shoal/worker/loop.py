@@ -54,7 +54,7 @@ from shoal.secrets import redact_text, redact_url
 from shoal.spec import Rule, Spec
 from shoal.urls import HostScope, canonicalize, host_of
 from shoal.worker import revisits
-from shoal.worker.links import LinkExtractor, Router, without_userinfo
+from shoal.worker.links import LinkExtractor, Router
 from shoal.worker.stats import WorkerStats
 from shoal.worker.sync import FrontierSync
 
@@ -647,7 +647,7 @@ class Worker:
             return o
         try:
             # Credentials in the target (a relative Location inherits the page's) stay out of the frontier.
-            target = without_userinfo(canonicalize(location, c.url, self.scope.strip))
+            target = canonicalize(location, c.url, self.scope.strip)
         except URLError as exc:
             o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
             o.error_detail = redact_text(f"redirect to an uncrawlable URL: {exc}")
