@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from shoal.archive import WarcRef, WarcWriter, iter_records, read_record
 from shoal.crawl import run_async, start_crawl
@@ -27,8 +31,10 @@ from shoal.frontier.revisit import (
     validators,
     verdict,
 )
+from shoal.frontier.tables import urls
 from shoal.spec import Spec, parse_spec
 from shoal.urls import canonicalize
+from tests.conftest import make_db
 from tests.fresh_site import FreshSite
 
 # -- the pure policy -------------------------------------------------------------------------
@@ -407,3 +413,131 @@ def test_revisit_cycles_fetch_conditionally_and_archive_only_what_changed(
             assert not [e for e in frontier.pending_events(cid) if e["kind"] == "finished"]
         finally:
             frontier.close()
+
+
+# -- shoal crawl as a process: stays open, stops on SIGTERM, survives SIGKILL ---------------------
+
+SHOAL = [sys.executable, "-m", "shoal"]
+
+
+def wait_for(what: str, predicate: Any, timeout: float = 90.0) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def spawn_crawl(spec_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [*SHOAL, "crawl", str(spec_path), "--no-progress"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def rows_of(db: str) -> list[Any]:
+    f = SqlFrontier(db, create=False)
+    try:
+        return f.query(select(urls))
+    finally:
+        f.close()
+
+
+def test_crawl_with_revisits_keeps_running_until_sigterm_and_exits_0(tmp_path: Path) -> None:
+    """`shoal crawl` does not end when every page is done but waits for the next due one; SIGTERM exits 0."""
+    with FreshSite() as site:
+        site.publish("first")
+        db = f"sqlite:///{tmp_path / 'f.sqlite'}"
+        spec_path = tmp_path / "spec.toml"
+        spec_path.write_text(fresh_spec(site, db, tmp_path)[1])
+        proc = spawn_crawl(spec_path, tmp_path / "crawl.log")
+        try:
+            wait_for(
+                "every page fetched once",
+                lambda: (
+                    site.pages() == ["/about", "/list", "/post/1"]
+                    and all(r.status == "done" for r in rows_of(db))
+                ),
+            )
+            status = subprocess.run(
+                [*SHOAL, "status", str(spec_path), "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+            )
+            assert status.returncode == 0, status.stderr
+            assert proc.poll() is None, (tmp_path / "crawl.log").read_text()
+            assert [site.hits(p) for p in site.pages()] == [1, 1, 1]
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, (tmp_path / "crawl.log").read_text()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert {r.status for r in rows_of(db)} == {"done"}
+        assert all(r.revisit_at is not None and r.lease_owner is None for r in rows_of(db))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_during_a_revisit_cycle_loses_nothing(backend: str, tmp_path: Path) -> None:
+    """A worker killed while revisiting leaves no URL stuck: a restart revisits every page and every record reads back."""
+    db, drop = make_db(backend, tmp_path)
+    try:
+        with FreshSite() as site:
+            for i in range(12):
+                site.publish(f"post {i}", validators=i % 2 == 0)
+            spec_text = fresh_spec(site, db, tmp_path)[1].replace('"1h"', '"1s"')
+            spec_text = spec_text.replace("delay = 0\n", "delay = 0.05\n")
+            spec_path = tmp_path / "spec.toml"
+            spec_path.write_text(spec_text)
+            pages = ["/about", "/list", *(f"/post/{i}" for i in range(1, 13))]
+            proc = spawn_crawl(spec_path, tmp_path / "crawl.log")
+            try:
+                wait_for(
+                    "a revisit cycle under way",
+                    lambda: site.hits("/list") >= 2 and len(site.log) >= 20,
+                )
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                before = {p: site.hits(p) for p in pages}
+                proc = spawn_crawl(spec_path, tmp_path / "crawl.log")
+                wait_for(
+                    "every page fetched again after the restart",
+                    lambda: all(site.hits(p) >= before[p] + 2 for p in pages),
+                    timeout=120,
+                )
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(60) == 0, (tmp_path / "crawl.log").read_text()
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            rows = rows_of(db)
+            assert sorted(r.url.split(":", 2)[2].split("/", 1)[1] for r in rows) == sorted(
+                p[1:] for p in pages
+            )
+            assert all(r.lease_owner is None and r.status in ("done", "pending") for r in rows)
+            archive = tmp_path / "warc"
+            for r in rows:
+                assert r.payload_record_id is not None and r.first_fetched_at is not None
+                pay = read_record(
+                    archive,
+                    WarcRef(
+                        r.payload_file, r.payload_offset, r.payload_length, r.payload_record_id
+                    ),
+                    verify_digests=True,
+                )
+                assert pay.record_type == "response" and pay.http_status == 200
+                last = read_record(
+                    archive, WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id)
+                )
+                if last.record_type == "revisit":
+                    assert last.warc_headers["WARC-Payload-Digest"] == r.payload_digest
+    finally:
+        drop()  # type: ignore[operator]

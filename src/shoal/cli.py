@@ -1,7 +1,9 @@
 """The ``shoal`` command: thin, it parses arguments and calls the parts.
 
 Errors a user can fix are printed as one message naming the problem and the
-fix (exit 2); a critical stop of a worker exits 3; an interrupted crawl 130.
+fix (exit 2); a critical stop of a worker exits 3; an interrupted crawl 130
+(except a crawl with revisit rules, which never finishes: stopping it is its
+normal end, exit 0).
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ def crawl(
     s, text = _load(spec)
     summary = _crawl(s, text, db, progress, summary_json, progress_every)
     _print_summary(summary)
-    if not summary["finished"]:
+    if not summary["finished"] and not _stays_open(s):
         raise typer.Exit(130)
 
 
@@ -336,8 +338,15 @@ def work(
     finally:
         frontier.close()
     _print_summary(summary)
-    if not summary["finished"]:
+    if not summary["finished"] and not _stays_open(spec):
         raise typer.Exit(130)
+
+
+def _stays_open(spec: Spec) -> bool:
+    """A crawl with revisit rules never finishes: a clean stop is its normal end."""
+    from shoal.worker.revisits import RevisitPlan
+
+    return RevisitPlan.of(spec).keeps_open
 
 
 @db_app.command("upgrade")
