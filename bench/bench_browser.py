@@ -27,7 +27,7 @@ from aiohttp import web
 
 from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
-from shoal.fetch.browser import BrowserFetcher
+from shoal.fetch.browser.fetcher import BrowserFetcher
 from shoal.spec import Rule
 
 PAGE = """<!doctype html><html><head><title>page %(n)d</title></head><body>
@@ -108,6 +108,7 @@ async def run(pool: int, base: str, pages: int) -> tuple[float, float, int]:
     """(startup seconds, render seconds, browsers started) for one pool size."""
     fetcher = BrowserFetcher(
         AddressPolicy(allow_cidrs=["127.0.0.1/32"]),
+        scope_hosts=[base],
         pool_size=pool,
         recycle_pages=100,
         user_agent="shoal-bench",

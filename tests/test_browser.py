@@ -33,9 +33,12 @@ from shoal.spec import Rule
 from tests.browser_site import SiteServer
 
 try:
-    from shoal.fetch.browser import BrowserFetcher, find_chromedriver, find_chromium
-    from shoal.fetch.doctor import check_browser
-    from shoal.fetch.proxy import REFUSED_HEADER, FilteringProxy
+    from shoal.fetch.browser.doctor import check_browser
+    from shoal.fetch.browser.fetcher import BrowserFetcher
+    from shoal.fetch.browser.launch import find_chromedriver, find_chromium
+    from shoal.fetch.proxy.reach import Reach
+    from shoal.fetch.proxy.records import REFUSED_HEADER
+    from shoal.fetch.proxy.server import FilteringProxy
 
     _FOUND = find_chromium() is not None and find_chromedriver() is not None
 except ImportError:  # selenium not installed
@@ -77,9 +80,13 @@ def runner() -> Iterator[asyncio.Runner]:
 
 
 @pytest.fixture(scope="module")
-def fetcher(runner: asyncio.Runner) -> Iterator[BrowserFetcher]:
+def fetcher(runner: asyncio.Runner, site: SiteServer) -> Iterator[BrowserFetcher]:
     f = BrowserFetcher(
-        AddressPolicy(allow_cidrs=POLICY), pool_size=2, recycle_pages=50, user_agent="shoal-test/1"
+        AddressPolicy(allow_cidrs=POLICY),
+        scope_hosts=[site.url("/")],
+        pool_size=2,
+        recycle_pages=50,
+        user_agent="shoal-test/1",
     )
     yield f
     runner.run(f.close())
@@ -350,7 +357,11 @@ def test_pool_of_two_renders_concurrently(
 def test_crashed_browser_retried_on_fresh_one(runner: asyncio.Runner, site: SiteServer) -> None:
     """When Chromium dies between pages, the page is retried once on a new browser."""
     f = BrowserFetcher(
-        AddressPolicy(allow_cidrs=POLICY), pool_size=1, recycle_pages=50, user_agent="t"
+        AddressPolicy(allow_cidrs=POLICY),
+        scope_hosts=[site.url("/")],
+        pool_size=1,
+        recycle_pages=50,
+        user_agent="t",
     )
     try:
         assert render(runner, f, site.url("/plain")).status == 200
@@ -369,7 +380,11 @@ def test_crashed_browser_retried_on_fresh_one(runner: asyncio.Runner, site: Site
 def test_browser_recycled_after_recycle_pages(runner: asyncio.Runner, site: SiteServer) -> None:
     """After recycle_pages pages a browser is replaced; the old one's processes and profile are gone."""
     f = BrowserFetcher(
-        AddressPolicy(allow_cidrs=POLICY), pool_size=1, recycle_pages=2, user_agent="t"
+        AddressPolicy(allow_cidrs=POLICY),
+        scope_hosts=[site.url("/")],
+        pool_size=1,
+        recycle_pages=2,
+        user_agent="t",
     )
     try:
         render(runner, f, site.url("/plain?1"))
@@ -396,10 +411,10 @@ CHILD = r"""
 import asyncio, json, sys, time
 from shoal.fetch.address import AddressPolicy
 from shoal.exchange import FetchRequest
-from shoal.fetch.browser import BrowserFetcher
+from shoal.fetch.browser.fetcher import BrowserFetcher
 
 async def main():
-    f = BrowserFetcher(AddressPolicy(allow_cidrs=["127.0.0.1/32"]), pool_size=2, recycle_pages=10, user_agent="t")
+    f = BrowserFetcher(AddressPolicy(allow_cidrs=["127.0.0.1/32"]), scope_hosts=sys.argv[1:], pool_size=2, recycle_pages=10, user_agent="t")
     await asyncio.gather(*(f.fetch(FetchRequest(u, None, time.monotonic() + 30)) for u in sys.argv[1:]))
     print(json.dumps(f.process_ids()), flush=True)
     await asyncio.sleep(600)
@@ -489,6 +504,7 @@ def test_https_page_rebuilt_from_devtools(runner: asyncio.Runner, tmp_path: Path
     tls = SiteServer("127.0.0.1", ssl_context=_tls_context(tmp_path)).start()
     f = BrowserFetcher(
         AddressPolicy(allow_cidrs=POLICY),
+        scope_hosts=[tls.url("/")],
         pool_size=1,
         recycle_pages=50,
         user_agent="t",
@@ -515,7 +531,7 @@ def test_https_page_rebuilt_from_devtools(runner: asyncio.Runner, tmp_path: Path
 
 def test_proxy_refuses_with_header(refused_site: SiteServer, site: SiteServer) -> None:
     """The proxy answers 403 with X-Shoal-Refused for a refused address, forwards an allowed one."""
-    with FilteringProxy(AddressPolicy(allow_cidrs=POLICY)) as proxy:
+    with FilteringProxy(Reach(AddressPolicy(allow_cidrs=POLICY), [site.url("/")])) as proxy:
         channel = proxy.open_channel()
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": channel.address}))
         with pytest.raises(urllib.error.HTTPError) as info:
@@ -532,6 +548,7 @@ def test_missing_chromedriver_is_critical(runner: asyncio.Runner, site: SiteServ
     """A chromedriver that does not exist is CRITICAL with an install hint."""
     f = BrowserFetcher(
         AddressPolicy(allow_cidrs=POLICY),
+        scope_hosts=[site.url("/")],
         pool_size=1,
         recycle_pages=1,
         user_agent="t",

@@ -85,6 +85,7 @@ def build_fetchers(spec: Spec, policy: AddressPolicy) -> dict[str, Fetcher]:
             ) from None
         fetchers["browser"] = BrowserFetcher(
             policy,
+            scope_hosts=[*spec.scope.allowed_hosts, *spec.crawl.seeds],
             pool_size=max(1, spec.worker.browsers),
             recycle_pages=spec.worker.browser_recycle_pages,
             user_agent=spec.politeness.user_agent,

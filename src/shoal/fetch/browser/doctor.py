@@ -9,31 +9,19 @@ needs selenium to import, so the doctor can report that it is missing.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 
-__all__ = [
-    "CHROMEDRIVER_PATHS",
-    "CHROMIUM_PATHS",
-    "Check",
-    "check_browser",
-    "find_chromedriver",
-    "find_chromium",
-]
-
-APT_HINT = "apt-get install chromium chromium-driver (Debian/Ubuntu)"
-CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium", "/usr/bin/chromium-browser")
-CHROMEDRIVER_PATHS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
-_CHROMIUM_NAMES = (
-    "chromium",
-    "chromium-browser",
-    "google-chrome",
-    "google-chrome-stable",
-    "chrome",
+from shoal.fetch.browser.launch import (
+    APT_HINT,
+    CHROMEDRIVER_PATHS,
+    CHROMIUM_PATHS,
+    find_chromedriver,
+    find_chromium,
 )
+
+__all__ = ["Check", "check_browser"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -44,36 +32,6 @@ class Check:
     ok: bool
     detail: str
     hint: str = ""
-
-
-def _executable(path: str) -> str | None:
-    found = shutil.which(path)
-    return found if found and os.access(found, os.X_OK) else None
-
-
-def find_chromium(path: str | None = None) -> str | None:
-    """The Chromium executable: ``path`` if given (None when it is not executable), else a search.
-
-    The search tries PATH (``chromium``, ``chromium-browser``, ``google-chrome``)
-    and then ``/usr/bin/chromium`` and ``/usr/lib/chromium/chromium``.
-    """
-    if path:
-        return _executable(path)
-    for name in _CHROMIUM_NAMES:
-        found = shutil.which(name)
-        if found:
-            return found
-    return next((p for p in CHROMIUM_PATHS if os.access(p, os.X_OK)), None)
-
-
-def find_chromedriver(path: str | None = None) -> str | None:
-    """The chromedriver executable: ``path`` if given (None when not executable), else PATH or /usr/bin."""
-    if path:
-        return _executable(path)
-    found = shutil.which("chromedriver")
-    if found:
-        return found
-    return next((p for p in CHROMEDRIVER_PATHS if os.access(p, os.X_OK)), None)
 
 
 def _version(path: str) -> tuple[str | None, str]:
@@ -144,7 +102,7 @@ def check_browser(chromium: str | None = None, chromedriver: str | None = None) 
 
     if have_selenium and found_chromium and found_driver:
         from shoal.errors import ShoalError
-        from shoal.fetch.browser import probe_browser
+        from shoal.fetch.browser.session import probe_browser
 
         try:
             product, took = probe_browser(found_chromium, found_driver)
