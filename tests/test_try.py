@@ -132,7 +132,7 @@ def js_site() -> Iterator[JsSite]:
 def test_browser_rule_links_and_fields_come_from_the_rendered_dom(
     js_site: JsSite, tmp_path: Path
 ) -> None:
-    """A browser list rule finds the script-built links; a browser detail rule's field reads the Ajax comment."""
+    """A browser list rule finds the script-built links and a detail field the Ajax comment, live and from the archive."""
     base = f"http://127.0.0.1:{js_site.port}"
     text = f"""
 [crawl]
@@ -179,6 +179,17 @@ comment = {{ css = "p.comment", required = true }}
     (row,) = d.tables[0].rows
     assert (row["heading"], row["comment"]) == ("글 2", "댓글 2")
     assert "fetch (browser)" in [s.name for s in d.steps]
+    crawl(text)
+    before = list(js_site.log)
+    archived = try_page(spec, f"{base}/post/2", from_archive=True)
+    (row,) = archived.tables[0].rows
+    assert (row["heading"], row["comment"]) == (
+        "글 2",
+        "댓글 2",
+    )  # the rendered DOM, as parse reads it
+    listed = try_page(spec, f"{base}/", from_archive=True)
+    assert listed.followed == [f"{base}/post/1", f"{base}/post/2", f"{base}/post/3"]
+    assert js_site.log == before  # nothing fetched from the archive
 
 
 @pytest.mark.slow

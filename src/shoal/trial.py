@@ -30,6 +30,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -251,10 +252,59 @@ async def _fetch(spec: Spec, c: Canonical, rule: Rule | None, steps: list[Step])
     )
 
 
+def _page_of(page: Any, fetched_at: int | None) -> _Fetched:
+    return _Fetched(
+        page.http_status,
+        page.content_type,
+        page.headers,
+        page.final_url,
+        page.text,
+        page.body,
+        page.encoding,
+        fetched_at,
+        page.warc_record_id,
+    )
+
+
+def _table_captures(
+    spec: Spec, frontier: Any, info: Any, c: Canonical
+) -> dict[str, tuple[Any, int | None]]:
+    """Per ``[parse]`` table, the capture of ``c`` that ``shoal parse`` would read (rendered DOM or response)."""
+    if not spec.parse:
+        return {}
+    from shoal.parse import parse_config
+    from shoal.parse.captures import read_captures
+
+    ps = parse_config(spec)
+    caps = read_captures(
+        frontier,
+        info.id,
+        spec,
+        info.spec,
+        ps,
+        list(ps.tables),
+        all_captures=False,
+        archive_dir=spec.archive_dir(),
+    )
+    out: dict[str, tuple[Any, int | None]] = {}
+    for cap in caps:
+        if cap.url != c.url:
+            continue
+        for t in cap.tables:
+            have = out.get(t)
+            if have is None or (cap.fetched_at or 0) >= (have[1] or 0):
+                out[t] = (cap, cap.fetched_at)
+    return out
+
+
 def _from_archive(
     spec: Spec, c: Canonical, db_url: str | None, steps: list[Step]
-) -> tuple[_Fetched, str | None, str]:
-    """The latest capture of ``c`` (and the rule name and kind the crawl gave it)."""
+) -> tuple[_Fetched, str | None, str, dict[str, Any]]:
+    """The latest capture of ``c``, the rule name and kind the crawl gave it, and each table's page.
+
+    A table's page is what ``shoal parse`` reads for it (the rendered DOM of a
+    browser rule, by default), or the reason it cannot be parsed.
+    """
     from shoal.parse.captures import Capture, NotParsed, load_page, open_frontier
 
     with _timed(steps, "find capture"):
@@ -262,6 +312,7 @@ def _from_archive(
         try:
             info = frontier.get_crawl(spec.name)
             rows = [r for r in frontier.captures(info.id) if r.url_key == c.url_key]
+            table_caps = _table_captures(spec, frontier, info, c) if rows else {}
         finally:
             frontier.close()
     if not rows:
@@ -292,18 +343,38 @@ def _from_archive(
             page = load_page(cap, spec.archive_dir(), spec.limits.max_body_bytes)
         except NotParsed as exc:
             raise TrialError(f"the capture of {c.url} cannot be parsed: {exc}") from None
-    fetched = _Fetched(
-        page.http_status,
-        page.content_type,
-        page.headers,
-        page.final_url,
-        page.text,
-        page.body,
-        page.encoding,
-        r.fetched_at,
-        page.warc_record_id,
-    )
-    return fetched, rule, r.kind
+        tables: dict[str, Any] = {}
+        for t, (tcap, _at) in table_caps.items():
+            try:
+                tables[t] = load_page(tcap, spec.archive_dir(), spec.limits.max_body_bytes)
+            except (NotParsed, ShoalError, OSError) as exc:
+                tables[t] = str(exc)
+    fetched = _page_of(page, r.fetched_at)
+    rule_spec = spec.rules[r.rule] if 0 <= r.rule < len(spec.rules) else None
+    if rule_spec is not None and rule_spec.render == "browser" and r.warc_record_id:
+        # Links of a browser rule come from the rendered DOM, in a crawl too.
+        with _timed(steps, "read rendered DOM"):
+            dom = _rendered_dom(Path(spec.archive_dir()) / r.warc_file, r.warc_record_id)
+        if dom is not None:
+            fetched.html = dom
+    return fetched, rule, r.kind, tables
+
+
+def _rendered_dom(path: Path, response_id: str) -> str | None:
+    """The DOM a browser rendered for the response ``response_id`` (its ``conversion`` record), if archived."""
+    from shoal.archive import iter_records
+
+    for p in (path, Path(str(path) + ".open")):
+        if not p.exists():
+            continue
+        for _ref, rec in iter_records(p):
+            if (
+                rec.record_type == "conversion"
+                and rec.warc_headers.get("WARC-Refers-To") == response_id
+            ):
+                body: bytes = rec.body
+                return body.decode("utf-8", "replace")
+    return None
 
 
 # --------------------------------------------------------------------------- what the page gives
@@ -386,8 +457,16 @@ def _images(
 
 
 def _tables(
-    spec: Spec, c: Canonical, rule: str | None, kind: str, page: _Fetched, steps: list[Step]
+    spec: Spec,
+    c: Canonical,
+    rule: str | None,
+    kind: str,
+    page: _Fetched,
+    steps: list[Step],
+    archived: dict[str, Any] | None = None,
 ) -> list[TableTrial]:
+    """Each table fed by the rule, extracted from the fetched page or, from the archive, from
+    the capture ``shoal parse`` reads for it (``archived``: table → Page, or why it cannot be parsed)."""
     if not spec.parse:
         return []
     from shoal.parse import Page, TableExtractor, parse_config
@@ -398,20 +477,27 @@ def _tables(
     for name, t in ps.tables.items():
         if not ((rule is not None and rule in t.from_) or kind in t.from_):
             continue
-        p = Page(
-            url=c.url,
-            final_url=page.final_url or c.url,
-            fetched_at=fetched_datetime(page.fetched_at_ms),
-            http_status=page.status,
-            content_type=page.content_type,
-            headers=page.headers,
-            body=page.body,
-            text=page.html,
-            encoding=page.encoding,
-            rule=rule,
-            kind=kind,
-            warc_record_id=page.record_id,
-        )
+        if archived is not None:
+            got = archived.get(name, "no capture of this page feeds the table")
+            if isinstance(got, str):
+                out.append(TableTrial(name, [], [], {}, got))
+                continue
+            p = got
+        else:
+            p = Page(
+                url=c.url,
+                final_url=page.final_url or c.url,
+                fetched_at=fetched_datetime(page.fetched_at_ms),
+                http_status=page.status,
+                content_type=page.content_type,
+                headers=page.headers,
+                body=page.body,
+                text=page.html,
+                encoding=page.encoding,
+                rule=rule,
+                kind=kind,
+                warc_record_id=page.record_id,
+            )
         with _timed(steps, f"table {name}"):
             res = TableExtractor(name, t).extract(p)
         out.append(TableTrial(name, res.rows, res.missing, dict(res.cast_errors), res.error))
@@ -452,8 +538,9 @@ def try_page(
     rule = router.rule(target.rule)
     rule_name = rule.name or None if rule is not None else None
     kind = target.kind
+    archived: dict[str, Any] | None = None
     if from_archive:
-        page, stored_rule, stored_kind = _from_archive(spec, c, db_url, steps)
+        page, stored_rule, stored_kind, archived = _from_archive(spec, c, db_url, steps)
         rule_name = stored_rule or rule_name
         kind = stored_kind or kind
         source = "archive"
@@ -482,7 +569,7 @@ def try_page(
     elif rule is not None and rule.images:
         with _timed(steps, "images"):
             result.images = _images(spec, router, c, rule, page)
-    result.tables = _tables(spec, c, rule_name, kind, page, steps)
+    result.tables = _tables(spec, c, rule_name, kind, page, steps, archived)
     return result
 
 
