@@ -271,3 +271,36 @@ def test_page_escapes_crawl_text(crawled: tuple[Spec, Path]) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt; [parse]" in page
     assert st.counts["pending"] >= 2100
     assert f'<span class="n" data-k="counts.pending">{st.counts["pending"]}</span>' in page
+
+
+def test_dashboard_command_serves_status_on_loopback(crawled: tuple[Spec, Path]) -> None:
+    """`shoal dashboard SPEC --port 0` listens on 127.0.0.1, serves the same numbers, and stops cleanly on Ctrl-C."""
+    import signal
+
+    _spec, spec_path = crawled
+    want = status_json(spec_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoal", "dashboard", str(spec_path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=spec_path.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "dashboard of crawl 'demo' at http://127.0.0.1:" in line, line
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        with urllib.request.urlopen(url + "status.json", timeout=30) as r:
+            got = json.loads(r.read())
+        assert got["counts"] == want["counts"]
+        assert (
+            got["failed"] == want["failed"] and got["hosts"][0]["host"] == want["hosts"][0]["host"]
+        )
+        with urllib.request.urlopen(url, timeout=30) as r:
+            page = r.read().decode("utf-8")
+        assert '<script src="plotly.min.js"></script>' in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
