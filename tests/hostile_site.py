@@ -38,6 +38,13 @@ bad-bytes|options``            under a declared charset, a ``<select>`` of 100,0
                                next :data:`BOARD_WINDOW` pages; past the end, the list is
                                empty but the pagination goes on forever
 ``/post/{n}``                  a board post (robots.txt disallows ``/post/``: never fetched)
+``/blog/``, ``/blog/page/{n}/``  a blog of :data:`BLOG_PAGES` list pages, each linking two
+                               posts ``/blog/post/{n}-{i}`` and the older page
+``/quotes/page/{n}/``          :data:`QUOTE_PAGES` pages of quotes (the data is on the list
+                               page), each linking its author and the next page in
+                               ``<li class="next">``
+``/flood?n=N``                 a page of N links ``/post/f{i}`` (:data:`FLOOD_LINKS` by
+                               default: about 18.8 MB; robots.txt keeps them unfetched)
 ``/cal/{YYYY-MM}``             an empty calendar linking the months before and after
 ``/events/{YYYY-MM}``          a calendar linking the next month and one event a month
 ``/ping/{n}``, ``/pong/{n}``   a chain of list pages of two alternating rules
@@ -351,6 +358,12 @@ class HostileSite:
         r.add_get("/html/{name}", _html)
         r.add_get("/board", _board)
         r.add_get("/post/{n}", _ok)
+        r.add_get("/blog/", _blog)
+        r.add_get("/blog/page/{n}/", _blog)
+        r.add_get("/blog/post/{n}", _ok)
+        r.add_get("/quotes/page/{n}/", _quotes)
+        r.add_get("/author/{name}", _ok)
+        r.add_get("/flood", _flood)
         r.add_get("/cal/{ym}", _calendar)
         r.add_get("/events/{ym}", _events)
         r.add_get("/event/{day}", _ok)
@@ -579,6 +592,61 @@ async def _board(request: web.Request) -> web.StreamResponse:
         text=f"<html><body>{posts}<div class=paging>{nav}</div></body></html>",
         content_type="text/html",
     )
+
+
+BLOG_PAGES = 25
+QUOTE_PAGES = 10
+FLOOD_LINKS = 560_000
+_FLOODS: dict[int, bytes] = {}
+
+
+async def _blog(request: web.Request) -> web.StreamResponse:
+    page = int(request.match_info.get("n", "1"))
+    if not 1 <= page <= BLOG_PAGES:
+        return _page("no such page", status=404)
+    posts = "".join(f'<a href="/blog/post/{page}-{i}">post {page}-{i}</a> ' for i in range(2))
+    older = f'<a href="/blog/page/{page + 1}/">older posts</a>' if page < BLOG_PAGES else ""
+    return _page(f"blog page {page}", posts + older)
+
+
+_WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+]
+
+
+async def _quotes(request: web.Request) -> web.StreamResponse:
+    page = int(request.match_info["n"])
+    if not 1 <= page <= QUOTE_PAGES:
+        return _page("no such page", status=404)
+    quote = " ".join(_WORDS[(page * k) % len(_WORDS)] for k in range(1, 8))
+    author = _WORDS[page % len(_WORDS)]
+    nxt = (
+        f'<ul class="pager"><li class="next"><a href="/quotes/page/{page + 1}/">Next</a></li></ul>'
+        if page < QUOTE_PAGES
+        else ""
+    )
+    body = f'<div class="quote"><span>{quote}</span> by <a href="/author/{author}">{author}</a></div>{nxt}'
+    return _page(f"quotes {page}", body)
+
+
+async def _flood(request: web.Request) -> web.StreamResponse:
+    n = int(request.query.get("n", str(FLOOD_LINKS)))
+    body = _FLOODS.get(n)
+    if body is None:
+        links = "".join(f'<a href="/post/f{i}">{i}</a>\n' for i in range(n))
+        body = _FLOODS[n] = f"<!doctype html><html><body>{links}</body></html>".encode()
+    return web.Response(body=body, content_type="text/html")
 
 
 async def _calendar(request: web.Request) -> web.StreamResponse:

@@ -412,6 +412,8 @@ class LimitsSpec(_Model):
     years after the current year is an infinite-calendar trap; None turns the check off."""
     archive_non_html: bool = True
     """Archive responses that are not HTML (images, PDFs); they are never parsed for links."""
+    max_links_per_page: int = Field(default=5000, ge=1, le=10_000_000)
+    """New links taken from one page at most; the rest are cut (a link flood) and counted as ``max_links``."""
 
 
 class StorageSpec(_Model):
@@ -634,7 +636,9 @@ class Spec(_Model):
         return url
 
     def archive_dir(self) -> str:
-        """The archive folder with ``{name}`` filled in, relative to the spec file's folder."""
+        """The archive folder with ``{name}`` filled in, relative to the spec file's folder (or the ``s3://`` URL)."""
+        if self.storage.archive.startswith("s3://"):
+            return self.storage.archive.replace("{name}", self.crawl.name)
         return self.resolve_path(self.storage.archive)
 
 

@@ -8,9 +8,12 @@ spot (DESIGN.md), so resolutions are cached per origin.
 Crawler traps, each recorded ``skipped`` with its reason (never silently dropped):
 
 - ``max_depth``: more hops from a seed than ``limits.max_depth``. Following a
-  list rule's own links (a list page to a list page of the same rule, i.e. its
-  pagination) does not count as a hop while the pages give something new, so
-  a board with thousands of list pages is crawled whole.
+  list's own pagination does not count as a hop while the pages give
+  something new, so a board with thousands of list pages is crawled whole.
+  With rules, pagination is a list page linking to a list page of the same
+  rule; with no rules, a page linking to a page of the same URL shape (the
+  same URL but for its numbers: ``/blog/page/3/`` → ``/blog/page/4/``,
+  ``?page=3`` → ``?page=4``, see :func:`url_shape`).
 - ``empty_pages``: pagination that goes on past the content, such as
   ``?page=n+1`` beyond a board's last page or an empty infinite calendar. A
   list page is *productive* when its new links include at least one URL for
@@ -20,7 +23,13 @@ Crawler traps, each recorded ``skipped`` with its reason (never silently dropped
   first beyond ``max_depth`` is skipped as ``empty_pages``: a trap costs at
   most ``max_depth`` pages per chain (times the width of a pagination window
   that links the next ten pages), and the state travels with the URL's depth
-  in the frontier, so it holds across workers and restarts.
+  in the frontier, so it holds across workers and restarts. A list whose
+  pages only ever link their next page (the data sits on the list pages
+  themselves, as on quotes sites and many boards) is not barren while each
+  page shows something new: its text, numbers aside, differs from every
+  page of that list seen before (:func:`page_print`). Once a rule's pages
+  have linked anything besides their pagination, this worker judges its
+  pages by their new links alone.
 - ``calendar``: a URL dated more than ``limits.calendar_years_ahead`` years
   after this year (``/2031/05/``, ``2031-05-01``, ``?year=2031``,
   ``?ym=203105``), which stops an infinite calendar that links every day.
@@ -47,10 +56,11 @@ host's credentials itself (:class:`shoal.fetch.http.HostHeaders`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +79,12 @@ __all__ = [
     "MAX_OPTIONS",
     "TAME_ABOVE_TAGS",
     "LinkExtractor",
+    "PageLinks",
     "Router",
     "Target",
+    "page_print",
     "tame_html",
+    "url_shape",
 ]
 
 DEFAULT_FOLLOW = "a[href], area[href]"
@@ -189,6 +202,46 @@ def _tamed(html: str | bytes) -> str | bytes:
     return tame_html(html) if html.count(lt) > TAME_ABOVE_TAGS else html  # type: ignore[arg-type]
 
 
+READ_LINKS_PER_CAP = 4
+"""A list page is parsed up to its (this × ``max_links_per_page``)-th link tag at most."""
+_LINK_TAG_STR = re.compile(r"<(?:a|area)[\s/>]", re.IGNORECASE)
+_LINK_TAG_BYTES = re.compile(rb"<(?:a|area)[\s/>]", re.IGNORECASE)
+
+_DIGITS = re.compile(r"[0-9]+")
+_DIGITS_B = re.compile(rb"[0-9]+")
+_TAGS_B = re.compile(rb"<[^>]*>")
+
+
+def url_shape(url: str) -> str:
+    """``url`` with every run of digits replaced by ``#``: the pages of one pagination share it."""
+    return _DIGITS.sub("#", url)
+
+
+def page_print(html: str | bytes) -> bytes:
+    """A fingerprint of a page's text without its tags and numbers.
+
+    Two pages past the end of a list (``page 41: no posts``, ``page 42: no
+    posts``) share it; two pages of data do not.
+    """
+    data = html.encode("utf-8", "replace") if isinstance(html, str) else html
+    text = _DIGITS_B.sub(b"", _TAGS_B.sub(b" ", data))
+    return hashlib.blake2b(b" ".join(text.split()), digest_size=16).digest()
+
+
+@dataclass(slots=True)
+class PageLinks:
+    """What one list page gave: its rows for the frontier and what was left out.
+
+    ``cut``: links past ``max_links_per_page`` (counted, not resolved; the
+    first of them is in ``links`` as ``skipped max_links``). ``unfetchable``:
+    new links left out because the crawl's ``max_pages`` can no longer reach them.
+    """
+
+    links: list[NewURL]
+    cut: int = 0
+    unfetchable: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where a URL goes: its rule index (-1 for the implicit catch-all), kind and priority."""
@@ -250,6 +303,8 @@ class LinkExtractor:
         self._cache: dict[tuple[str, str], Canonical | None] = {}
         self.seen: set[int] = set()
         """url_keys this worker knows the frontier has: later pages need not send them again."""
+        self._hub_rules: set[int] = set()
+        self._prints: dict[int, set[bytes]] = {}
 
     def remember(self, links: Iterable[NewURL]) -> None:
         """Note links the frontier now holds (their outcome was accepted)."""
@@ -297,14 +352,26 @@ class LinkExtractor:
             )
         return out
 
-    def extract(self, c: ClaimedURL, rule: Rule | None, res: FetchResult) -> list[NewURL]:
+    def extract(
+        self, c: ClaimedURL, rule: Rule | None, res: FetchResult, budget: int | None = None
+    ) -> PageLinks:
         """The frontier rows of the links found on list page ``c`` that the frontier may not have.
+
+        At most ``limits.max_links_per_page`` new in-scope links are taken, in
+        document order; the first one past the cut is kept as a ``skipped``
+        ``max_links`` row (so the cut shows in the status and where it was)
+        and the rest are only counted, never resolved or stored; a page with
+        more than :data:`READ_LINKS_PER_CAP` times as many link tags is parsed
+        only up to there, so its memory is bounded by the cap, not the page. With
+        ``budget`` (pages the crawl may still fetch) no more pending rows are
+        made than could ever be fetched.
 
         Links to be written join :attr:`seen` only once an outcome carrying them
         is accepted (:meth:`remember`): a fenced outcome's links are dropped, and
         a later page must be free to bring them again.
         """
-        hrefs, base = self.hrefs(self.html_of(res), rule.follow if rule is not None else None)
+        html = self.html_of(res)
+        hrefs, base, unread = self._bounded_hrefs(html, rule.follow if rule is not None else None)
         base_url = c.url
         if base:
             with contextlib.suppress(URLError):
@@ -313,24 +380,85 @@ class LinkExtractor:
         origin = base_url[:cut] if cut >= 0 else base_url
         seen = self.seen
         page: set[int] = set()
-        found: list[Canonical] = []
-        for href in hrefs:
+        targets: list[tuple[Canonical, Target]] = []
+        cap = self.limits.max_links_per_page
+        marker: tuple[Canonical, Target] | None = None
+        over = 0
+        for i, href in enumerate(hrefs):
             canon = self.resolve(href, base_url, origin)
             if canon is None or canon.url_key in seen or canon.url_key in page:
                 continue
             page.add(canon.url_key)
-            found.append(canon)
+            target = self._target(canon)
+            if target is None:
+                seen.add(canon.url_key)  # out of scope: never sent
+                continue
+            if len(targets) >= cap:
+                marker = (canon, target)
+                over = len(hrefs) - i  # the marker and every href after it, unresolved
+                break
+            targets.append((canon, target))
+        over += unread
+        del hrefs
         if len(seen) > 2_000_000:
             seen.clear()
-        links = self.page_links(
-            found, parent_id=c.id, parent_rule=c.rule, parent_kind=c.kind, parent_depth=c.depth
+        links = self._page_rows(
+            targets,
+            parent_id=c.id,
+            parent_rule=c.rule,
+            parent_kind=c.kind,
+            parent_depth=c.depth,
+            parent_url=c.url,
+            fingerprint=lambda: page_print(html),
         )
-        seen.update(page.difference(n.url_key for n in links))
-        return links
+        unfetchable = 0
+        if budget is not None:
+            pending = [n for n in links if n.status is Status.PENDING]
+            if len(pending) > budget:
+                drop = {n.url_key for n in pending[budget:]}
+                unfetchable = len(drop)
+                links = [n for n in links if n.url_key not in drop]
+        if marker is not None:
+            row = self._row(marker[0], marker[1], c.id, c.depth, 0, True, False)
+            row.status, row.skip_reason = Status.SKIPPED, SkipReason.MAX_LINKS.value
+            links.append(row)
+        return PageLinks(links, over, unfetchable)
 
     def hrefs(self, html: str | bytes, selectors: list[str] | None) -> tuple[list[str], str | None]:
         """The raw href values the selectors pick, and the document's ``<base href>``."""
         tree = LexborHTMLParser(_tamed(html))
+        return self._select(tree, selectors)
+
+    def _bounded_hrefs(
+        self, html: str | bytes, selectors: list[str] | None
+    ) -> tuple[list[str], str | None, int]:
+        """:meth:`hrefs` of the document up to its :data:`READ_LINKS_PER_CAP` × cap-th link tag.
+
+        A parsed document costs memory in proportion to its tags (a 19 MB
+        page of 560,000 links takes about 340 MB as a tree), so a page with
+        far more link tags than ``max_links_per_page`` is read only that far;
+        the third value counts the link tags left unread (they are cut).
+        """
+        limit = READ_LINKS_PER_CAP * self.limits.max_links_per_page
+        unread = 0
+        if len(html) > limit * 8:  # a page this long may hold more link tags than the limit
+            pattern: re.Pattern[Any] = _LINK_TAG_BYTES if isinstance(html, bytes) else _LINK_TAG_STR
+            end = None
+            for i, m in enumerate(pattern.finditer(html)):
+                if i == limit:
+                    end = m.start()
+                elif i > limit:
+                    unread = i - limit + 1
+            if end is not None:
+                unread = max(unread, 1)
+                html = html[:end]
+        tree = LexborHTMLParser(_tamed(html))
+        hrefs, base = self._select(tree, selectors)
+        return hrefs, base, unread
+
+    def _select(
+        self, tree: LexborHTMLParser, selectors: list[str] | None
+    ) -> tuple[list[str], str | None]:
         base_node = tree.css_first("base[href]")
         base = base_node.attributes.get("href") if base_node is not None else None
         out: list[str] = []
@@ -422,13 +550,26 @@ class LinkExtractor:
         return self.router.match(c.url)
 
     @staticmethod
-    def _same_list(target: Target, parent_rule: int, parent_kind: str) -> bool:
-        return (
-            target.rule >= 0
-            and target.rule == parent_rule
-            and parent_kind == "list"
-            and target.kind == "list"
-        )
+    def _same_list(
+        c: Canonical, target: Target, parent_rule: int, parent_kind: str, parent_shape: str | None
+    ) -> bool:
+        """Whether a link is the linking list page's own pagination (see the module docstring)."""
+        if parent_kind != "list" or target.kind != "list" or target.rule != parent_rule:
+            return False
+        return target.rule >= 0 or (parent_shape is not None and url_shape(c.url) == parent_shape)
+
+    def _barren(self, rule: int, fingerprint: Callable[[], bytes] | None) -> bool:
+        """A page that gave nothing but its own pagination: is it past the end of its list?"""
+        if rule in self._hub_rules or fingerprint is None:
+            return True
+        prints = self._prints.setdefault(rule, set())
+        fp = fingerprint()
+        if fp in prints:
+            return True
+        if len(prints) >= 100_000:
+            prints.clear()
+        prints.add(fp)
+        return False
 
     def new_url(
         self,
@@ -451,9 +592,8 @@ class LinkExtractor:
         target = self._target(c)
         if target is None:
             return None
-        return self._row(
-            c, target, parent_id, parent_rule, parent_kind, parent_depth, redirects, barren
-        )
+        same = self._same_list(c, target, parent_rule, parent_kind, None)
+        return self._row(c, target, parent_id, parent_depth, redirects, barren, same)
 
     def page_links(
         self,
@@ -463,17 +603,50 @@ class LinkExtractor:
         parent_rule: int,
         parent_kind: str,
         parent_depth: int,
+        parent_url: str | None = None,
+        fingerprint: Callable[[], bytes] | None = None,
     ) -> list[NewURL]:
         """The frontier rows of the links newly found on one page (out-of-scope ones left out).
 
-        The page is barren when none of them is a URL for the crawl other than
-        a list page of its own rule; its pagination then costs a hop.
+        ``parent_url`` (the page's URL) lets a crawl with no rules tell its
+        pagination by URL shape. The page is barren when none of its new links
+        is a URL for the crawl other than its own pagination, and either its
+        rule's pages have linked other things before or ``fingerprint`` (the
+        page's :func:`page_print`) repeats one of the list's; a barren page's
+        pagination costs a hop.
         """
         targets = [(c, t) for c in found if (t := self._target(c)) is not None]
-        barren = all(self._same_list(t, parent_rule, parent_kind) for _, t in targets)
+        return self._page_rows(
+            targets,
+            parent_id=parent_id,
+            parent_rule=parent_rule,
+            parent_kind=parent_kind,
+            parent_depth=parent_depth,
+            parent_url=parent_url,
+            fingerprint=fingerprint,
+        )
+
+    def _page_rows(
+        self,
+        targets: list[tuple[Canonical, Target]],
+        *,
+        parent_id: int | None,
+        parent_rule: int,
+        parent_kind: str,
+        parent_depth: int,
+        parent_url: str | None,
+        fingerprint: Callable[[], bytes] | None,
+    ) -> list[NewURL]:
+        shape = url_shape(parent_url) if parent_url is not None and parent_rule < 0 else None
+        own = [self._same_list(c, t, parent_rule, parent_kind, shape) for c, t in targets]
+        if not all(own):
+            self._hub_rules.add(parent_rule)
+            barren = False
+        else:
+            barren = self._barren(parent_rule, fingerprint)
         return [
-            self._row(c, t, parent_id, parent_rule, parent_kind, parent_depth, 0, barren)
-            for c, t in targets
+            self._row(c, t, parent_id, parent_depth, 0, barren, same)
+            for (c, t), same in zip(targets, own, strict=True)
         ]
 
     def _row(
@@ -481,13 +654,11 @@ class LinkExtractor:
         c: Canonical,
         target: Target,
         parent_id: int | None,
-        parent_rule: int,
-        parent_kind: str,
         parent_depth: int,
         redirects: int,
         barren: bool,
+        same_list: bool,
     ) -> NewURL:
-        same_list = self._same_list(target, parent_rule, parent_kind)
         depth = parent_depth if same_list and not barren else parent_depth + 1
         status = Status.PENDING
         reason: str | None = None

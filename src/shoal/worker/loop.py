@@ -17,6 +17,7 @@ recorded, and :meth:`Worker.run` raises :class:`~shoal.errors.CriticalStop`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -611,7 +612,12 @@ class Worker:
             return await self._listing(c, res, o)
         if res.content_type in HTML_TYPES:
             if c.kind == "list":
-                o.links = self.links.extract(c, rule, res)
+                left = self.sync.budget_left()  # this page is one of them
+                budget = None if left is None else max(0, left - 1)
+                page = self.links.extract(c, rule, res, budget=budget)
+                o.links = page.links
+                if page.cut:
+                    await self._flooded(c, page.cut)
             elif c.kind == "detail" and rule is not None and rule.images:
                 o.links = self.links.assets(c, rule.images, res)
         return o
@@ -640,6 +646,27 @@ class Worker:
         if dated:
             await self.sync.retry(self.frontier.refresh_urls, self.crawl_id, dated)
         return o
+
+    async def _flooded(self, c: ClaimedURL, cut: int) -> None:
+        """Count and report a page whose links were cut at ``max_links_per_page``."""
+        self.stats.links_cut += cut
+        cap = self.spec.limits.max_links_per_page
+        message = (
+            f"{redact_url(c.url)}: {cut} link(s) past the first {cap} new ones cut "
+            "(limits.max_links_per_page)"
+        )
+        log.warning("%s", message)
+        with contextlib.suppress(DatabaseUnavailable):
+            await self.sync.call(
+                self.frontier.record_event,
+                self.crawl_id,
+                SkipReason.MAX_LINKS.value,
+                message,
+                severity="warning",
+                worker_id=self.id,
+                url=redact_url(c.url),
+                host=host_of(c.url),
+            )
 
     async def _redirect(self, c: ClaimedURL, res: FetchResult, o: Outcome) -> Outcome:
         location = res.header("location")

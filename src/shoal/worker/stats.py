@@ -23,6 +23,8 @@ class WorkerStats:
     fenced: int = 0
     bytes_archived: int = 0
     links_added: int = 0
+    links_cut: int = 0
+    """Links past ``max_links_per_page`` on the pages this worker fetched."""
     leases_reaped: int = 0
     claimed: int = 0
     inflight: int = 0
@@ -75,6 +77,7 @@ class WorkerStats:
             "fenced": self.fenced,
             "bytes_archived": self.bytes_archived,
             "links_added": self.links_added,
+            "links_cut": self.links_cut,
             "leases_reaped": self.leases_reaped,
             "elapsed": round(el, 3),
             "pages_per_second": round(self.done / el, 2) if el > 0 else 0.0,
