@@ -45,7 +45,6 @@ def sync(
     delay_ms: int = 0,
     horizon_ms: int = 2000,
     reap: bool = False,
-    stats: dict[str, int] | None = None,
 ):
     return f.sync(
         cid,
@@ -58,7 +57,6 @@ def sync(
         jitter=0.0,
         horizon_ms=horizon_ms,
         reap=reap,
-        stats=stats,
     )
 
 
@@ -170,7 +168,7 @@ def test_heartbeat_keeps_a_lease_alive(frontier: SqlFrontier) -> None:
     c = sync(frontier, cid, "w1", lease_ms=300).claimed[0]
     for _ in range(3):
         time.sleep(0.15)
-        assert frontier.heartbeat(cid, "w1", 300, {"pages_done": 1}) == 1
+        assert frontier.heartbeat(cid, "w1", 300) == 1
     assert sync(frontier, cid, "other", lease_ms=300, reap=True).leases_reaped == 0
     assert sync(frontier, cid, "w1", [done(c)], claim=0).accepted == [True]
 

@@ -225,20 +225,27 @@ def test_failed_pages_give_their_budget_back(frontier: SqlFrontier) -> None:
     }
 
 
-def test_worker_counters_are_written_with_every_sync_and_at_stop(frontier: SqlFrontier) -> None:
-    """A sync carries the worker's done/failed/bytes into its row; stop_worker writes the final ones."""
+def test_worker_counters_count_the_outcomes_each_sync_applied(frontier: SqlFrontier) -> None:
+    """A worker's row counts exactly the outcomes its syncs committed: fenced ones are not counted."""
     cid = frontier.open_crawl("c", "s").id
-    frontier.register_worker(cid, "w1", hostname="h", ip=None, pid=1, version="t", concurrency=1)
-    frontier.add_urls(cid, [new("http://a.test/1")], 0)
-    stats = {"pages_done": 3, "pages_failed": 1, "bytes_archived": 4096}
-    sync(frontier, cid, "w1", claim=1, stats=stats)
-    (w,) = frontier.status(cid).workers
-    assert (w.pages_done, w.pages_failed, w.bytes_archived, w.state) == (3, 1, 4096, "running")
-    frontier.stop_worker("w1", stats={"pages_done": 5, "pages_failed": 1, "bytes_archived": 8192})
-    (w,) = frontier.status(cid).workers
-    assert (w.pages_done, w.bytes_archived, w.state) == (5, 8192, "stopped")
-    with pytest.raises(ValueError, match="unknown worker counters"):
-        sync(frontier, cid, "w1", claim=0, stats={"pages": 1})
+    for w in ("w1", "w2"):
+        frontier.register_worker(cid, w, hostname="h", ip=None, pid=1, version="t", concurrency=1)
+    frontier.add_urls(cid, [new(f"http://a.test/{i}") for i in range(4)], 0)
+    c1, c2, c3, c4 = sync(frontier, cid, "w1", claim=4).claimed
+    ok = done(c1)
+    ok.warc_length = 500
+    bad = Outcome(c2.id, c2.lease_token, Status.FAILED, error_class="http", warc_length=100)
+    stale = done(c3)
+    stale.lease_token += 1  # a lease w1 no longer holds: refused, not counted
+    sync(frontier, cid, "w1", [ok, bad, stale], claim=0)
+    sync(frontier, cid, "w1", [done(c3)], claim=0)
+    frontier.stop_worker("w1")
+    rows = {w.id: w for w in frontier.status(cid).workers}
+    w1 = rows["w1"]
+    assert (w1.pages_done, w1.pages_failed, w1.bytes_archived, w1.state) == (2, 1, 600, "stopped")
+    assert (rows["w2"].pages_done, rows["w2"].pages_failed) == (0, 0)
+    assert sum(w.pages_done for w in rows.values()) == frontier.status_counts(cid)["done"]
+    assert c4.id
 
 
 def test_counters_of_the_crawl_row_match_the_url_rows(frontier: SqlFrontier) -> None:

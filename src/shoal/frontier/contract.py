@@ -222,7 +222,6 @@ class Frontier(Protocol):
         jitter: float,
         horizon_ms: int,
         reap: bool,
-        stats: dict[str, int] | None = None,
     ) -> SyncResult:
         """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs.
 
@@ -230,14 +229,14 @@ class Frontier(Protocol):
         minimum interval holds across the fleet; ``reap`` first returns to
         ``pending`` the URLs whose lease expired and whose owner stopped
         heartbeating (counted in ``lease_lost``), skipping rows another
-        transaction holds. ``stats`` (``pages_done``, ``pages_failed``,
-        ``bytes_archived``) are written to the worker's row in the same
+        transaction holds. The worker's row counts the outcomes applied
+        (``pages_done``, ``pages_failed``, ``bytes_archived``) in the same
         transaction. When the crawl's ``max_pages`` is reached, every pending
         URL becomes ``skipped`` (``max_pages``).
         """
         ...
 
-    def heartbeat(self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int]) -> int:
+    def heartbeat(self, crawl_id: int, owner: str, lease_ms: int) -> int:
         """Record that ``owner`` is alive, which keeps its leases; returns 1 if it is registered."""
         ...
 
@@ -322,13 +321,9 @@ class Frontier(Protocol):
         ...
 
     def stop_worker(
-        self,
-        worker_id: str,
-        state: str = "stopped",
-        detail: str | None = None,
-        stats: dict[str, int] | None = None,
+        self, worker_id: str, state: str = "stopped", detail: str | None = None
     ) -> None:
-        """Record a worker as stopped (or ``failed`` with a detail), with its final counters."""
+        """Record a worker as stopped (or ``failed`` with a detail)."""
         ...
 
     def record_event(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, bindparam, case, func, select, true, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shoal.errors import DatabaseUnavailable, FrontierError, SkipReason
@@ -354,13 +354,12 @@ class SqlFrontier:
         jitter: float,
         horizon_ms: int = 2000,
         reap: bool = False,
-        stats: dict[str, int] | None = None,
     ) -> SyncResult:
         """Apply outcomes (fenced) and their links, then lease up to ``claim`` due URLs, in one transaction.
 
-        ``stats`` (the worker's ``pages_done``, ``pages_failed``, ``bytes_archived``)
-        are written to its ``workers`` row in the same transaction, so status
-        shows every worker's numbers as of its last sync.
+        The worker's row counts the outcomes applied (``pages_done``,
+        ``pages_failed``, ``bytes_archived``) in the same transaction, so its
+        numbers are exactly what it committed, even if it is killed next.
         """
 
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
@@ -376,12 +375,23 @@ class SqlFrontier:
                 for o in applied
                 if o.status is Status.PENDING and o.error_class and not o.refund_attempt
             )
-            want = self._budget(conn, crawl_id, claim, done) if claim > 0 else 0
+            want, refetch_only = (
+                self._budget(conn, crawl_id, claim, done) if claim > 0 else (0, False)
+            )
             # Revisits that came due go back to pending first, so this very claim may take them.
             promoted = revisit_sql.promote(conn, crawl_id, now, self._lock) if claim > 0 else 0
             claimed = (
                 self._claim(
-                    conn, crawl_id, owner, want, lease_ms, per_host, jitter, horizon_ms, now
+                    conn,
+                    crawl_id,
+                    owner,
+                    want,
+                    lease_ms,
+                    per_host,
+                    jitter,
+                    horizon_ms,
+                    now,
+                    refetch_only=refetch_only,
                 )
                 if want > 0
                 else []
@@ -399,48 +409,71 @@ class SqlFrontier:
                         updated_at=now,
                     )
                 )
-            if stats:
+            if applied:
                 # Only this worker writes its row (its heartbeat thread too): no contention.
+                w = workers.c
                 conn.execute(
                     update(workers)
-                    .where(workers.c.id == owner, workers.c.crawl_id == crawl_id)
-                    .values(heartbeat_at=now, **_worker_stats(stats))
+                    .where(w.id == owner, w.crawl_id == crawl_id)
+                    .values(
+                        pages_done=w.pages_done
+                        + sum(1 for o in applied if o.status is Status.DONE),
+                        pages_failed=w.pages_failed
+                        + sum(1 for o in applied if o.status is Status.FAILED),
+                        bytes_archived=w.bytes_archived + archived,
+                    )
                 )
+            # The crawl's revisit counters, like its other counters, are written last.
+            revisit_sql.count_revisits(conn, crawl_id, outcomes, accepted, found)
             return SyncResult(accepted, claimed, added, reaped, found, promoted), fresh
 
         result, fresh = self._tx(run)
         self._known_hosts.update(fresh)
         return result
 
-    def _budget(self, conn: Connection, crawl_id: int, want: int, done_now: int) -> int:
-        """How many URLs this claim may lease under the crawl's ``max_pages`` (``want`` when unset).
+    def _budget(
+        self, conn: Connection, crawl_id: int, want: int, done_now: int
+    ) -> tuple[int, bool]:
+        """How many URLs this claim may lease under the crawl's ``max_pages``, and whether only refetches.
 
-        Pages fetched plus URLs in flight never exceed the budget, fleet-wide:
-        the claim holds the crawl row while it counts, so two workers cannot
-        both spend the last pages. The sync that reaches the budget marks
-        every pending URL ``skipped`` (``max_pages``), and so does every later
-        one for links found by pages still in flight.
+        The budget counts first fetches: pages fetched plus first fetches in
+        flight never exceed it, fleet-wide (the claim holds the crawl row while
+        it counts, so two workers cannot both spend the last pages). Once it is
+        spent, claims take only refetches of pages already fetched (revisits),
+        and the sync that finds it spent marks every pending first fetch
+        ``skipped`` (``max_pages``), including links found by pages still in flight.
         """
         c = crawls.c
         budget = conn.execute(select(c.max_pages).where(c.id == crawl_id)).scalar()
         if budget is None:
-            return want
+            return want, False
         fetched = conn.execute(
             self._lock(select(c.fetched).where(c.id == crawl_id), skip=False)
         ).scalar_one()
-        in_flight = conn.execute(
+        first_in_flight = conn.execute(
             select(func.count())
             .select_from(urls)
-            .where(_U.crawl_id == crawl_id, _U.status == Status.LEASED.value)
+            .where(
+                _U.crawl_id == crawl_id,
+                _U.status == Status.LEASED.value,
+                _U.first_fetched_at.is_(None),
+            )
         ).scalar_one()
-        left = int(budget) - int(fetched) - done_now - int(in_flight)
-        if int(fetched) + done_now >= int(budget):
+        spent = int(fetched) + done_now
+        if spent >= int(budget):
             conn.execute(
                 update(urls)
-                .where(_U.crawl_id == crawl_id, _U.status == Status.PENDING.value)
+                .where(
+                    _U.crawl_id == crawl_id,
+                    _U.status == Status.PENDING.value,
+                    _U.first_fetched_at.is_(None),
+                )
                 .values(status=Status.SKIPPED.value, skip_reason=SkipReason.MAX_PAGES.value)
             )
-        return max(0, min(want, left))
+        left = int(budget) - spent - int(first_in_flight)
+        if left <= 0:
+            return want, True
+        return min(want, left), False
 
     def _reap(self, conn: Connection, crawl_id: int, now: int, lease_ms: int) -> int:
         """Return to pending the URLs whose lease expired and whose owner stopped heartbeating.
@@ -583,7 +616,11 @@ class SqlFrontier:
         jitter: float,
         horizon_ms: int,
         now: int,
+        *,
+        refetch_only: bool = False,
     ) -> list[ClaimedURL]:
+        # With the page budget spent, only pages fetched before (revisits) may be claimed.
+        budget_ok = _U.first_fetched_at.is_not(None) if refetch_only else true()
         due = (
             select(_U.id)
             .where(
@@ -591,6 +628,7 @@ class SqlFrontier:
                 _U.host_key == _H.host_key,
                 _U.status == "pending",
                 _U.next_attempt_at <= now,
+                budget_ok,
             )
             .exists()
         )
@@ -642,6 +680,7 @@ class SqlFrontier:
                     _U.host_key == hrow.host_key,
                     _U.status == "pending",
                     _U.next_attempt_at <= now,
+                    budget_ok,
                 )
                 .order_by(_U.priority, _U.id)
                 .limit(quota)
@@ -717,9 +756,7 @@ class SqlFrontier:
 
         return self._tx(run)
 
-    def heartbeat(
-        self, crawl_id: int, owner: str, lease_ms: int, stats: dict[str, int] | None = None
-    ) -> int:
+    def heartbeat(self, crawl_id: int, owner: str, lease_ms: int) -> int:
         """Record that ``owner`` is alive, which keeps every lease it holds; returns 1 if it is registered.
 
         Leases are kept by the owner's heartbeat, not by rewriting each URL row:
@@ -728,7 +765,7 @@ class SqlFrontier:
         """
 
         def run(conn: Connection) -> int:
-            values: dict[str, Any] = {"heartbeat_at": self.now_ms(), **_worker_stats(stats or {})}
+            values: dict[str, Any] = {"heartbeat_at": self.now_ms()}
             res = conn.execute(
                 update(workers)
                 .where(workers.c.id == owner, workers.c.crawl_id == crawl_id)
@@ -924,13 +961,9 @@ class SqlFrontier:
         )
 
     def stop_worker(
-        self,
-        worker_id: str,
-        state: str = "stopped",
-        detail: str | None = None,
-        stats: dict[str, int] | None = None,
+        self, worker_id: str, state: str = "stopped", detail: str | None = None
     ) -> None:
-        """Record a worker as stopped (or ``failed`` with a detail), with its final counters."""
+        """Record a worker as stopped (or ``failed`` with a detail)."""
         now = self.now_ms()
         self._tx(
             lambda c: c.execute(
@@ -941,7 +974,6 @@ class SqlFrontier:
                     stopped_at=now,
                     heartbeat_at=now,
                     detail=detail,
-                    **_worker_stats(stats or {}),
                 )
             )
         )
@@ -1069,17 +1101,6 @@ class SqlFrontier:
         it calls the named methods above.
         """
         return self._tx(lambda c: list(c.execute(q).all()), readonly=True)
-
-
-_WORKER_STATS = ("pages_done", "pages_failed", "bytes_archived")
-
-
-def _worker_stats(stats: dict[str, int]) -> dict[str, int]:
-    """The worker counters the ``workers`` row keeps; an unknown key is a programming error."""
-    unknown = set(stats) - set(_WORKER_STATS)
-    if unknown:
-        raise ValueError(f"unknown worker counters {sorted(unknown)}: expected {_WORKER_STATS}")
-    return {k: int(v) for k, v in stats.items()}
 
 
 def _chunks(seq: Sequence[int], n: int) -> Iterable[Sequence[int]]:

@@ -375,13 +375,6 @@ class FrontierSync:
 
     # -- heartbeats and the lease view ---------------------------------------
 
-    def _heartbeat_stats(self) -> dict[str, int]:
-        return {
-            "pages_done": self.stats.done,
-            "pages_failed": sum(self.stats.failed.values()),
-            "bytes_archived": self.stats.bytes_archived,
-        }
-
     async def _beat(self) -> bool:
         """One heartbeat on its own thread; True when it got through."""
         sent_at = self.frontier.now_ms()
@@ -392,7 +385,6 @@ class FrontierSync:
                 self.crawl_id,
                 self.worker_id,
                 self.lease_ms,
-                self._heartbeat_stats(),
             )
         except DatabaseUnavailable as exc:
             # Leases are not extended while the database is away: they may expire and
