@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -472,6 +473,10 @@ def test_crawl_with_revisits_keeps_running_until_sigterm_and_exits_0(tmp_path: P
                 stdin=subprocess.DEVNULL,
             )
             assert status.returncode == 0, status.stderr
+            shown = json.loads(status.stdout)
+            shown = shown[0] if isinstance(shown, list) else shown
+            assert shown["revisits"]["scheduled"] == 3 and shown["revisits"]["due_now"] == 0
+            assert 3000 < shown["revisits"]["next_due_in_s"] <= 3600
             assert proc.poll() is None, (tmp_path / "crawl.log").read_text()
             assert [site.hits(p) for p in site.pages()] == [1, 1, 1]
             proc.send_signal(signal.SIGTERM)

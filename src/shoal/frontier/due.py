@@ -24,11 +24,12 @@ from sqlalchemy import Connection, Integer, bindparam, case, func, select, updat
 
 from shoal.frontier.contract import Outcome, Status
 from shoal.frontier.revisit import PayloadRef, Previous
-from shoal.frontier.tables import urls
+from shoal.frontier.tables import crawls, urls
 
 __all__ = [
     "PREVIOUS_COLUMNS",
     "RevisitSchedule",
+    "count_revisits",
     "count_unknown",
     "outcome_params",
     "outcome_values",
@@ -129,7 +130,9 @@ def promote(conn: Connection, crawl_id: int, now: int, lock: Callable[[Any], Any
     """Turn up to 1,000 ``done`` pages whose revisit is due back into ``pending``; returns how many.
 
     ``lock`` adds ``FOR UPDATE SKIP LOCKED`` where the dialect has row locks:
-    rows another transaction is promoting or completing are left for later.
+    rows another transaction is promoting or completing are left for later. A
+    promoted row keeps its ``revisit_at`` (counted as due by status) until its
+    outcome sets the next one.
     """
     q = (
         select(_U.id)
@@ -143,9 +146,33 @@ def promote(conn: Connection, crawl_id: int, now: int, lock: Callable[[Any], Any
     res = conn.execute(
         update(urls)
         .where(_U.id.in_(ids), _U.status == "done")
-        .values(status="pending", revisit_at=None, attempts=0, next_attempt_at=now)
+        .values(status="pending", attempts=0, next_attempt_at=now)
     )
     return max(res.rowcount or 0, 0)
+
+
+def count_revisits(
+    conn: Connection,
+    crawl_id: int,
+    outcomes: Sequence[Outcome],
+    accepted: Sequence[bool],
+    found: dict[int, int],
+) -> None:
+    """Add this batch's refetches (outcomes applied) and the new URLs they found to the crawl's counters."""
+    n = sum(
+        1
+        for o, ok in zip(outcomes, accepted, strict=True)
+        if ok and o.revisit and o.status is Status.DONE
+    )
+    if n:
+        conn.execute(
+            update(crawls)
+            .where(crawls.c.id == crawl_id)
+            .values(
+                revisits=crawls.c.revisits + n,
+                found_new=crawls.c.found_new + sum(found.values()),
+            )
+        )
 
 
 def count_unknown(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome]) -> dict[int, int]:
@@ -191,7 +218,9 @@ def wake_at(conn: Connection, crawl_id: int) -> int | None:
         )
     ).scalar()
     t_revisit = conn.execute(
-        select(func.min(_U.revisit_at)).where(_U.crawl_id == crawl_id, _U.revisit_at.is_not(None))
+        select(func.min(_U.revisit_at)).where(
+            _U.crawl_id == crawl_id, _U.revisit_at.is_not(None), _U.status == "done"
+        )
     ).scalar()
     times = [int(t) for t in (t_pending, t_revisit) if t is not None]
     return min(times) if times else None
@@ -227,7 +256,7 @@ class RevisitSchedule:
     ``due_now`` counts pages whose revisit is due (or promoted and waiting for
     a slot); ``upcoming`` lists ``(due time ms, pages)`` of the next due times;
     ``revisited`` is how many refetches were made in all, ``found_new`` how many
-    new URLs the last fetch of revisited pages found.
+    new URLs they found. Every count is served by an index or the crawl's row.
     """
 
     due_now: int
@@ -240,14 +269,7 @@ class RevisitSchedule:
 
 def schedule(conn: Connection, crawl_id: int, now: int, buckets: int = 5) -> RevisitSchedule:
     """The revisit schedule of a crawl (see :class:`RevisitSchedule`)."""
-    promoted = conn.execute(
-        select(func.count()).where(
-            _U.crawl_id == crawl_id,
-            _U.status.in_(("pending", "leased")),
-            _U.first_fetched_at.is_not(None),
-        )
-    ).scalar_one()
-    overdue = conn.execute(
+    due_now = conn.execute(
         select(func.count()).where(_U.crawl_id == crawl_id, _U.revisit_at <= now)
     ).scalar_one()
     times = [
@@ -271,12 +293,10 @@ def schedule(conn: Connection, crawl_id: int, now: int, buckets: int = 5) -> Rev
         select(func.count()).where(_U.crawl_id == crawl_id, _U.revisit_at.is_not(None))
     ).scalar_one()
     revisited, found = conn.execute(
-        select(
-            func.coalesce(func.sum(_U.revisits), 0), func.coalesce(func.sum(_U.found_new), 0)
-        ).where(_U.crawl_id == crawl_id)
+        select(crawls.c.revisits, crawls.c.found_new).where(crawls.c.id == crawl_id)
     ).one()
     return RevisitSchedule(
-        due_now=int(promoted) + int(overdue),
+        due_now=int(due_now),
         next_at=times[0] if times else None,
         upcoming=upcoming,
         scheduled=int(scheduled),

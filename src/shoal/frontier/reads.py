@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, case, func, select
 
+from shoal.frontier import due as revisit_sql
 from shoal.frontier.contract import CrawlInfo, Status
+from shoal.frontier.due import RevisitSchedule
 from shoal.frontier.tables import crawls, events, hosts, urls, workers
 
 if TYPE_CHECKING:
@@ -161,6 +163,8 @@ class StatusSnapshot:
     hosts: list[HostRow] = field(default_factory=list)
     workers: list[WorkerRow] = field(default_factory=list)
     last_errors: list[ErrorRow] = field(default_factory=list)
+    revisits: RevisitSchedule | None = None
+    """What is due when, for a crawl whose pages are revisited (None otherwise)."""
 
     @property
     def total(self) -> int:
@@ -272,7 +276,13 @@ def snapshot(
         hosts=host_rows(conn, crawl_id, top_hosts),
         workers=worker_rows(conn, crawl_id),
         last_errors=last_errors(conn, crawl_id, errors),
+        revisits=_revisits(conn, crawl_id, now),
     )
+
+
+def _revisits(conn: Connection, crawl_id: int, now: int) -> RevisitSchedule | None:
+    sched = revisit_sql.schedule(conn, crawl_id, now)
+    return sched if sched.scheduled or sched.revisited or sched.due_now else None
 
 
 def throughput(conn: Connection, crawl_id: int, now: int, minutes: int) -> list[ThroughputBucket]:

@@ -46,6 +46,9 @@ crawls = Table(
     Column("bytes_archived", BigInteger, nullable=False, server_default="0"),
     Column("leases_reaped", BigInteger, nullable=False, server_default="0"),
     Column("retries", BigInteger, nullable=False, server_default="0"),
+    # Revisits (0004): refetches made and the new URLs they found, for status.
+    Column("revisits", BigInteger, nullable=False, server_default="0"),
+    Column("found_new", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("name", name="uq_crawls_name"),
 )
 

@@ -70,6 +70,8 @@ class CrawlStatus:
     """Workers grouped by the machine (host name) they run on: the fleet's instances."""
     parse: dict[str, Any] | None = None
     """The last parse's quality summary, when its report was found."""
+    revisits: dict[str, Any] | None = None
+    """For a crawl with revisit rules: pages due now, the next due times, refetches, new URLs found."""
 
     @property
     def total(self) -> int:
@@ -205,6 +207,16 @@ def collect(
         snap.pages_last_10_minutes,
     )
     st.due_now, st.next_due_ms = snap.due_now, snap.next_due_ms
+    if snap.revisits is not None:
+        r = snap.revisits
+        st.revisits = {
+            "due_now": r.due_now,
+            "next_due_in_s": None if r.next_at is None else round((r.next_at - now) / 1000, 1),
+            "upcoming": [{"in_s": round((t - now) / 1000, 1), "pages": n} for t, n in r.upcoming],
+            "scheduled": r.scheduled,
+            "revisited": r.revisited,
+            "found_new": r.found_new,
+        }
     st.timeline = [
         {"minute": b.minute, "done": b.done, "failed": b.failed, "errors": dict(b.errors)}
         for b in snap.throughput

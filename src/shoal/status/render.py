@@ -82,6 +82,14 @@ def render_status(st: CrawlStatus) -> RenderableType:
     rates.add_row(
         "HTTP status", ", ".join(f"{k}: {v}" for k, v in sorted(st.http_status.items())) or "-"
     )
+    if st.revisits is not None:
+        rv = st.revisits
+        nxt = ", ".join(f"{u['pages']} in {format_eta(u['in_s'])}" for u in rv["upcoming"]) or "-"
+        rates.add_row(
+            "revisits",
+            f"{rv['due_now']} due now; next: {nxt}; {rv['scheduled']} pages scheduled, "
+            f"{rv['revisited']} refetches, {rv['found_new']} new URLs found by the last ones",
+        )
 
     hosts = Table(title="hosts", show_header=True)
     hosts.add_column("host")

@@ -5,7 +5,8 @@ for the promotion step of a claim), when it was first fetched (``revisit_for``
 counts from there), how often it was fetched again, how many new URLs its last
 fetch found, the validators its server sent (``etag``, ``last_modified``) and
 where the payload of its last full capture lives (``payload_*``), which a
-``revisit`` record refers to and parse reads.
+``revisit`` record refers to and parse reads. Adds to ``crawls`` the counters
+of refetches and of the new URLs they found (status reads them, not a scan).
 
 Revision ID: 0004
 Revises: 0003
@@ -43,9 +44,17 @@ def upgrade() -> None:
         batch.add_column(sa.Column("revisits", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("found_new", sa.Integer(), nullable=True))
     op.create_index("ix_urls_revisit", "urls", ["crawl_id", "revisit_at"])
+    with op.batch_alter_table("crawls") as batch:
+        batch.add_column(sa.Column("revisits", sa.BigInteger(), nullable=False, server_default="0"))
+        batch.add_column(
+            sa.Column("found_new", sa.BigInteger(), nullable=False, server_default="0")
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("crawls") as batch:
+        batch.drop_column("found_new")
+        batch.drop_column("revisits")
     op.drop_index("ix_urls_revisit", table_name="urls")
     with op.batch_alter_table("urls") as batch:
         for name in ("found_new", "revisits", *reversed([n for n, _ in _COLUMNS])):
