@@ -477,6 +477,10 @@ def dashboard(
     from shoal.status import collect
     from shoal.status.dashboard import DashboardServer
 
+    if refresh < 0.5:
+        _fail(
+            f"--refresh {refresh:g} is too short: the page reads the database once per refresh (0.5 s at least)"
+        )
     frontier, info, report = _open_status(target, db, crawl)
     try:
         try:
@@ -484,7 +488,7 @@ def dashboard(
                 lambda: collect(frontier, info, report=report),
                 host=host,
                 port=port,
-                refresh=max(0.5, refresh),
+                refresh=refresh,
             )
         except OSError as exc:
             _fail(f"cannot listen on {host}:{port} ({exc.strerror}): choose another with --port")
