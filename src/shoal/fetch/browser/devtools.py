@@ -35,7 +35,8 @@ from selenium.common.exceptions import (
 
 from shoal.errors import BrowserError, ErrorClass
 from shoal.fetch.proxy.channel import ProxyChannel
-from shoal.fetch.proxy.records import ProxyRecord, normalize_url
+from shoal.fetch.proxy.records import ProxyRecord
+from shoal.urls import normalize_url
 
 __all__ = ["devtools_record", "host_port", "is_dead", "message", "split_headers"]
 

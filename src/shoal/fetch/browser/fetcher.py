@@ -164,7 +164,15 @@ class BrowserFetcher:
         url, rule, deadline = request.url, request.rule, request.deadline
         if self._closed:
             raise RuntimeError("BrowserFetcher is closed")
-        opts = RenderOptions.of(rule)
+        if request.headers and url.lower().startswith("https:"):
+            names = ", ".join(sorted({k for k, _ in request.headers}))
+            raise FetchError(
+                ErrorClass.PERMANENT,
+                f"{url}: [scope.headers] ({names}) cannot be sent on an https page rendered in the "
+                "browser (Chromium tunnels https through shoal's proxy opaquely); "
+                'fetch it with render = "http" or remove the headers for this host',
+            )
+        opts = RenderOptions.of(rule, request.headers)
         slots = self._get_slots()
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -89,18 +89,23 @@ class Crashed(Exception):
 
 @dataclass(slots=True, frozen=True)
 class RenderOptions:
+    """What the rule asks of the browser for one page, and the page's extra request headers."""
+
     wait_for: str | None = None
     wait_timeout: float = 10.0
     scroll: int = 0
     click: tuple[str, ...] = ()
     frames: bool = False
     screenshot: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def of(cls, rule: Rule | None) -> RenderOptions:
+    def of(cls, rule: Rule | None, headers: tuple[tuple[str, str], ...] = ()) -> RenderOptions:
+        """The options of ``rule`` (the defaults when None), with ``headers`` for the page's host."""
         if rule is None:
-            return cls()
+            return cls(headers=headers)
         return cls(
+            headers=headers,
             wait_for=rule.wait_for,
             wait_timeout=rule.wait_timeout,
             scroll=rule.scroll,
@@ -216,7 +221,7 @@ class BrowserSession:
         started = time.time()
         t0 = time.monotonic()
         _left(deadline, "before the page load")
-        self.channel.expect(url)
+        self.channel.expect(url, headers=opts.headers)
         https = url.lower().startswith("https:")
         # The performance log is drained before every page so that it holds this page only.
         driver.execute("getLog", {"type": "performance"})

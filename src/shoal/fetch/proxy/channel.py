@@ -9,14 +9,30 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from shoal.fetch.proxy.records import Exchange, ProxyRecord, normalize_url
+from shoal.fetch.proxy.records import Exchange, Headers, ProxyRecord
+from shoal.urls import normalize_url
 
 if TYPE_CHECKING:
     from shoal.fetch.proxy.server import FilteringProxy
 
-__all__ = ["ProxyChannel"]
+__all__ = ["ProxyChannel", "endpoint"]
+
+
+def endpoint(url: str) -> tuple[str, int] | None:
+    """(host in lower case without brackets, port with the scheme's default) of ``url``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    default = 443 if parts.scheme.lower() in ("https", "wss") else 80
+    return parts.hostname.lower(), port or default
 
 
 class ProxyChannel:
@@ -34,6 +50,8 @@ class ProxyChannel:
         self._cond = threading.Condition()
         self._expected: str | None = None
         self._hold_redirects = True
+        self._page: tuple[str, int] | None = None
+        self._headers: Headers = []
         self._record: ProxyRecord | None = None
         self._claimed = False
         self._tunnels: dict[tuple[str, int], str] = {}
@@ -46,11 +64,20 @@ class ProxyChannel:
         """``http://127.0.0.1:PORT``, the value of Chromium's ``--proxy-server``."""
         return f"http://{self.proxy.host}:{self.port}"
 
-    def expect(self, url: str, *, hold_redirects: bool = True) -> None:
-        """Record the next exchange for ``url`` in full; forget the previous record."""
+    def expect(
+        self, url: str, *, hold_redirects: bool = True, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Record the next exchange for ``url`` in full; forget the previous record.
+
+        ``headers`` go on every plain-http request to the page's own host:port
+        from now on (replacing the browser's headers of the same names), never
+        on a request to another host or port.
+        """
         with self._cond:
             self._expected = normalize_url(url)
             self._hold_redirects = hold_redirects
+            self._page = endpoint(url)
+            self._headers = list(headers)
             self._record = None
             self._claimed = False
             self._tunnel_errors.clear()
@@ -81,6 +108,13 @@ class ProxyChannel:
             return self._tunnel_errors.get((host.lower(), port))
 
     # Called on the proxy loop.
+
+    def headers_for(self, host: str, port: int) -> Headers:
+        """The page's extra headers when ``host:port`` is the page's own, else none."""
+        with self._cond:
+            if self._headers and self._page == (host.lower().strip("[]"), port):
+                return list(self._headers)
+            return []
 
     def _claim(self, url: str) -> tuple[bool, bool]:
         """Whether ``url`` is the expected one (claimed once), and whether to hold its redirect."""

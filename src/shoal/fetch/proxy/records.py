@@ -5,9 +5,7 @@ Plain data, written on the proxy's loop and read by the browser fetcher's thread
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
 
 __all__ = [
     "BROWSER_SERVICE_HOSTS",
@@ -16,7 +14,6 @@ __all__ = [
     "Headers",
     "ProxyRecord",
     "Refusal",
-    "normalize_url",
 ]
 
 REFUSED_HEADER = "X-Shoal-Refused"
@@ -107,32 +104,3 @@ class Exchange:
     status: int
     peer_ip: str | None
     error: str | None = None
-
-
-def normalize_url(url: str) -> str:
-    """The form used to match a browser request to the URL a channel expects.
-
-    Lower-case scheme and host, default port dropped, empty path as ``/``,
-    unsafe characters percent-encoded the way Chromium sends them, no fragment.
-    """
-    try:
-        parts = urlsplit(url.strip())
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return url
-    scheme = parts.scheme.lower()
-    with contextlib.suppress(UnicodeError):
-        host = host.encode("idna").decode("ascii") if not host.isascii() else host
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host.lower()
-    if (
-        port is not None
-        and not (scheme == "http" and port == 80)
-        and not (scheme == "https" and port == 443)
-    ):
-        netloc = f"{netloc}:{port}"
-    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-    query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
-    return f"{scheme}://{netloc}{path}" + (f"?{query}" if parts.query else "")

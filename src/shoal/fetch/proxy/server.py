@@ -32,6 +32,7 @@ from shoal.fetch.proxy.wire import (
     response_framing,
     strip_hop_by_hop,
 )
+from shoal.secrets import redact_headers
 
 __all__ = ["FilteringProxy"]
 
@@ -403,10 +404,14 @@ class FilteringProxy:
             ]
         else:
             out_headers.append(("Connection", "close"))
+        extra = channel.headers_for(host, port)
+        if extra:  # the spec's headers for the page's own host:port, never another
+            names = {k.lower() for k, _ in extra}
+            out_headers = [(k, v) for k, v in out_headers if k.lower() not in names] + extra
         framing, length = request_framing(headers)
         if framing == "chunked":  # relayed as is, so the framing header goes along
             out_headers.append(("Transfer-Encoding", "chunked"))
-        record.request_headers = out_headers
+        record.request_headers = redact_headers(out_headers)
         try:
             up_writer.write(head_bytes(f"{method} {origin_form} HTTP/1.1", out_headers))
             if framing != "none":
