@@ -65,7 +65,7 @@ def archive_location(spec: Spec) -> Path | S3Location:
 def local_folder(spec: Spec) -> Path:
     """Where this worker writes its files: the archive folder, or the staging folder for S3."""
     if spec.archive_dir().startswith("s3://"):
-        return Path(spec.storage.staging.replace("{name}", spec.name))
+        return Path(spec.resolve_path(spec.storage.staging))
     return Path(spec.archive_dir())
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from shoal.frontier.tables import urls, warc_files, workers
 
@@ -69,8 +69,8 @@ def opened(
     """Record a file its writer just created (``open``), or adopt an unsafe one a dead worker left.
 
     A worker that finds a complete file of a dead process on its disk takes it
-    over (its row now names this worker), so the file is not released as lost
-    while this worker is uploading it.
+    over (its row now names this worker and ``opened_at`` the time it did), so
+    the file is not released as lost while this worker is uploading it.
     """
     exists = conn.execute(select(_W.id).where(_W.crawl_id == crawl_id, _W.name == name)).first()
     if exists is None:
@@ -89,7 +89,7 @@ def opened(
         conn.execute(
             update(warc_files)
             .where(_W.id == exists[0], _W.state.in_(UNSAFE))
-            .values(worker_id=worker_id, hostname=hostname)
+            .values(worker_id=worker_id, hostname=hostname, opened_at=now)
         )
 
 
@@ -127,17 +127,22 @@ def unsafe_files(conn: Connection, crawl_id: int, hostname: str | None = None) -
 
 
 def _alive(now: int, lease_ms: int) -> Any:
-    """A worker row that still counts as alive: running, with a heartbeat within the lease."""
-    return (
-        select(workers.c.id)
+    """The file's worker still counts as alive: running with a heartbeat within the lease, or
+    not registered yet (a worker adopts files before its first heartbeat) and the file taken
+    over within the lease."""
+    w = workers.c
+    running = (
+        select(w.id)
         .where(
-            workers.c.id == _W.worker_id,
-            workers.c.crawl_id == _W.crawl_id,
-            workers.c.state == "running",
-            workers.c.heartbeat_at >= now - lease_ms,
+            w.id == _W.worker_id,
+            w.crawl_id == _W.crawl_id,
+            w.state == "running",
+            w.heartbeat_at >= now - lease_ms,
         )
         .exists()
     )
+    registered = select(w.id).where(w.id == _W.worker_id, w.crawl_id == _W.crawl_id).exists()
+    return or_(running, and_(~registered, _W.opened_at >= now - lease_ms))
 
 
 def lost_files_waiting(conn: Connection, crawl_id: int, now: int, silent_ms: int) -> bool:
