@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls, workers
 from tests.graph_site import GraphSite
+from tests.test_status_truth import assert_status_is_true
 
 
 def graph_spec(
@@ -107,6 +108,7 @@ def test_every_page_is_fetched_exactly_once(db_url: str, tmp_path: Path, process
     assert statuses == {"done": n}
     assert lost == 0
     assert nworkers == processes
+    assert_status_is_true(db_url, 1)
     archived = count_warc_responses(tmp_path / "warc")
     assert len(archived) == n and set(archived.values()) == {1}
 
