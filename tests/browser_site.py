@@ -235,6 +235,14 @@ WITH_SUBRESOURCES = """<!doctype html><html><head><title>subresources</title></h
 </script></body></html>"""
 
 
+async def _cancel_all() -> None:
+    """End handlers still running (a slow page a fetcher gave up on) so the loop closes clean."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class Canary:
     """A TCP and a UDP socket on ``host`` (same port) that record every connection and datagram.
 
@@ -350,6 +358,7 @@ class SiteServer:
         """Stop serving and end the thread."""
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
@@ -386,10 +395,11 @@ class SiteServer:
             "/with-subresources": self._with_subresources,
             "/sw.js": self._service_worker,
             "/report": self._static(""),
+            "/slow-head": self._slow_head,
         }
         for path, handler in routes.items():
             app.router.add_get(path, handler)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
         await site.start()
@@ -417,6 +427,10 @@ class SiteServer:
 
     async def _with_subresources(self, request: web.Request) -> web.StreamResponse:
         return _html(WITH_SUBRESOURCES % {"other": request.query.get("other", "127.0.0.2:9")})
+
+    async def _slow_head(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(float(request.query.get("s", "30")))
+        return _html("<p>late</p>")
 
     async def _service_worker(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text=SERVICE_WORKER, content_type="text/javascript")
