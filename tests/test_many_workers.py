@@ -26,6 +26,7 @@ def graph_spec(
     delay: float = 0.0,
     per_host: int = 64,
     concurrency: int = 8,
+    max_pages: int | None = None,
 ) -> str:
     seeds = ", ".join(f'"{site.url(h)}"' for h in site.hosts)
     return f"""
@@ -45,6 +46,7 @@ concurrency_per_host = {per_host}
 [limits]
 max_depth = 100000
 fetch_timeout = 20
+{"" if max_pages is None else f"max_pages = {max_pages}"}
 
 [storage]
 archive = "{data}/warc"
@@ -111,6 +113,31 @@ def test_every_page_is_fetched_exactly_once(db_url: str, tmp_path: Path, process
     assert_status_is_true(db_url, 1)
     archived = count_warc_responses(tmp_path / "warc")
     assert len(archived) == n and set(archived.values()) == {1}
+
+
+@pytest.mark.slow
+def test_max_pages_is_one_budget_for_the_whole_fleet(db_url: str, tmp_path: Path) -> None:
+    """Eight worker processes with max_pages = 120 fetch exactly 120 pages between them; the rest is skipped."""
+    site = GraphSite(n=600).start()
+    try:
+        spec = tmp_path / "budget.toml"
+        spec.write_text(graph_spec(site, tmp_path, name="budget", concurrency=4, max_pages=120))
+        assert shoal("submit", str(spec), "--db", db_url).returncode == 0
+        res = shoal("work", "--db", db_url, "--processes", "8", timeout=600)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    finally:
+        site.stop()
+    pages = Counter(p for _, _, p in site.hits if p.startswith("/p/"))
+    assert sum(pages.values()) == 120
+    f = SqlFrontier(db_url, create=False)
+    try:
+        snap = f.status(1)
+    finally:
+        f.close()
+    assert snap.counts["done"] == 120 and snap.fetched == 120
+    assert snap.counts["pending"] == snap.counts["leased"] == 0
+    assert set(snap.skipped) == {"max_pages"}
+    assert_status_is_true(db_url, 1)
 
 
 @pytest.mark.slow
