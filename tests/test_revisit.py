@@ -33,6 +33,7 @@ from shoal.frontier.revisit import (
     verdict,
 )
 from shoal.frontier.tables import urls
+from shoal.resubmit import spec_changes
 from shoal.spec import Spec, parse_spec
 from shoal.urls import canonicalize
 from tests.conftest import make_db
@@ -546,3 +547,69 @@ def test_sigkill_during_a_revisit_cycle_loses_nothing(backend: str, tmp_path: Pa
                     assert last.warc_headers["WARC-Payload-Digest"] == r.payload_digest
     finally:
         drop()  # type: ignore[operator]
+
+
+# -- submitting again ------------------------------------------------------------------------
+
+
+def test_spec_changes_name_each_key_and_hide_secrets() -> None:
+    """Changed keys are listed as old -> new, rules by name; header values and notify URLs stay hidden."""
+    old = '[crawl]\nname = "c"\nseeds = ["http://a/"]\n[[rules]]\nname = "post"\nglob = "/p/*"\n'
+    new = (
+        '[crawl]\nname = "c"\nseeds = ["http://a/"]  # same\n[[rules]]\nname = "post"\n'
+        'glob = "/p/*"\nrevisit = "1d"\n[scope.headers]\n"a" = { Cookie = "s=1" }\n'
+    )
+    assert spec_changes(old, old.replace("\n", "\n\n")) == []
+    assert spec_changes(old, new) == [
+        "rules[\"post\"].revisit: (unset) -> '1d'",
+        "scope.headers.a.Cookie: changed (value hidden)",
+    ]
+
+
+def test_resubmitting_needs_replace_for_a_changed_spec_and_has_nothing_to_do_when_finished(
+    tmp_path: Path,
+) -> None:
+    """A changed spec is refused without --replace, naming what changed; an identical finished crawl is left alone."""
+    with FreshSite() as site:
+        site.publish("first")
+        db = f"sqlite:///{tmp_path / 'f.sqlite'}"
+        text = fresh_spec(site, db, tmp_path)[1]
+        once = text.replace('revisit = "1h"\n', "").replace('revisit_for = "30d"\n', "")
+        spec_path = tmp_path / "spec.toml"
+        spec_path.write_text(once)
+
+        def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*SHOAL, *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+            )
+
+        crawled = shoal("crawl", str(spec_path), "--no-progress")
+        assert crawled.returncode == 0, crawled.stdout + crawled.stderr
+        again = shoal("submit", str(spec_path), "--db", db)
+        assert again.returncode == 0 and "nothing to do" in again.stdout
+        f = SqlFrontier(db, create=False)
+        try:
+            assert f.get_crawl("fresh").state == "finished"
+        finally:
+            f.close()
+        spec_path.write_text(once.replace("delay = 0\n", "delay = 0.5\n"))
+        refused = shoal("submit", str(spec_path), "--db", db)
+        assert refused.returncode == 2
+        assert "politeness.delay: 0 -> 0.5" in refused.stdout
+        assert "--replace" in refused.stderr
+        spec_path.write_text(text)
+        replaced = shoal("submit", str(spec_path), "--db", db, "--replace")
+        assert replaced.returncode == 0, replaced.stdout + replaced.stderr
+        assert "rules[\"list\"].revisit: (unset) -> '1h'" in replaced.stdout
+        reopened = shoal("submit", str(spec_path), "--db", db)
+        assert reopened.returncode == 0 and "submitted" in reopened.stdout
+        f = SqlFrontier(db, create=False)
+        try:
+            info = f.get_crawl("fresh")
+            assert info.state == "running" and info.spec == text
+        finally:
+            f.close()

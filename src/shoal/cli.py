@@ -259,14 +259,36 @@ def submit(
             help="The shared frontier database URL (postgresql://, mysql://, sqlite:///)."
         ),
     ],
+    replace: Annotated[
+        bool, typer.Option(help="Replace the stored spec of a crawl of the same name that differs.")
+    ] = False,
 ) -> None:
     """Store a crawl, its spec and its seeds in a shared database for `shoal work` to run."""
     from shoal.crawl import start_crawl
     from shoal.frontier.sql import SqlFrontier
+    from shoal.resubmit import compare
 
     s, text = _load(spec)
     frontier = SqlFrontier(db, create=True)
     try:
+        again = compare(frontier, s, text)
+        if again.changes:
+            term.print(escape(f"the spec of crawl {s.name!r} differs from the stored one:"))
+            for line in again.changes:
+                term.print("  " + escape(line))
+            if not replace:
+                _fail(
+                    f"crawl {s.name!r} already exists with another spec: rerun with --replace "
+                    "to store this one (its URLs and archive are kept), or give the crawl a new name"
+                )
+        elif again.nothing_to_do:
+            term.print(
+                escape(
+                    f"crawl {s.name!r} is finished and its spec is unchanged: nothing to do "
+                    "(a rule with revisit = \"...\" keeps a crawl fresh; a new name starts over)"
+                )
+            )
+            return
         c = start_crawl(frontier, s, text)
         term.print(
             "[green]submitted[/] "
