@@ -179,3 +179,23 @@ def test_host_scope_caches_decisions() -> None:
     assert scope.allows("a.example") and scope.allows("a.example")
     assert not scope.allows("b.example") and not scope.allows("b.example")
     assert scope._cache == {"a.example": True, "b.example": False}
+
+
+@pytest.mark.parametrize(
+    ("url", "want"),
+    [
+        ("http://Example.COM:80/a b?x=1 2#f", "http://example.com/a%20b?x=1%202"),
+        ("https://h:443", "https://h/"),
+        ("http://h/%7Efoo/é?q=é", "http://h/%7Efoo/%C3%A9?q=%C3%A9"),
+        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+        ("http://한국.kr/", "http://xn--3e0b707e.kr/"),
+        ("http://h/a/../b?utm_source=x", "http://h/b?utm_source=x"),
+        ("http://u:p@h/x", "http://h/x"),
+        ("data:text/plain,x", "data:text/plain,x"),
+    ],
+)
+def test_normalize_url_is_canonicalize_with_the_query_kept(url: str, want: str) -> None:
+    """normalize_url is the canonical form (no parameter stripped); other schemes come back as given."""
+    from shoal.urls import normalize_url
+
+    assert normalize_url(url) == want

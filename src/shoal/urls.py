@@ -26,6 +26,7 @@ __all__ = [
     "host_key",
     "host_of",
     "key64",
+    "normalize_url",
     "resolve",
     "url_key",
 ]
@@ -104,6 +105,16 @@ def canonicalize(
         text = text[:cut]
     host = u.host
     return Canonical(text, host, key64(text), key64(host))
+
+
+def normalize_url(url: str) -> str:
+    """The canonical form of ``url`` with its query kept whole, for telling whether two spellings
+    name one resource (the browser proxy matches Chromium's requests this way); ``url`` itself
+    when it is not an http(s) URL."""
+    try:
+        return canonicalize(url).url
+    except URLError:
+        return url
 
 
 def host_of(url: str) -> str:
