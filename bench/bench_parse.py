@@ -1,30 +1,39 @@
-"""Benchmark the parse stage: parsed pages per second, with 1 and 2 processes, on the benchmark site.
+"""Benchmark the parse stage against a minimal reference loop on the same archive, and shoal's start-up.
 
 Steps: generate the benchmark board site (``gen_site.py``; N posts of ~20 KB),
 archive it straight from the generated files with :class:`shoal.archive.WarcWriter`
 (the same gzip-per-record WARC files a crawl writes; no HTTP needed to measure
 parsing), record each post as a ``done`` frontier row in a SQLite frontier,
-then run :func:`shoal.parse.run_parse` with a typical blog table: title,
-author, date, post id, price, body, related links, plus the built-in columns
-(trafilatura main text and py3langid language included), redaction and dedup.
+then time, over the same records:
 
-Rows printed: processes, pages, seconds (wall, from the first frontier read
-to the last file written, process start-up included), pages/s, pages/s per
-process, and CPU milliseconds per page (this process and its workers: the
-number that stays true on a busy machine). A third row without main text and
-language shows what trafilatura and language detection cost.
+- ``reference``: a minimal loop written here: warcio's ``ArchiveIterator``
+  over the WARC files, UTF-8 decoding, selectolax (lexbor) with the same CSS
+  fields, rows in a list of dicts: no frontier, no pandas, no output;
+- shoal's :func:`~shoal.parse.run_parse` with a typical blog table (title,
+  date, author, body by CSS, tags as a list, plus url), without and with the
+  main text and language (trafilatura, py3langid), with 1 and 2 processes,
+  each run writing Parquet and the quality report;
+- the CPU time of ``shoal version`` and ``shoal --help`` (a fresh interpreter each).
+
+Rows printed: variant, processes, pages, seconds (wall, process start-up
+included), pages/s, pages/s per process, CPU ms per page (this process and its
+workers: the number that stays true on a busy machine), and shoal's share of
+the reference's pages/s. On a machine shared with other work the wall-clock
+figures of the 2-process row depend on the idle cores; the CPU column does not.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/bench_parse.py [--pages 5000] [--keep DIR] [--json]
+    .venv/bin/python bench/bench_parse.py [--pages 2000] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,25 +45,34 @@ sys.path.insert(0, str(BENCH))
 
 import gen_site  # noqa: E402
 
+FIELDS = {
+    "title_text": "article h1.title",
+    "published": "p.meta time",
+    "author": "p.meta .author",
+    "body": "article div.content",
+}
+"""The CSS fields of the typical blog table (``published`` reads the ``datetime`` attribute)."""
+TAGS = "ul.related a"
+"""The list field: every match's text."""
+
 TABLE = """
 [parse]
 out = "{data}/tables"
 
 [parse.tables.posts]
 from = "post"
-redact = true
-dedup = ["url", "content"]
 {builtins}
 
 [parse.tables.posts.fields]
 title_text = {{ css = "article h1.title", required = true }}
-author = {{ css = "p.meta .author", required = true }}
 published = {{ css = "p.meta time", attr = "datetime", type = "date", required = true }}
-post_id = {{ css = "p.meta", regex = '글번호 (\\d+)', type = "int", required = true }}
-price = {{ css = "p.meta", regex = '가격 ([\\d,]+)원', type = "int" }}
+author = {{ css = "p.meta .author", required = true }}
 body = {{ css = "article div.content", required = true }}
-related = {{ css = "ul.related a", attr = "href", all = true, absolute = true }}
+tags = {{ css = "ul.related a", all = true }}
 """
+
+NO_MAIN = 'builtins = ["url"]'
+WITH_MAIN = 'builtins = ["url", "title", "main_text", "language"]'
 
 SPEC = """
 [crawl]
@@ -99,7 +117,9 @@ def build_archive(site: Path, data: Path, n_posts: int) -> Path:
 
     text = SPEC.format(base=BASE, data=data.as_posix())
     spec_path = data / "bench.toml"
-    spec_path.write_text(text + TABLE.format(data=data.as_posix(), builtins=""), encoding="utf-8")
+    spec_path.write_text(
+        text + TABLE.format(data=data.as_posix(), builtins=NO_MAIN), encoding="utf-8"
+    )
     spec = parse_spec(text)
     frontier = SqlFrontier(spec.frontier_url())
     try:
@@ -156,32 +176,82 @@ def build_archive(site: Path, data: Path, n_posts: int) -> Path:
     return spec_path
 
 
-def run(spec_path: Path, processes: int, *, builtins: str = "") -> dict[str, Any]:
-    """One parse of the posts table; returns the measured row."""
+def run(spec_path: Path, processes: int, builtins: str) -> dict[str, Any]:
+    """One parse of the posts table with these built-in columns; returns the measured row."""
     from shoal.parse import run_parse
 
-    if builtins:
-        text = spec_path.read_text(encoding="utf-8").replace(
-            'dedup = ["url", "content"]\n', f'dedup = ["url", "content"]\n{builtins}\n', 1
-        )
-        spec_path = spec_path.with_name("bench-nomain.toml")
-        spec_path.write_text(text, encoding="utf-8")
+    text = spec_path.read_text(encoding="utf-8").replace(NO_MAIN, builtins, 1)
+    variant = spec_path.with_name(f"bench-{processes}-{len(builtins)}.toml")
+    variant.write_text(text, encoding="utf-8")
     cpu0 = _cpu()
     t0 = time.perf_counter()
-    result = run_parse(spec_path, processes=processes, progress=False)
+    result = run_parse(variant, processes=processes, progress=False)
     elapsed = time.perf_counter() - t0
     cpu = _cpu() - cpu0
     pages = result.pages
     assert result.ok, result.failures
+    assert result.rows["posts"] == pages
+    return _row(
+        "shoal, main text" if "main_text" in builtins else "shoal, no main text",
+        processes,
+        pages,
+        elapsed,
+        cpu,
+    )
+
+
+def reference(warc_dir: Path) -> dict[str, Any]:
+    """The minimal loop: warcio + selectolax over every response record, the same CSS fields."""
+    from selectolax.lexbor import LexborHTMLParser
+    from warcio.archiveiterator import ArchiveIterator
+
+    cpu0 = _cpu()
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    for path in sorted(warc_dir.glob("*.warc.gz")):
+        with open(path, "rb") as f:
+            for record in ArchiveIterator(f):
+                if record.rec_type != "response":
+                    continue
+                html = record.content_stream().read().decode("utf-8", "replace")
+                tree = LexborHTMLParser(html)
+                row: dict[str, Any] = {"url": record.rec_headers.get_header("WARC-Target-URI")}
+                for name, css in FIELDS.items():
+                    node = tree.css_first(css)
+                    if node is None:
+                        row[name] = None
+                    elif name == "published":
+                        row[name] = node.attributes.get("datetime")
+                    else:
+                        row[name] = node.text(separator="\n", strip=True)
+                row["tags"] = [n.text(strip=True) for n in tree.css(TAGS)]
+                rows.append(row)
+    elapsed = time.perf_counter() - t0
+    return _row("reference (warcio+lexbor)", 1, len(rows), elapsed, _cpu() - cpu0)
+
+
+def startup(command: list[str], runs: int = 5) -> dict[str, Any]:
+    """The least CPU time of ``shoal COMMAND`` over ``runs`` fresh interpreters (user + system)."""
+    best = float("inf")
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(
+            [sys.executable, "-m", "shoal", *command], check=True, capture_output=True, timeout=60
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = min(best, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return {"variant": f"start-up: shoal {' '.join(command)}", "cpu_s": round(best, 3)}
+
+
+def _row(variant: str, processes: int, pages: int, elapsed: float, cpu: float) -> dict[str, Any]:
     return {
-        "variant": "no main text/language" if builtins else "typical blog table",
+        "variant": variant,
         "processes": processes,
         "pages": pages,
-        "rows": result.rows["posts"],
         "seconds": round(elapsed, 2),
         "pages_per_s": round(pages / elapsed, 1),
         "pages_per_s_per_process": round(pages / elapsed / processes, 1),
-        "cpu_ms_per_page": round(cpu / pages * 1000, 2),
+        "cpu_ms_per_page": round(cpu / pages * 1000, 3),
     }
 
 
@@ -196,14 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument(
-        "--pages", type=int, default=5000, help="posts in the generated site (default 5000)"
+        "--pages", type=int, default=2000, help="posts in the generated site (default 2000)"
     )
     ap.add_argument(
         "--keep", type=Path, help="build the site and archive in this folder and keep them"
     )
+    ap.add_argument(
+        "--only", choices=("all", "reference", "shoal"), default="all", help="what to run"
+    )
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args(argv)
     work = args.keep or Path(tempfile.mkdtemp(prefix="shoal-bench-parse-"))
+    rows: list[dict[str, Any]] = []
     try:
         site, data = work / "site", work / "data"
         if data.exists():
@@ -213,31 +287,45 @@ def main(argv: list[str] | None = None) -> int:
         gen_site.generate(site, args.pages)
         spec_path = build_archive(site, data, args.pages)
         print(f"archived {args.pages} posts in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        rows = [
-            run(spec_path, 1),
-            run(spec_path, 2),
-            run(
-                spec_path,
-                1,
-                builtins='builtins = ["url", "fetched_at", "http_status", "title", "images"]',
-            ),
-        ]
+        if args.only in ("all", "reference"):
+            rows.append(reference(data / "warc"))
+        if args.only in ("all", "shoal"):
+            rows.append(run(spec_path, 1, NO_MAIN))
+            rows.append(run(spec_path, 2, NO_MAIN))
+            rows.append(run(spec_path, 1, WITH_MAIN))
+            rows.append(run(spec_path, 2, WITH_MAIN))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    ups = [startup(["version"]), startup(["--help"])]
+    ref = next((r for r in rows if r["variant"].startswith("reference")), None)
+    for r in rows:
+        if ref is not None and r is not ref:
+            r["share_of_reference"] = round(r["pages_per_s_per_process"] / ref["pages_per_s"], 3)
+    one = {r["variant"]: r for r in rows if r["processes"] == 1}
+    for r in rows:
+        if r["processes"] == 2 and r["variant"] in one:
+            r["speedup_vs_1"] = round(r["pages_per_s"] / one[r["variant"]]["pages_per_s"], 2)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + ups, indent=2))
         return 0
     header = (
-        f"{'table':<24} {'processes':>9} {'pages':>7} {'seconds':>8} {'pages/s':>8} {'pages/s/process':>16}"
-        f" {'CPU ms/page':>12}"
+        f"{'variant':<26} {'proc':>4} {'pages':>6} {'seconds':>8} {'pages/s':>8} {'pages/s/proc':>12}"
+        f" {'CPU ms/page':>11} {'vs ref':>7} {'x 1 proc':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
+        share = f"{r['share_of_reference']:.0%}" if "share_of_reference" in r else "-"
+        speed = f"{r['speedup_vs_1']:.2f}" if "speedup_vs_1" in r else "-"
         print(
-            f"{r['variant']:<24} {r['processes']:>9} {r['pages']:>7} {r['seconds']:>8.2f} "
-            f"{r['pages_per_s']:>8.1f} {r['pages_per_s_per_process']:>16.1f} {r['cpu_ms_per_page']:>12.2f}"
+            f"{r['variant']:<26} {r['processes']:>4} {r['pages']:>6} {r['seconds']:>8.2f} "
+            f"{r['pages_per_s']:>8.1f} {r['pages_per_s_per_process']:>12.1f} {r['cpu_ms_per_page']:>11.3f}"
+            f" {share:>7} {speed:>8}"
+        )
+    for u in ups:
+        print(
+            f"{u['variant']:<26} CPU {u['cpu_s']:.3f} s (best of 5; os.cpu_count() = {os.cpu_count()})"
         )
     return 0
 

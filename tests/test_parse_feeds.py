@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from shoal.parse import QUALITY_EXIT_CODE, read_table, run_parse
-from shoal.parse.captures import decode_body
 from shoal.parse.extract import main_text
+from shoal.parse.load import decode_body
 from tests.parse_helpers import crawl
 from tests.parse_site import (
     API_ITEMS,

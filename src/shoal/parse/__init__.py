@@ -19,20 +19,58 @@ Modules: :mod:`~shoal.parse.config` (the section's models), :mod:`~shoal.parse.e
 
 from __future__ import annotations
 
-from shoal.parse.config import FieldSpec, ParseError, ParseSpec, TableSpec, parse_config
-from shoal.parse.extract import Page, TableExtractor
-from shoal.parse.ocr import OcrUnavailable, check_tesseract, ocr_image
-from shoal.parse.pii import Redactor, redact_text
-from shoal.parse.quality import QualityReport, load_report
-from shoal.parse.run import (
-    FORMATS,
-    QUALITY_EXIT_CODE,
-    ParseResult,
-    parse_table,
-    read_table,
-    run_parse,
-    show_report,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shoal.parse.config import FieldSpec, ParseError, ParseSpec, TableSpec, parse_config
+    from shoal.parse.extract import Page, TableExtractor
+    from shoal.parse.ocr import OcrUnavailable, check_tesseract, ocr_image
+    from shoal.parse.pii import Redactor, redact_text
+    from shoal.parse.quality import QualityReport, load_report
+    from shoal.parse.run import (
+        FORMATS,
+        QUALITY_EXIT_CODE,
+        ParseResult,
+        parse_table,
+        read_table,
+        run_parse,
+        show_report,
+    )
+
+# Loaded on first use: a parse worker process imports shoal.parse.pool, which
+# must not drag in the frontier, SQLAlchemy and pandas through this package.
+_LAZY = {
+    "FieldSpec": "config",
+    "ParseError": "config",
+    "ParseSpec": "config",
+    "TableSpec": "config",
+    "parse_config": "config",
+    "Page": "extract",
+    "TableExtractor": "extract",
+    "OcrUnavailable": "ocr",
+    "check_tesseract": "ocr",
+    "ocr_image": "ocr",
+    "Redactor": "pii",
+    "redact_text": "pii",
+    "QualityReport": "quality",
+    "load_report": "quality",
+    "FORMATS": "run",
+    "QUALITY_EXIT_CODE": "run",
+    "ParseResult": "run",
+    "parse_table": "run",
+    "read_table": "run",
+    "run_parse": "run",
+    "show_report": "run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal.parse' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"shoal.parse.{module}"), name)
+
 
 __all__ = [
     "FORMATS",

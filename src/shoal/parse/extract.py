@@ -1,10 +1,13 @@
 """Page → rows: selectors (CSS and XPath through parsel, JMESPath), built-in columns, casts, user functions.
 
 A :class:`Page` is one archived capture, decoded: its URLs, fetch time,
-status, headers and text (HTML, XML or JSON), with lazily built views: one
-parser tree (a parsel selector) shared by every field of every table, the
-parsed JSON, the title, the main text through trafilatura (its fast mode),
-the language through py3langid on a bounded sample, the images. A rendered
+status, headers and text (HTML, XML or JSON), with lazily built views, each
+built once per page and shared by every field of every table: a lexbor tree
+(selectolax: CSS fields, title, images, language sample), an lxml tree
+(parsel: XPath, parsel's ``::text``/``::attr()``, user functions, frames),
+the parsed JSON, the main text through trafilatura (its fast mode), the
+language through py3langid on a bounded sample. A table whose fields are all
+plain CSS never builds the lxml tree; both trees give the same text. A rendered
 capture's frames are grafted into their ``<iframe>`` elements, so selectors
 reach into them. A :class:`TableExtractor` turns a page into the rows of one
 table and says which required fields were missing and which values did not
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import jmespath
 from lxml import html as lxml_html
 from parsel import Selector
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from shoal.errors import CastError
 from shoal.parse.config import FieldSpec, TableSpec, load_function
@@ -97,6 +101,31 @@ def element_text(el: Any) -> str:
 
     walk(el)
     return normalize_text("".join(parts))
+
+
+def lexbor_text(node: LexborNode) -> str:
+    """:func:`element_text` for a selectolax (lexbor) node: the same rules, the same result."""
+    parts: list[str] = []
+    _lexbor_walk(node, parts)
+    return normalize_text("".join(parts))
+
+
+def _lexbor_walk(node: LexborNode, parts: list[str]) -> None:
+    tag = node.tag
+    if tag == "-text":
+        parts.append(node.text_content or "")
+        return
+    if tag is None or tag[0] == "-" or tag in SKIP_TAGS:  # comments, doctype
+        return
+    sep = "\n" if tag in BLOCK_TAGS else " " if tag in CELL_TAGS else ""
+    if sep:
+        parts.append(sep)
+    child = node.child
+    while child is not None:
+        _lexbor_walk(child, parts)
+        child = child.next
+    if sep:
+        parts.append(sep)
 
 
 def is_missing(value: Any) -> bool:
@@ -241,7 +270,8 @@ class Page:
     url_id: int | None = None
     warc_record_id: str | None = None
     row: Any = None
-    """The current row in tables with rows: a parsel selector, or a JSON value for ``rows_jmespath``."""
+    """The current row in tables with rows: a parsel selector (a selectolax node in all-CSS
+    tables, which have no functions), or a JSON value for ``rows_jmespath``."""
     doc_type: str = "html"
     """``html``, ``xml`` or ``json``: how the text is parsed."""
     source: str = "response"
@@ -281,6 +311,11 @@ class Page:
         return root
 
     @cached_property
+    def lexbor(self) -> LexborHTMLParser:
+        """The HTML page as a selectolax (lexbor) tree: CSS fields and the built-in columns use it."""
+        return LexborHTMLParser(self.text or "<html></html>")
+
+    @cached_property
     def data(self) -> Any:
         """The JSON value of a JSON capture (None for other types); ValueError when it is not JSON."""
         if self.doc_type != "json":
@@ -303,7 +338,8 @@ class Page:
     @cached_property
     def base_url(self) -> str:
         """What relative links resolve against: ``<base href>`` if any, else the final URL."""
-        href = self.selector.xpath("//base/@href").get() if self.doc_type == "html" else None
+        base = self.lexbor.css_first("base[href]") if self.doc_type == "html" else None
+        href = base.attributes.get("href") if base is not None else None
         if href:
             try:
                 return str(resolve(href.strip(), self.final_url).href)
@@ -324,8 +360,10 @@ class Page:
         """The text of ``<title>`` (in XML the first ``title`` element of any namespace), or None."""
         if self.doc_type == "json":
             return None
-        query = "//title" if self.doc_type == "html" else "(//*[local-name()='title'])[1]"
-        nodes = self.selector.xpath(query)
+        if self.doc_type == "html":
+            node = self.lexbor.css_first("title")
+            return (lexbor_text(node) or None) if node is not None else None
+        nodes = self.selector.xpath("(//*[local-name()='title'])[1]")
         if not nodes:
             return None
         return element_text(nodes[0].root) or None
@@ -344,7 +382,8 @@ class Page:
         """The ``lang`` attribute of ``<html>``, if any."""
         if self.doc_type != "html":
             return None
-        lang = self.selector.xpath("/html/@lang").get()
+        root = self.lexbor.root
+        lang = root.attributes.get("lang") if root is not None and root.tag == "html" else None
         return lang.strip() if lang and lang.strip() else None
 
     @cached_property
@@ -353,9 +392,12 @@ class Page:
         if self.doc_type == "json":
             return None
         text = self.main_text
-        if not text:
-            body = self.selector.xpath("//body" if self.doc_type == "html" else "/*")
-            text = element_text(body[0].root)[: LANGUAGE_SAMPLE * 2] if body else None
+        if not text and self.doc_type == "html":
+            node = self.lexbor.body
+            text = lexbor_text(node)[: LANGUAGE_SAMPLE * 2] if node is not None else None
+        elif not text:
+            root = self.selector.xpath("/*")
+            text = element_text(root[0].root)[: LANGUAGE_SAMPLE * 2] if root else None
         return detect_language(text, self.declared_language)
 
     @cached_property
@@ -364,7 +406,8 @@ class Page:
         if self.doc_type != "html":
             return []
         seen: dict[str, None] = {}
-        for src in self.selector.xpath("//img/@src").getall():
+        for img in self.lexbor.css("img[src]"):
+            src = img.attributes.get("src") or ""
             if src.strip().startswith("data:"):
                 continue
             u = self.absolute(src)
@@ -477,6 +520,14 @@ class TableExtractor:
             jmespath.compile(spec.rows_jmespath) if spec.rows_jmespath is not None else None
         )
         self.namespaces = dict(spec.namespaces) or None
+        self.fast = (
+            spec.function is None
+            and all(f.css is not None and "::" not in f.css for f in spec.fields.values())
+            and spec.rows_xpath is None
+            and spec.rows_jmespath is None
+            and "::" not in (spec.rows or "")
+        )
+        """Every selector is plain CSS: HTML pages are read with lexbor alone (no lxml tree)."""
         self.required = spec.required_fields()
         self.ocr_stats: Counter[str] = Counter()
 
@@ -531,6 +582,27 @@ class TableExtractor:
                 values.append(inner)
         return values
 
+    def _lexbor_values(self, f: FieldSpec, scope: Any) -> list[str]:
+        if f.all:
+            nodes = scope.css(f.css)
+        else:
+            first = scope.css_first(f.css)
+            nodes = [] if first is None else [first]
+        mode = f.mode
+        values: list[str] = []
+        for node in nodes:
+            if mode == "text":
+                values.append(lexbor_text(node))
+            elif mode == "attr":
+                v = node.attributes.get(f.attr or "")
+                if v is not None:
+                    values.append(v.strip())
+            elif mode == "html":
+                values.append(node.html or "")
+            else:
+                values.append(node.inner_html or "")
+        return values
+
     def _post(self, f: FieldSpec, values: list[Any], page: Page) -> list[Any]:
         if f.regex is not None:
             pattern = re.compile(f.regex)
@@ -555,7 +627,7 @@ class TableExtractor:
             return None
 
     def field_value(
-        self, name: str, f: FieldSpec, scope: Selector, page: Page, result: ExtractResult
+        self, name: str, f: FieldSpec, scope: Any, page: Page, result: ExtractResult
     ) -> Any:
         """The value of one field on one page (or row element)."""
         fn = self.field_functions.get(name)
@@ -564,11 +636,12 @@ class TableExtractor:
             if f.type != "str" and not isinstance(value, list):
                 value = self._cast(name, f, value, result)
             return value if not is_missing(value) else f.default
-        raw = (
-            self._json_values(name, f, page.row if self.rows_jmespath else None, page)
-            if f.jmespath is not None
-            else self._raw_values(f, scope, page)
-        )
+        if f.jmespath is not None:
+            raw = self._json_values(name, f, page.row if self.rows_jmespath else None, page)
+        elif isinstance(scope, (LexborHTMLParser, LexborNode)):
+            raw = self._lexbor_values(f, scope)
+        else:
+            raw = self._raw_values(f, scope, page)
         values = self._post(f, raw, page)
         if f.all:
             cast = (
@@ -592,7 +665,12 @@ class TableExtractor:
             return None
         texts: list[str] = []
         found = False
-        for src in page.css(self.spec.ocr).xpath("@src").getall():
+        if page.doc_type == "html" and "::" not in self.spec.ocr:
+            nodes = page.lexbor.css(self.spec.ocr)
+            sources = [n.attributes.get("src") or "" for n in nodes if "src" in n.attributes]
+        else:
+            sources = page.css(self.spec.ocr).xpath("@src").getall()
+        for src in sources:
             url = page.absolute(src)
             if url is None:
                 continue
@@ -614,6 +692,9 @@ class TableExtractor:
     # -- one page --------------------------------------------------------
 
     def _scopes(self, page: Page) -> list[Any]:
+        if self.fast and page.doc_type == "html" and not page.frames:
+            tree = page.lexbor
+            return list(tree.css(self.spec.rows)) if self.spec.rows is not None else [tree]
         if self.spec.rows is not None:
             return list(page.css(self.spec.rows))
         if self.spec.rows_xpath is not None:
@@ -642,9 +723,13 @@ class TableExtractor:
         if spec.ocr is not None:
             base[spec.ocr_column] = self._ocr(page)
         for scope in self._scopes(page):
-            page.row = scope
+            page.row = scope if not isinstance(scope, LexborHTMLParser) else None
             row = dict(base)
-            context = scope if isinstance(scope, Selector) else page.selector
+            context = (
+                scope
+                if isinstance(scope, (Selector, LexborHTMLParser, LexborNode))
+                else page.selector
+            )
             for name, f in spec.fields.items():
                 row[name] = self.field_value(name, f, context, page, result)
             rows = [row]

@@ -4,8 +4,9 @@ A :class:`ParseContext` holds everything a worker needs (the ``[parse]``
 spec, the tables, where the archive is, the images OCR may read); it is sent
 to each worker process once, when the process starts. A worker builds one
 :class:`ChunkParser` from it and parses the chunks it is handed into
-:class:`TablePart` results, which the parent merges. No state lives in module
-globals: a worker's parser is a local of its main function.
+:class:`TablePart` results, which the parent merges. With N processes the
+parent is one of them (it parses while the N-1 spawned workers start). No
+state lives in module globals: a worker's parser is a local of its main function.
 
 Worker processes are started with ``spawn``, never ``fork``: the parent may
 run threads (a demo server, database pools) that fork would copy mid-state.
@@ -35,9 +36,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from shoal.archive import WarcRef, read_record
 from shoal.content.codings import content_decode
 from shoal.errors import ShoalError, URLError
-from shoal.parse.captures import AssetRef, Capture, NotParsed, load_page, media_type
 from shoal.parse.config import URL_COLUMNS, ParseError, ParseSpec
 from shoal.parse.extract import ExtractResult, TableExtractor
+from shoal.parse.load import AssetRef, Capture, NotParsed, load_page, media_type
 from shoal.parse.ocr import OcrUnavailable, ocr_image
 from shoal.parse.pii import Redactor
 from shoal.urls import HostScope, canonicalize
@@ -343,48 +344,48 @@ def _run_processes(
     processes: int,
     done: Callable[[dict[str, TablePart], int], None],
 ) -> None:
-    """Feed ``chunks`` to ``processes`` spawned workers, a bounded number in flight, merging as they finish."""
+    """Parse ``chunks`` in this process and ``processes - 1`` spawned workers, merging as they finish.
+
+    The parent parses too: it is warm while a spawned worker still imports, so
+    a small archive does not wait for start-ups and a large one uses every process.
+    Each worker has at most two chunks queued; the parent takes the rest in order.
+    """
     mp = multiprocessing.get_context("spawn")
     tasks = mp.Queue()
     results = mp.Queue()
     with _single_threaded_children():
         workers = [
             mp.Process(target=_worker_main, args=(ctx, tasks, results), daemon=True)
-            for _ in range(processes)
+            for _ in range(processes - 1)
         ]
         for w in workers:
             w.start()
+    parser = ChunkParser(ctx)
     try:
         sent = 0
         in_flight = 0
-        for _ in range(min(len(chunks), processes * 3)):
+        for _ in range(min(len(chunks), len(workers) * 2)):
             tasks.put((sent, chunks[sent]))
             sent += 1
             in_flight += 1
-        while in_flight:
-            try:
-                idx, parts, error = results.get(timeout=1.0)
-            except queue.Empty:
-                dead = [w for w in workers if not w.is_alive()]
-                if dead:
-                    raise ParseError(
-                        f"a parse worker process died (exit code {dead[0].exitcode}). Worker processes are "
-                        "started with 'spawn': a script that calls run_parse must do so under "
-                        '`if __name__ == "__main__":`, or pass processes=1'
-                    ) from None
-                continue
-            if error is not None:
-                name, message, trace = error
-                log.debug("parse worker failed:\n%s", trace)
-                if name == "OcrUnavailable":
-                    raise OcrUnavailable(message)
-                raise ParseError(f"a parse worker failed: {name}: {message}")
-            in_flight -= 1
-            done(parts, len(chunks[idx]))
+        while in_flight or sent < len(chunks):
+            while in_flight:
+                try:
+                    got = results.get(timeout=0 if sent < len(chunks) else 1.0)
+                except queue.Empty:
+                    if sent >= len(chunks):
+                        _check_alive(workers)
+                    break
+                in_flight -= 1
+                _merge(got, chunks, done)
+                if sent < len(chunks):
+                    tasks.put((sent, chunks[sent]))
+                    sent += 1
+                    in_flight += 1
             if sent < len(chunks):
-                tasks.put((sent, chunks[sent]))
+                chunk = chunks[sent]
                 sent += 1
-                in_flight += 1
+                done(parser.parse(chunk), len(chunk))
     finally:
         for _ in workers:
             tasks.put(None)
@@ -397,6 +398,34 @@ def _run_processes(
         results.close()
         tasks.cancel_join_thread()
         results.cancel_join_thread()
+
+
+def _merge(
+    got: tuple[int, dict[str, TablePart] | None, tuple[str, str, str] | None],
+    chunks: list[list[Capture]],
+    done: Callable[[dict[str, TablePart], int], None],
+) -> None:
+    """Merge one worker's answer, or raise what it failed with."""
+    idx, parts, error = got
+    if error is not None:
+        name, message, trace = error
+        log.debug("parse worker failed:\n%s", trace)
+        if name == "OcrUnavailable":
+            raise OcrUnavailable(message)
+        raise ParseError(f"a parse worker failed: {name}: {message}")
+    assert parts is not None
+    done(parts, len(chunks[idx]))
+
+
+def _check_alive(workers: list[Any]) -> None:
+    """Raise ParseError when a worker died without answering (killed, out of memory)."""
+    dead = [w for w in workers if not w.is_alive()]
+    if dead:
+        raise ParseError(
+            f"a parse worker process died (exit code {dead[0].exitcode}). Worker processes are "
+            "started with 'spawn': a script that calls run_parse must do so under "
+            '`if __name__ == "__main__":`, or pass processes=1'
+        )
 
 
 @contextlib.contextmanager

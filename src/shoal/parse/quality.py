@@ -26,6 +26,7 @@ import html
 import json
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -63,14 +64,12 @@ SAMPLE_CHARS = 120
 def _is_null(v: Any) -> bool:
     if v is None:
         return True
+    if isinstance(v, (str, list, int)):  # the common values: no pandas look-up
+        return False
     if isinstance(v, float) and math.isnan(v):
         return True
-    try:
-        import pandas as pd
-
-        return v is pd.NA or v is pd.NaT
-    except ImportError:  # pragma: no cover - pandas is in shoal[parse]
-        return False
+    pd = sys.modules.get("pandas")  # NA and NaT only exist where pandas made the values
+    return pd is not None and (v is pd.NA or v is pd.NaT)
 
 
 def _is_empty(v: Any) -> bool:
