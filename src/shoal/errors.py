@@ -32,6 +32,9 @@ never imports them::
 A ``FetchError`` never stops a worker: it becomes an outcome of the URL. Only
 ``ErrorClass.CRITICAL`` stops a worker, cleanly. The command line prints a
 ``ShoalError`` as one line naming the problem and the fix, without a traceback.
+Exceptions that never leave their module (control flow inside the browser
+proxy, the decoders, the browser session, the parse loader) stay private there
+and are caught where they are raised.
 """
 
 from __future__ import annotations
