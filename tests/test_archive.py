@@ -753,6 +753,31 @@ def test_recover_after_sigkill(archive: Path) -> None:
         assert read_record(archive, ref).url.startswith("http://127.0.0.1/k/")
 
 
+def test_files_rotate_by_age_and_report_open_and_close(archive: Path) -> None:
+    """A file older than max_seconds is closed by rotate_if_older (or the next write), with on_open/on_close called once each."""
+    events: list[tuple[str, str]] = []
+    writer = WarcWriter(
+        archive,
+        prefix="aged",
+        fsync=False,
+        max_seconds=3600,
+        on_open=lambda name: events.append(("open", name)),
+        on_close=lambda name, path: events.append(("close", path.name)),
+    )
+    first = writer.write_exchange(result())
+    assert events == [("open", first.file)]
+    assert not writer.rotate_if_older()  # younger than an hour
+    assert writer.rotate_if_older(0.0)
+    assert events == [("open", first.file), ("close", first.file)]
+    assert (archive / first.file).exists() and writer.current_file is None
+    writer.max_seconds = 0.0
+    second = writer.write_exchange(result())  # a write past the age closes the file at once
+    assert second.file != first.file and writer.current_file is None
+    assert events[2:] == [("open", second.file), ("close", second.file)]
+    writer.close()
+    assert len(events) == 4
+
+
 RECOVERER = """
 import json, os, sys, time
 from shoal.archive import recover

@@ -1,4 +1,4 @@
-"""The S3 archive sink against moto's S3 server on 127.0.0.1: uploads, verification, ranged reads, durability."""
+"""The archive sink: warc_files rows, and S3 against moto's server on 127.0.0.1 (uploads, verification, ranged reads, durability)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,9 @@ class MotoS3:
         return name
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, int]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        )
         return {o["Key"]: o["Size"] for p in pages for o in p.get("Contents", [])}
 
 
@@ -241,6 +243,29 @@ def test_crawl_with_s3_archive_ends_with_every_capture_in_s3(
         assert hashlib.sha256(local.read_bytes()).hexdigest() == row.sha256
         assert local.stat().st_size == row.size
         warcio_check(local)
+
+
+def test_local_archive_records_every_file_closed_with_its_digest(
+    demo_server: Any, tmp_path: Path
+) -> None:
+    """With a local archive every WARC file is recorded closed, with its path, size and SHA-256."""
+    spec, text = demo_spec(demo_server.base_url, tmp_path)
+    frontier = SqlFrontier(spec.frontier_url())
+    try:
+        crawl = start_crawl(frontier, spec, text)
+        run_loop(run_async(spec, frontier, crawl, progress=False, install_signals=False))
+    finally:
+        frontier.close()
+    files = file_rows(spec.frontier_url())
+    on_disk = sorted(Path(spec.archive_dir()).glob("*.warc.gz"))
+    assert sorted(files) == [p.name for p in on_disk]
+    for path in on_disk:
+        row = files[path.name]
+        assert row.state == "closed" and row.location == str(path.resolve())
+        assert row.size == path.stat().st_size
+        assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    refs = {r.warc_file for r in final_rows(spec.frontier_url()).values() if r.warc_file}
+    assert refs <= set(files)
 
 
 def wait_for_closed_file(staging: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:
