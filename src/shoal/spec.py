@@ -1,7 +1,18 @@
 """The crawl spec: a TOML file validated once, at the edge, with pydantic.
 
 A bad spec raises :class:`~shoal.errors.SpecError` whose message lists every
-problem as ``key: what was expected (got value)``; nothing starts on a bad spec.
+problem as ``key: what was expected (got value)``, rules named by their ``name``
+(``rules["posts"].regex``); nothing starts on a bad spec. Guarantees of a valid spec:
+
+- every rule ``regex`` compiles in RE2, so matching a URL takes time linear in its
+  length (no pattern can hang a worker);
+- every selector compiles in the engine that runs it (:func:`check_link_css`,
+  :func:`check_browser_css`), and browser-only keys appear only on browser rules;
+- durations are finite and bounded, header names, values and the User-Agent hold no
+  control character, and the crawl name cannot leave the data folder;
+- relative storage paths resolve against the spec file's folder (:func:`load_spec`);
+- ``[scope.headers]`` values may be ``{ env = "VAR" }``, read when a worker starts
+  (:meth:`ScopeSpec.resolved_headers`), so the stored spec need not hold the secret.
 """
 
 from __future__ import annotations
