@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from shoal.frontier.revisit import (
     verdict,
 )
 from shoal.frontier.tables import urls
+from shoal.parse import run_parse
 from shoal.resubmit import spec_changes
 from shoal.spec import Spec, parse_spec
 from shoal.urls import canonicalize
@@ -613,3 +615,85 @@ def test_resubmitting_needs_replace_for_a_changed_spec_and_has_nothing_to_do_whe
             assert info.state == "running" and info.spec == text
         finally:
             f.close()
+
+
+# -- incremental parse -----------------------------------------------------------------------
+
+PARSE = """
+[parse]
+to = "jsonl"
+
+[parse.tables.posts]
+from = "post"
+
+[parse.tables.posts.fields]
+heading = { css = "h1.title", required = true }
+comments = { css = "span.count", type = "int" }
+"""
+
+
+def test_incremental_parse_after_each_cycle_equals_a_full_parse(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After every revisit cycle `--incremental` parses only new captures and writes the table a full parse writes."""
+    with FreshSite() as site:
+        site.publish("first")
+        site.publish("second", validators=False)
+        db = f"sqlite:///{tmp_path / 'f.sqlite'}"
+        text = fresh_spec(site, db, tmp_path)[1] + PARSE
+        spec = parse_spec(text)
+        frontier = SqlFrontier(db)
+        crawl = start_crawl(frontier, spec, text)
+        parsed: list[int] = []
+
+        def both(n: int) -> list[dict[str, Any]]:
+            inc = run_parse(spec, out=tmp_path / "inc", incremental=True, progress=False)
+            run_parse(spec, out=tmp_path / f"full{n}", progress=False)
+            a = (tmp_path / "inc" / "posts.jsonl").read_text()
+            b = (tmp_path / f"full{n}" / "posts.jsonl").read_text()
+            assert a == b
+            parsed.append(inc.pages)
+            return [json.loads(line) for line in a.splitlines()]
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                run_async(spec, frontier, crawl, progress=False, install_signals=False, stop=stop)
+            )
+            try:
+                await settled(frontier, crawl.id)
+                rows = await asyncio.to_thread(both, 1)
+                assert [(r["heading"], r["comments"]) for r in rows] == [
+                    ("first", 0),
+                    ("second", 0),
+                ]
+                site.advance(60)
+                site.comment(1, "hello")
+                site.publish("third")
+                frontier._offset_ms += HOUR_MS + 1000
+                await settled(frontier, crawl.id)
+                rows = await asyncio.to_thread(both, 2)
+                assert [(r["heading"], r["comments"]) for r in rows] == [
+                    ("first", 1),
+                    ("second", 0),
+                    ("third", 0),
+                ]
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 60)
+
+        try:
+            caplog.set_level(logging.INFO, logger="shoal.parse.run")
+            asyncio.run(main())
+            assert "2 of 2 capture(s) parsed now" in caplog.text
+            assert "3 of 3 capture(s) parsed now" in caplog.text  # all refetched in cycle 2
+            caplog.clear()
+            run_parse(spec, out=tmp_path / "inc", incremental=True, progress=False)
+            assert "0 of 3 capture(s) parsed now" in caplog.text
+            assert (tmp_path / "inc" / "posts.jsonl").read_text() == (
+                tmp_path / "full2" / "posts.jsonl"
+            ).read_text()
+        finally:
+            frontier.close()
+        cache = sorted(p.name for p in (tmp_path / "inc").iterdir() if p.name.startswith("."))
+        assert cache == [".shoal-incremental-posts.pickle"]

@@ -585,6 +585,13 @@ def parse(
             "--csv-bom", help="Start CSV files with a UTF-8 BOM (Excel needs it for Korean)."
         ),
     ] = False,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="Parse only the captures made since the last incremental run and merge them.",
+        ),
+    ] = False,
 ) -> None:
     """Turn the archived pages into tables (Parquet/CSV/JSON lines/SQL) and a data-quality report."""
     from shoal.parse import run_parse
@@ -601,6 +608,7 @@ def parse(
         console=console,
         csv_bom=csv_bom,
         base=spec.resolve().parent,
+        incremental=incremental,
     )
     for line in result.summary_lines():
         term.print(line, soft_wrap=True, markup=False)

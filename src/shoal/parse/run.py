@@ -23,6 +23,7 @@ million 5 KB pages needs some 5 GB); pass ``tables=`` to parse a few at a time.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from rich.console import Console
 from shoal.frontier.dialects import make_engine
 from shoal.parse.captures import open_frontier, read_assets, read_captures
 from shoal.parse.config import ParseError, ParseSpec, parse_config
+from shoal.parse.incremental import incremental_parts
 from shoal.parse.ocr import check_tesseract
 from shoal.parse.output import (
     FORMATS,
@@ -81,6 +83,8 @@ __all__ = [
 
 QUALITY_EXIT_CODE = 4
 """What ``shoal parse`` exits with when a table fails its quality gate."""
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- the entry points
@@ -204,6 +208,7 @@ def run_parse(
     record_events: bool = True,
     csv_bom: bool = False,
     base: str | os.PathLike[str] | None = None,
+    incremental: bool = False,
 ) -> ParseResult:
     """Parse the crawl's archive into its tables, write them and the quality report.
 
@@ -217,7 +222,9 @@ def run_parse(
     (default: ``[parse] processes``, else one per CPU); ``csv_bom`` starts
     CSV files with a UTF-8 byte order mark (for Excel); ``base`` the folder
     relative paths and function modules are found in (default: the spec
-    file's folder).
+    file's folder); ``incremental`` parses only the captures not parsed by the
+    previous incremental run and merges them with the cached rest (see
+    :mod:`shoal.parse.incremental`): the tables come out as a full parse's.
 
     Raises SpecError (bad ``[parse]``), ParseError (nothing to parse, no
     archive), OcrUnavailable (Tesseract missing) or FrontierError. A quality
@@ -243,9 +250,14 @@ def run_parse(
     frontier = open_frontier(frontier_url)
     try:
         info, ctx, captures = _prepare(spec, ps, names, frontier, all_captures, folder_of_spec)
-        parts = run_chunks(
-            ctx, chunked(captures, nproc), min(nproc, max(1, len(captures))), progress, console
-        )
+        save_cache = None
+        if incremental:
+            parts, parsed_now, save_cache = incremental_parts(ctx, captures, folder)
+            log.info("incremental parse: %d of %d capture(s) parsed now", parsed_now, len(captures))
+        else:
+            parts = run_chunks(
+                ctx, chunked(captures, nproc), min(nproc, max(1, len(captures))), progress, console
+            )
         engine = None
         if sql_url is not None:
             engine = make_engine(sql_url)
@@ -286,6 +298,8 @@ def run_parse(
                 engine.dispose()
         report = _merge_report(folder, spec.name, fmt, tq, ps, all_captures, ctx.archive_dir)
         js, page = report.write(folder)
+        if save_cache is not None:
+            save_cache()
         if not report.ok and record_events:
             message = f"parse of {spec.name}: " + "; ".join(
                 line + (f" (e.g. {', '.join(urls[:3])})" if urls else "")
