@@ -13,7 +13,8 @@ never imports them::
     ├── ListingError               a sitemap or feed that cannot be read (or is refused as unsafe XML)
     ├── FrontierError              the frontier database
     │   ├── SchemaVersionError     database schema unknown to this version
-    │   └── DatabaseUnavailable    cannot reach the database (critical after grace)
+    │   ├── DatabaseUnavailable    cannot reach the database (critical after grace)
+    │   └── DatabaseFull           the database cannot write: disk full, read-only (critical)
     ├── ArchiveError               WARC writing, shipping or reading (``errno`` when an OSError)
     ├── ContentCodingError         a Content-Encoding that cannot be undone
     ├── AddressRefused             the address policy refused every address of a host, or the
@@ -49,6 +50,7 @@ __all__ = [
     "CastError",
     "ContentCodingError",
     "CriticalStop",
+    "DatabaseFull",
     "DatabaseUnavailable",
     "ErrorClass",
     "FetchError",
@@ -128,6 +130,10 @@ class SchemaVersionError(FrontierError):
 
 class DatabaseUnavailable(FrontierError):
     """The database cannot be reached (connection refused, server gone)."""
+
+
+class DatabaseFull(FrontierError):
+    """The database cannot write: its disk is full, or it is read-only. No retry helps: critical."""
 
 
 class ArchiveError(ShoalError):

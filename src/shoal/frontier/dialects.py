@@ -23,6 +23,7 @@ __all__ = [
     "LOCK_TIMEOUT_S",
     "clock_sql",
     "insert_ignore",
+    "is_full",
     "is_retryable",
     "is_unavailable",
     "make_engine",
@@ -243,6 +244,29 @@ def is_retryable(exc: BaseException) -> bool:
     if args and isinstance(args[0], int) and args[0] in _RETRYABLE_MYSQL:
         return True
     return "database is locked" in str(orig)
+
+
+# The database cannot write at all: disk full, out of space for a table, read-only (SQLite
+# SQLITE_READONLY 8, SQLITE_IOERR 10, SQLITE_FULL 13; PostgreSQL disk_full and
+# read_only_sql_transaction; MySQL/MariaDB disk full, table full, read-only table or server).
+_FULL_SQLITE = {8, 10, 13}
+_FULL_PG = {"53100", "25006"}
+_FULL_MYSQL = {1021, 1036, 1114, 1290, 1792, 3}
+
+
+def is_full(exc: BaseException) -> bool:
+    """The database cannot write (its disk is full, or it or its file is read-only): no retry helps."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _FULL_SQLITE
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str):
+        return state in _FULL_PG
+    args = getattr(orig, "args", ())
+    return bool(args and isinstance(args[0], int) and args[0] in _FULL_MYSQL)
 
 
 def is_unavailable(exc: BaseException) -> bool:

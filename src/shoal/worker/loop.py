@@ -35,9 +35,9 @@ from shoal.content.codings import coding_problem
 from shoal.errors import (
     ArchiveError,
     CriticalStop,
-    DatabaseUnavailable,
     ErrorClass,
     FetchError,
+    FrontierError,
     PolicyRefusal,
     SkipReason,
     URLError,
@@ -314,7 +314,7 @@ class Worker:
                         error_class="unknown",
                         signature=sig,
                     )
-            except DatabaseUnavailable:
+            except FrontierError:  # the event is a courtesy: the outcome is what counts
                 pass
         return self._failure(
             c, ErrorClass.UNKNOWN, redact_text(f"{type(exc).__name__}: {exc} [signature {sig}]")
@@ -656,7 +656,7 @@ class Worker:
             "(limits.max_links_per_page)"
         )
         log.warning("%s", message)
-        with contextlib.suppress(DatabaseUnavailable):
+        with contextlib.suppress(FrontierError):
             await self.sync.call(
                 self.frontier.record_event,
                 self.crawl_id,

@@ -28,7 +28,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from shoal.errors import CriticalStop, DatabaseUnavailable, SkipReason
+from shoal.errors import (
+    CriticalStop,
+    DatabaseFull,
+    DatabaseUnavailable,
+    FrontierError,
+    SkipReason,
+)
 from shoal.frontier.contract import ClaimedURL, Frontier, Outcome, Status, SyncResult
 from shoal.notify import Notifier
 from shoal.spec import Spec
@@ -118,6 +124,11 @@ class FrontierSync:
         while True:
             try:
                 result = await self.call(fn, *args, **kwargs)
+            except DatabaseFull as exc:
+                raise CriticalStop(
+                    f"{exc} (free disk space on the database's server or make it writable, "
+                    "then run the crawl again)"
+                ) from None
             except DatabaseUnavailable as exc:
                 self.stats.db_errors += 1
                 self._db_failed_at = time.monotonic()
@@ -174,7 +185,8 @@ class FrontierSync:
             self.give_back(self.queue.get_nowait())
         try:
             if self._outcomes:
-                await self._sync_once(claim=0)
+                with contextlib.suppress(CriticalStop):  # an archive failure: written, then raised
+                    await self._sync_once(claim=0)
             await self.call(self.frontier.release, self.crawl_id, self.worker_id)
             await self.call(self.frontier.stop_worker, self.worker_id, state, detail)
             if critical:
@@ -188,7 +200,7 @@ class FrontierSync:
                     error_class="critical",
                 )
             await self.notify()
-        except (DatabaseUnavailable, CriticalStop) as exc:
+        except (FrontierError, CriticalStop) as exc:
             log.error("could not record the worker's stop: %s", exc)
 
     def close(self) -> None:
@@ -294,7 +306,13 @@ class FrontierSync:
 
     async def _sync_once(self, claim: int) -> int:
         outcomes, self._outcomes = self._outcomes, []
-        await self._flush_archive()
+        broken: CriticalStop | None = None
+        try:
+            await self._flush_archive()
+        except CriticalStop as exc:
+            # The records may not be durable: the URLs they hold go back untouched, the rest is written.
+            broken, claim = exc, 0
+            outcomes = [o if o.warc_file is None else _refund(o) for o in outcomes]
         p = self.spec.politeness
         reap = self._reap_now()
         # Outcomes go in several transactions when they carry many links, so none is huge.
@@ -332,6 +350,8 @@ class FrontierSync:
             claimed += self._apply(part, res)
             if res.found and sum(res.found.values()):
                 await self._new_pages(res.found, pages)
+        if broken is not None:
+            raise broken
         return claimed
 
     async def _new_pages(self, found: dict[int, int], urls: dict[int, str]) -> None:
@@ -386,7 +406,7 @@ class FrontierSync:
                 self.worker_id,
                 self.lease_ms,
             )
-        except DatabaseUnavailable as exc:
+        except FrontierError as exc:
             # Leases are not extended while the database is away: they may expire and
             # another worker may take the URLs; the fence then refuses our outcomes.
             log.warning("heartbeat failed: %s", exc)
@@ -421,3 +441,10 @@ class FrontierSync:
             )
         except Exception as exc:  # notifications never stop a crawl
             log.warning("notify failed: %s", exc)
+
+
+def _refund(o: Outcome) -> Outcome:
+    """``o``'s URL given back untouched: pending again, its attempt not counted, nothing else kept."""
+    return Outcome(
+        o.url_id, o.lease_token, Status.PENDING, host_key=o.host_key, refund_attempt=True
+    )
