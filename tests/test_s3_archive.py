@@ -391,6 +391,23 @@ def test_urls_of_a_file_never_uploaded_are_fetched_again_by_another_worker(
     assert sorted(refetched) == sorted(lost_urls)
 
 
+def test_crawl_into_a_missing_bucket_stops_before_fetching(
+    demo_server: Any, moto: MotoS3, tmp_path: Path
+) -> None:
+    """A crawl whose s3:// bucket does not exist ends at once with one line naming the fix, nothing fetched."""
+    spec, text = s3_spec(
+        demo_server.base_url, tmp_path, moto.url, "no-such-bucket-here", tmp_path / "staging"
+    )
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(text)
+    proc = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, output
+    one_line = " ".join(output.split())  # the terminal width wraps the message
+    assert "the bucket does not exist" in one_line and "Traceback" not in output
+    assert demo_server.log == []
+
+
 def _path_qs(url: str) -> str:
     from urllib.parse import urlsplit
 

@@ -110,6 +110,23 @@ class S3Location:
             raise _s3_error(f"cannot list {self.url()}", exc) from exc
         return sorted(out)
 
+    def check(self) -> bool:
+        """Whether the bucket answers; raises ArchiveError when it never will as configured.
+
+        A missing bucket, refused access or missing credentials raise (one line
+        naming the fix); an endpoint that cannot be reached right now returns
+        False (uploads are retried until it answers).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            self.client().head_bucket(Bucket=self.bucket)
+        except (ClientError, NoCredentialsError) as exc:
+            raise _s3_error(f"cannot use {self.url()}", exc) from None
+        except BotoCoreError:
+            return False
+        return True
+
     def upload(
         self,
         path: Path,
@@ -252,7 +269,7 @@ def _s3_error(what: str, exc: Exception) -> ArchiveError:
         )
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchBucket",):
+        if code in ("NoSuchBucket", "404"):
             return ArchiveError(
                 f"{what}: the bucket does not exist (create it or fix [storage] archive)"
             )

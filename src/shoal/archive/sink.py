@@ -38,7 +38,7 @@ from shoal.archive.names import FINAL_SUFFIX
 from shoal.archive.recover import recover
 from shoal.archive.s3 import MULTIPART_CHUNKSIZE, MULTIPART_THRESHOLD, FileDigests, S3Location
 from shoal.archive.writer import WarcWriter
-from shoal.errors import ArchiveError, DatabaseUnavailable, FrontierError
+from shoal.errors import ArchiveError, DatabaseFull, DatabaseUnavailable, FrontierError
 
 if TYPE_CHECKING:
     from shoal.frontier.contract import Frontier
@@ -146,6 +146,12 @@ class ArchiveSink:
         if recovered:
             log.info("closed %d WARC file(s) left open by a stopped process", len(recovered))
         left: list[str] = []
+        if isinstance(self.location, S3Location) and not self.location.check():
+            log.warning(
+                "S3 endpoint for %s unreachable now; files are kept in %s until it answers",
+                self.location.url(),
+                self.folder,
+            )
         if self.is_s3:
             for path in sorted(self.folder.glob(f"*{FINAL_SUFFIX}")):
                 with contextlib.suppress(DatabaseUnavailable):
@@ -245,6 +251,8 @@ class ArchiveSink:
                 self._todo.put((name, path))
                 if deadline is not None and time.monotonic() > deadline:
                     return
+                if self._stop.is_set() and isinstance(exc, DatabaseFull):
+                    return  # a full database does not empty itself: the next worker ships it
                 if self._stop.is_set():
                     time.sleep(min(delay, 2.0))
                 else:
