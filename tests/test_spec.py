@@ -214,3 +214,29 @@ def test_status_finds_the_data_of_a_spec_given_from_another_folder(
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["counts"]["done"] == 4
     assert not (elsewhere / "shoal-data").exists()
+
+
+def test_validate_warns_about_seeds_the_address_policy_refuses(tmp_path: Path) -> None:
+    """A loopback seed without allow_private passes validation with a warning naming the setting that allows it."""
+    p = tmp_path / "local.toml"
+    p.write_text(
+        '[crawl]\nname = "local"\nseeds = ["http://127.0.0.1:8000/", "http://localhost/x"]\n'
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "shoal", "validate", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    out = " ".join((res.stdout + res.stderr).split())
+    assert out.count("warning") == 2
+    assert 'allow_cidrs = ["127.0.0.1/32"]' in out and "allow_private = true" in out
+    p.write_text(p.read_text() + "[scope]\nallow_private = true\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "shoal", "validate", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0 and "warning" not in res.stdout + res.stderr

@@ -111,6 +111,7 @@ def version() -> None:
 def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
     """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
     from shoal.secrets import redact_url
+    from shoal.spec import refused_seeds
 
     s = load_spec(spec)
     tables = ""
@@ -130,6 +131,8 @@ def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")
             f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}"
         )
     )
+    for line in refused_seeds(s):
+        term.print("[yellow]warning[/]: " + escape(line))
 
 
 def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str, Any]:

@@ -63,6 +63,7 @@ __all__ = [
     "lexbor_css",
     "load_spec",
     "parse_spec",
+    "refused_seeds",
 ]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (web archive crawler)"
@@ -748,6 +749,38 @@ def _check_seeds(spec: Spec, source: str) -> None:
             bad.append(f"  - crawl.seeds {src.kind}: {exc} (got {src.url!r})")
     if bad:
         raise SpecError(f"{source}: the crawl spec is invalid:\n" + "\n".join(bad))
+
+
+def refused_seeds(spec: Spec) -> list[str]:
+    """One line per seed the address policy will refuse, naming the setting that allows it.
+
+    Only what is known without DNS is checked: IP-literal hosts and ``localhost``
+    (RFC 6761). Such a seed ends ``skipped (address_policy)`` at crawl time.
+    """
+    from shoal.fetch.address import AddressPolicy
+    from shoal.urls import resolve
+
+    policy = AddressPolicy(spec.scope.allow_private, spec.scope.allow_cidrs)
+    out = []
+    for seed in spec.crawl.seeds:
+        try:
+            host = resolve(seed.strip()).hostname
+        except ValueError:
+            continue
+        literal = host.strip("[]")
+        if literal == "localhost" or literal.endswith(".localhost"):
+            literal = "127.0.0.1"
+        try:
+            ip = ipaddress.ip_address(literal)
+        except ValueError:
+            continue
+        if not policy.allows(ip):
+            net = f"{ip}/32" if ip.version == 4 else f"{ip}/128"
+            out.append(
+                f"seed {seed!r}: {ip} is not a public address, so the address policy refuses it;"
+                f' to crawl it set [scope] allow_cidrs = ["{net}"] (or allow_private = true)'
+            )
+    return out
 
 
 def load_spec(path: str | Path) -> Spec:
