@@ -23,7 +23,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -33,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from shoal.content.codings import StreamDecoder
 from shoal.errors import ListingError
 
 __all__ = ["Entry", "HostMap", "Listing", "ListingError", "read_listing"]
@@ -69,12 +69,12 @@ def _local(tag: Any) -> str:
 
 
 def _inflate(body: bytes, max_bytes: int) -> bytes:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = d.decompress(body, max_bytes + 1)
-    except zlib.error as exc:
-        raise ListingError(f"corrupt gzip data: {exc}") from None
-    if len(out) > max_bytes:
+    """A gzipped sitemap inflated through the one content decoder, capped at ``max_bytes``."""
+    decoder = StreamDecoder(["gzip"], max_bytes)
+    out = decoder.feed(body)
+    if decoder.failed or decoder.broken:
+        raise ListingError(f"corrupt gzip data: {decoder.failed or decoder.broken}")
+    if decoder.over:
         raise ListingError(f"inflates past {max_bytes} bytes (a gzip bomb?)")
     return out
 
