@@ -189,6 +189,9 @@ class CaptureRow:
     warc_offset: int
     warc_length: int
     warc_record_id: str
+    latest_record_id: str | None = None
+    """The URL's latest record when it differs from the one above (a ``revisit`` record resolved
+    to the capture holding its payload); ``--all-captures`` does not count it twice."""
 
 
 def _counts_by(conn: Connection, col: Any, crawl_id: int, status: str) -> dict[Any, int]:
@@ -435,6 +438,7 @@ def _payload_row(r: Any) -> CaptureRow:
             warc_offset=int(offset),
             warc_length=int(length),
             warc_record_id=record_id,
+            latest_record_id=row.warc_record_id,
         )
     return row
 
@@ -450,6 +454,7 @@ def _revisiting_captures(conn: Connection, crawl_id: int) -> list[CaptureRow]:
         _U.kind,
         _U.fetched_at,
         _U.content_type,
+        _U.warc_record_id,
         *_PAYLOAD,
     ).where(
         _U.crawl_id == crawl_id,
@@ -472,6 +477,7 @@ def _revisiting_captures(conn: Connection, crawl_id: int) -> list[CaptureRow]:
             int(r.payload_offset),
             int(r.payload_length),
             r.payload_record_id,
+            r.warc_record_id if r.warc_record_id != r.payload_record_id else None,
         )
         for r in conn.execute(q)
     ]

@@ -126,7 +126,9 @@ def read_captures(
     browser = {r.name for r in rules if r.render == "browser" and r.name}
     responses: list[_Response] = []
     by_key: dict[int, _Response] = {}
+    latest: set[str] = set()
     for r in frontier.captures(crawl_id):
+        latest.add(r.latest_record_id or r.warc_record_id)
         rule = names[r.rule] if 0 <= r.rule < len(names) and names[r.rule] else None
         feeds = tuple(
             t
@@ -159,7 +161,7 @@ def read_captures(
             if all_captures
             else sorted({Path(archive_dir) / r.ref.file for r in responses})
         )
-        older = _scan(files, rendered, by_key if all_captures else None, ps, tables, spec)
+        older = _scan(files, rendered, by_key if all_captures else None, ps, tables, spec, latest)
         responses.extend(older)
     return _captures(responses, rendered, ps, browser)
 
@@ -177,10 +179,21 @@ def _scan(
     ps: ParseSpec,
     tables: Sequence[str],
     spec: Spec,
+    latest: set[str] | None = None,
 ) -> list[_Response]:
-    """Read ``files`` once: the rendered DOMs and frames by response, and (with ``by_key``) older responses."""
+    """Read ``files`` once: the rendered DOMs and frames by response, and (with ``by_key``) older responses.
+
+    An older ``revisit`` record (a 304, an unchanged payload) is a capture at its
+    own time of the payload it refers to. ``latest`` are the records of the
+    latest captures the frontier gave (a revisit record where it resolved one to
+    its payload, so that payload's own capture still counts as an older one).
+    """
     strip = HostScope([], spec.scope.strip_query_params).strip
     known = {r.ref.record_id for r in by_key.values()} if by_key is not None else set()
+    if latest is not None:
+        known = latest
+    payloads: dict[str, tuple[WarcRef, int | None, str | None]] = {}
+    revisits: list[Any] = []
     out: list[_Response] = []
     for path in files:
         if not path.exists() and not Path(str(path) + ".open").exists():
@@ -197,6 +210,12 @@ def _scan(
                         rendered.frames.setdefault(refers, []).append(
                             (rec.url, ref.file, ref.offset, ref.length, ref.record_id)
                         )
+                    continue
+                if by_key is not None and rec.record_type == "response":
+                    payloads[ref.record_id] = (ref, rec.http_status, rec.header("content-type"))
+                if by_key is not None and rec.record_type == "revisit":
+                    if ref.record_id not in known:
+                        revisits.append(rec)
                     continue
                 if by_key is None or rec.record_type != "response" or ref.record_id in known:
                     continue
@@ -227,6 +246,34 @@ def _scan(
                     )
         except ArchiveError as exc:
             log.warning("stopped reading %s at a damaged record: %s", path.name, exc)
+    for rec in revisits:
+        target = payloads.get(rec.warc_headers.get("WARC-Refers-To") or "")
+        if target is None or by_key is None:
+            continue
+        try:
+            hit = by_key.get(canonicalize(rec.url, strip=strip).url_key)
+        except URLError:
+            continue
+        pay_ref, status, pay_type = target
+        if hit is None:
+            continue
+        feeds = tuple(
+            t
+            for t in tables
+            if _wanted(ps.tables[t], hit.rule, hit.kind) and (status or 0) in ps.tables[t].statuses
+        )
+        if feeds:
+            out.append(
+                replace(
+                    hit,
+                    final_url=rec.url,
+                    http_status=status,
+                    fetched_at=int(rec.date.timestamp() * 1000),
+                    content_type=pay_type,
+                    ref=pay_ref,
+                    feeds=feeds,
+                )
+            )
     return out
 
 
