@@ -34,12 +34,14 @@ from shoal.frontier.revisit import (
     verdict,
 )
 from shoal.frontier.tables import urls
+from shoal.notify import Notifier
 from shoal.parse import run_parse
 from shoal.resubmit import spec_changes
-from shoal.spec import Spec, parse_spec
+from shoal.spec import NotifySpec, Spec, parse_spec
 from shoal.urls import canonicalize
 from tests.conftest import make_db
 from tests.fresh_site import FreshSite
+from tests.test_notify import Hook
 
 # -- the pure policy -------------------------------------------------------------------------
 
@@ -415,6 +417,12 @@ def test_revisit_cycles_fetch_conditionally_and_archive_only_what_changed(
             assert len(events) == 1 and "1 new URL(s)" in events[0]["message"]
             assert "/list (+1)" in events[0]["message"]
             assert not [e for e in frontier.pending_events(cid) if e["kind"] == "finished"]
+            with Hook() as hook:
+                notifier = Notifier(NotifySpec(urls=[hook.url], events=["new_pages"]))
+                assert notifier.send_pending(frontier, cid, "fresh") == 1
+                assert notifier.send_pending(frontier, cid, "fresh") == 0
+            assert [m["title"] for m in hook.received] == ["shoal: new pages in fresh"]
+            assert "/list (+1)" in hook.received[0]["message"]
         finally:
             frontier.close()
 

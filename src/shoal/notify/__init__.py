@@ -1,7 +1,8 @@
 """Telling people: frontier events turned into messages through apprise URLs.
 
 Workers and ``shoal parse`` record events (``finished``, ``critical``,
-``new_error``, ``blocked``, ``quality``) in the frontier; a :class:`Notifier`
+``new_error``, ``blocked``, ``quality``, and ``new_pages`` when revisits find
+new URLs: opt in through ``[notify] events``) in the frontier; a :class:`Notifier`
 sends the ones not sent yet to every apprise URL of the spec's ``[notify]``
 section (``slack://...``, ``tgram://...``, ``mailto://...``, ``json://...``).
 Each event is claimed in the database before it is sent, so a fleet of workers
@@ -27,6 +28,7 @@ _TITLES = {
     "new_error": "shoal: a new kind of error in {crawl}",
     "blocked": "shoal: a host blocks crawl {crawl}",
     "quality": "shoal: data quality dropped in {crawl}",
+    "new_pages": "shoal: new pages in {crawl}",
 }
 
 
