@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+import h11
+
 from shoal.fetch.proxy.channel import ProxyChannel
 from shoal.fetch.proxy.reach import Reach
 from shoal.fetch.proxy.records import Exchange, Headers, ProxyRecord, Refusal
@@ -19,17 +21,15 @@ from shoal.fetch.proxy.wire import (
     MAX_HEAD,
     REDIRECT_STUB,
     BadRequest,
+    Peer,
     UpstreamError,
     bracket,
     head_bytes,
     header,
     is_websocket_upgrade,
-    parse_request_head,
-    parse_response_head,
     pipe_both,
+    raw_headers,
     reply,
-    request_framing,
-    response_framing,
     strip_hop_by_hop,
 )
 from shoal.secrets import redact_headers
@@ -208,18 +208,26 @@ class FilteringProxy:
                 writer.close()
                 return
             tasks.add(task)
+        browser = Peer(h11.SERVER, reader, self.idle_timeout)
         try:
-            head = await self._read_head(reader)
-            if head is None:
+            event = await browser.next_event()
+            if not isinstance(event, h11.Request):
                 return
-            method, target, _version, headers = parse_request_head(head)
+            method = event.method.decode("ascii")
+            target = event.target.decode("ascii")
+            names = {name for name, _ in event.headers}
+            if b"transfer-encoding" in names and b"content-length" in names:
+                # RFC 9112 6.1 lets a server refuse this shape of request smuggling; we do.
+                raise BadRequest("both Content-Length and Transfer-Encoding")
             if method == "CONNECT":
-                await self._tunnel(channel, target, reader, writer)
+                await self._tunnel(channel, target, browser, writer)
             else:
-                await self._forward(channel, method, target, headers, reader, writer)
-        except (BadRequest, UnicodeDecodeError, ValueError) as exc:
+                await self._forward(
+                    channel, method, target, raw_headers(event.headers), browser, writer
+                )
+        except (BadRequest, h11.ProtocolError, UnicodeDecodeError, ValueError) as exc:
             await reply(writer, 400, "Bad Request", str(exc))
-        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, OSError):
+        except (ConnectionError, TimeoutError, OSError):
             pass
         except asyncio.CancelledError:
             pass
@@ -229,17 +237,6 @@ class FilteringProxy:
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1)
-
-    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_timeout)
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial.strip():
-                return None
-            raise BadRequest("incomplete request head") from None
-        except asyncio.LimitOverrunError:
-            raise BadRequest("request head too large") from None
-        return head
 
     async def _resolve(self, host: str, port: int) -> list[str]:
         """Resolve once and check every address; raise _Refused or UpstreamError."""
@@ -301,7 +298,7 @@ class FilteringProxy:
         self,
         channel: ProxyChannel,
         target: str,
-        reader: asyncio.StreamReader,
+        browser: Peer,
         writer: asyncio.StreamWriter,
     ) -> None:
         host, _, port_text = target.rpartition(":")
@@ -339,9 +336,12 @@ class FilteringProxy:
         channel._note_tunnel(host, port, peer, None)
         self._log(channel, Exchange("CONNECT", shown, 200, peer))
         try:
+            early = await browser.switched()
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             await writer.drain()
-            await pipe_both(reader, writer, up_reader, up_writer)
+            if early:
+                up_writer.write(early)
+            await pipe_both(browser.reader, writer, up_reader, up_writer)
         finally:
             up_writer.close()
 
@@ -351,7 +351,7 @@ class FilteringProxy:
         method: str,
         target: str,
         headers: Headers,
-        reader: asyncio.StreamReader,
+        browser: Peer,
         writer: asyncio.StreamWriter,
     ) -> None:
         parts = urlsplit(target)
@@ -408,32 +408,30 @@ class FilteringProxy:
         if extra:  # the spec's headers for the page's own host:port, never another
             names = {k.lower() for k, _ in extra}
             out_headers = [(k, v) for k, v in out_headers if k.lower() not in names] + extra
-        framing, length = request_framing(headers)
-        if framing == "chunked":  # relayed as is, so the framing header goes along
-            out_headers.append(("Transfer-Encoding", "chunked"))
+        if "chunked" in (header(headers, "transfer-encoding") or "").lower():
+            out_headers.append(("Transfer-Encoding", "chunked"))  # h11 re-chunks the body
         record.request_headers = redact_headers(out_headers)
+        server = Peer(h11.CLIENT, up_reader, self.idle_timeout)
         try:
-            up_writer.write(head_bytes(f"{method} {origin_form} HTTP/1.1", out_headers))
-            if framing != "none":
-                await self._copy_body(reader, up_writer, framing, length, None)
-            await up_writer.drain()
+            try:
+                up_writer.write(
+                    server.conn.send(
+                        h11.Request(method=method, target=origin_form, headers=out_headers)
+                    )
+                )
+            except h11.LocalProtocolError as exc:
+                fail("malformed", f"unusable request: {exc}")
+                await reply(writer, 400, "Bad Request", str(exc))
+                return
+            await self._send_request_body(browser, server, up_writer)
             await self._respond(
-                channel,
-                record,
-                method,
-                up_reader,
-                reader,
-                writer,
-                is_main,
-                hold_redirect,
-                upgrade,
-                up_writer,
+                channel, record, method, server, browser, writer, up_writer, is_main, hold_redirect
             )
         except UpstreamError as exc:
             fail(exc.kind, exc.detail)
             with contextlib.suppress(Exception):
                 await reply(writer, 502, "Bad Gateway", exc.detail, error=exc.kind)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+        except (TimeoutError, ConnectionError, OSError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else "disconnect"
             if is_main and record.status == 0:
                 fail(kind, f"{type(exc).__name__}: {exc}")
@@ -449,62 +447,77 @@ class FilteringProxy:
             record.elapsed = record.elapsed or time.monotonic() - t0
             channel._finish(record)
 
+    async def _send_request_body(
+        self, browser: Peer, server: Peer, up_writer: asyncio.StreamWriter
+    ) -> None:
+        """Relay the browser's request body (h11 reads and re-frames it) up to its end."""
+        while True:
+            event = await browser.next_event()
+            if isinstance(event, h11.Data):
+                up_writer.write(server.conn.send(h11.Data(data=event.data)))
+                await up_writer.drain()
+            elif isinstance(event, h11.EndOfMessage):
+                up_writer.write(server.conn.send(h11.EndOfMessage()))
+                await up_writer.drain()
+                return
+            else:  # the browser went away mid-body
+                raise ConnectionError("the browser closed the connection during its request")
+
     async def _respond(
         self,
         channel: ProxyChannel,
         record: ProxyRecord,
         method: str,
-        up_reader: asyncio.StreamReader,
-        reader: asyncio.StreamReader,
+        server: Peer,
+        browser: Peer,
         writer: asyncio.StreamWriter,
+        up_writer: asyncio.StreamWriter,
         is_main: bool,
         hold_redirect: bool,
-        upgrade: bool,
-        up_writer: asyncio.StreamWriter,
     ) -> None:
         t0 = time.monotonic()
         while True:
             try:
-                head = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), self.idle_timeout)
-            except asyncio.IncompleteReadError as exc:
-                raise UpstreamError(
-                    "disconnect", "the server closed the connection without a response"
-                ) from exc
-            except asyncio.LimitOverrunError:
-                raise UpstreamError("malformed", "response head too large") from None
-            version, status, reason, headers = parse_response_head(head)
-            if 100 <= status < 200 and status != 101:
-                writer.write(head)  # 100 Continue and friends go straight to the browser
-                await writer.drain()
-                continue
-            break
-        record.status, record.reason, record.http_version, record.headers = (
-            status,
-            reason,
-            version,
-            headers,
-        )
-        self._log(channel, Exchange(method, record.url, status, record.peer_ip))
-        if status == 101 and upgrade:
-            writer.write(head)
-            await writer.drain()
-            await pipe_both(reader, writer, up_reader, up_writer)
-            return
-        framing, length = response_framing(method, status, headers)
-        keep = is_main
-        if is_main and hold_redirect and 300 <= status < 400 and header(headers, "location"):
+                event = await server.next_event()
+            except h11.RemoteProtocolError as exc:
+                if server.received == 0:
+                    raise UpstreamError(
+                        "disconnect", "the server closed the connection without a response"
+                    ) from None
+                raise UpstreamError("malformed", f"unreadable response: {exc}") from None
+            if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 101 and server.conn.our_state is h11.SWITCHED_PROTOCOL:
+                    await self._switch(channel, record, method, event, server, browser, writer)
+                    await pipe_both(browser.reader, writer, server.reader, up_writer)
+                    return
+                continue  # 100 Continue and friends: the browser sent its body already
+            if isinstance(event, h11.Response):
+                break
+            raise UpstreamError("disconnect", "the server closed the connection without a response")
+        headers = raw_headers(event.headers)
+        reason = event.reason.decode("latin-1")
+        record.status, record.reason = event.status_code, reason
+        record.http_version = "HTTP/" + event.http_version.decode("ascii")
+        record.headers = headers
+        self._log(channel, Exchange(method, record.url, record.status, record.peer_ip))
+        if is_main and hold_redirect and 300 <= record.status < 400 and header(headers, "location"):
             record.redirect_held = True
-            await self._copy_body(up_reader, None, framing, length, record)
+            await self._relay_body(server, browser, None, record)
             record.elapsed = time.monotonic() - t0
             channel._finish(record)
             stub_headers = [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Length", str(len(REDIRECT_STUB))),
                 ("Cache-Control", "no-store"),
-                ("X-Shoal-Redirect-Held", str(status)),
+                ("X-Shoal-Redirect-Held", str(record.status)),
                 ("Connection", "close"),
             ]
-            writer.write(head_bytes("HTTP/1.1 200 OK", stub_headers) + REDIRECT_STUB)
+            conn = browser.conn
+            writer.write(
+                conn.send(h11.Response(status_code=200, headers=stub_headers, reason=b"OK"))
+                + conn.send(h11.Data(data=REDIRECT_STUB))
+                + conn.send(h11.EndOfMessage())
+            )
             await writer.drain()
             return
         out = [
@@ -513,112 +526,84 @@ class FilteringProxy:
             if k.lower() not in ("connection", "keep-alive", "proxy-connection")
         ]
         out.append(("Connection", "close"))
-        writer.write(head_bytes(f"{version} {status} {reason}".rstrip(), out))
-        await self._copy_body(up_reader, writer, framing, length, record if keep else None)
+        writer.write(
+            browser.conn.send(
+                h11.Response(status_code=record.status, headers=out, reason=event.reason)
+            )
+        )
+        await self._relay_body(server, browser, writer, record if is_main else None)
         record.elapsed = time.monotonic() - t0
         with contextlib.suppress(ConnectionError, OSError):
             await writer.drain()
 
-    async def _copy_body(
+    async def _switch(
         self,
-        src: asyncio.StreamReader,
+        channel: ProxyChannel,
+        record: ProxyRecord,
+        method: str,
+        event: h11.InformationalResponse,
+        server: Peer,
+        browser: Peer,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Hand a 101 (WebSocket) to the browser with the bytes both sides sent past their heads."""
+        headers = raw_headers(event.headers)
+        self._log(channel, Exchange(method, record.url, 101, record.peer_ip))
+        writer.write(head_bytes(f"HTTP/1.1 101 {event.reason.decode('latin-1')}", headers))
+        early, _ = server.conn.trailing_data
+        if early:
+            writer.write(bytes(early))
+        await writer.drain()
+
+    async def _relay_body(
+        self,
+        server: Peer,
+        browser: Peer,
         dst: asyncio.StreamWriter | None,
-        framing: str,
-        length: int,
         record: ProxyRecord | None,
     ) -> None:
-        """Relay one message body from ``src`` to ``dst`` unchanged, keeping it (de-chunked) in ``record``.
+        """Relay one response body to ``dst``, keeping it (de-chunked, capped) in ``record``.
 
         If ``dst`` goes away, reading goes on only while a record wants the body.
+        A body cut short by the server leaves ``record.truncated = "disconnect"``
+        and the browser's connection closed without the end of the message.
         """
         cap = self.max_body_bytes
         kept: list[bytes] = []
         size = 0
-        live: list[asyncio.StreamWriter | None] = [dst]
-
-        async def read(n: int) -> bytes:
-            return await asyncio.wait_for(src.read(n), self.idle_timeout)
-
-        async def readline() -> bytes:
-            try:
-                return await asyncio.wait_for(src.readuntil(b"\n"), self.idle_timeout)
-            except asyncio.LimitOverrunError:
-                raise UpstreamError("malformed", "chunk line too long") from None
-
-        async def emit(raw: bytes) -> None:
-            out = live[0]
-            if out is None:
-                return
-            try:
-                out.write(raw)
-                await out.drain()
-            except (ConnectionError, OSError):
-                live[0] = None
-
-        def keep(data: bytes) -> None:
-            nonlocal size
-            if record is None or record.truncated:
-                return
-            room = cap - size
-            if len(data) > room:
-                kept.append(data[:room])
-                size = cap
-                record.truncated = "length"
-                return
-            kept.append(data)
-            size += len(data)
-
-        def wanted() -> bool:
-            return live[0] is not None or (record is not None and record.truncated is None)
-
+        live = dst is not None
         try:
-            if framing == "length":
-                left = length
-                while left > 0 and wanted():
-                    data = await read(min(65536, left))
-                    if not data:
-                        if record is not None:
-                            record.truncated = "disconnect"
-                        break
-                    left -= len(data)
-                    keep(data)
-                    await emit(data)
-            elif framing == "chunked":
-                while wanted():
-                    line = await readline()
-                    if not line:
-                        if record is not None:
-                            record.truncated = "disconnect"
-                        break
-                    await emit(line)
-                    text = line.split(b";", 1)[0].strip()
+            while live or (record is not None and record.truncated is None):
+                try:
+                    event = await server.next_event()
+                except h11.RemoteProtocolError as exc:
+                    if record is not None:
+                        record.truncated = record.truncated or "disconnect"
+                    log.debug("%s: body cut short: %s", record.url if record else "-", exc)
+                    return
+                if isinstance(event, h11.EndOfMessage):
+                    if live and dst is not None:
+                        with contextlib.suppress(ConnectionError, OSError, h11.LocalProtocolError):
+                            dst.write(browser.conn.send(h11.EndOfMessage()))
+                    return
+                if not isinstance(event, h11.Data):
+                    return
+                data = bytes(event.data)
+                if record is not None and record.truncated is None:
+                    room = cap - size
+                    if len(data) > room:
+                        kept.append(data[:room])
+                        size = cap
+                        record.truncated = "length"
+                    else:
+                        kept.append(data)
+                        size += len(data)
+                if live and dst is not None:
                     try:
-                        n = int(text, 16)
-                    except ValueError:
-                        raise UpstreamError("malformed", f"bad chunk size {text[:20]!r}") from None
-                    if n == 0:
-                        while True:  # trailers, up to the empty line
-                            trailer = await readline()
-                            await emit(trailer)
-                            if trailer in (b"\r\n", b"\n", b""):
-                                break
-                        break
-                    left = n
-                    while left > 0:
-                        data = await read(min(65536, left))
-                        if not data:
-                            raise asyncio.IncompleteReadError(b"", left)
-                        left -= len(data)
-                        keep(data)
-                        await emit(data)
-                    await emit(await asyncio.wait_for(src.readexactly(2), self.idle_timeout))
-            elif framing == "eof":
-                while wanted():
-                    data = await read(65536)
-                    if not data:
-                        break
-                    keep(data)
-                    await emit(data)
+                        dst.write(browser.conn.send(h11.Data(data=data)))
+                        await dst.drain()
+                    except (ConnectionError, OSError, h11.LocalProtocolError):
+                        live = False
         finally:
             if record is not None:
                 record.body = b"".join(kept)

@@ -1,12 +1,39 @@
-"""HTTP/1.1 on the wire for the browser proxy: reading heads, framing bodies, writing replies."""
+"""HTTP/1.1 on the wire for the browser proxy, parsed and framed by h11.
+
+Both sides of every forwarded exchange go through an :class:`h11.Connection`
+(the browser's as ``SERVER``, the site's as ``CLIENT``): request and response
+heads, chunked and length-delimited bodies, trailers and protocol switches
+(``CONNECT``, WebSocket ``101``) are read by h11, which refuses what RFC 9112
+refuses (bare LF in heads, spaces before a header colon, both
+``Content-Length`` and ``Transfer-Encoding`` on a request, conflicting
+lengths, oversized heads). Nothing here parses HTTP by hand.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
+
+import h11
 
 from shoal.fetch.proxy.records import REFUSED_HEADER, Headers
+
+__all__ = [
+    "HOP_BY_HOP",
+    "MAX_HEAD",
+    "REDIRECT_STUB",
+    "BadRequest",
+    "Peer",
+    "UpstreamError",
+    "bracket",
+    "head_bytes",
+    "header",
+    "is_websocket_upgrade",
+    "pipe_both",
+    "raw_headers",
+    "reply",
+    "strip_hop_by_hop",
+]
 
 MAX_HEAD = 64 * 1024
 HOP_BY_HOP = frozenset(
@@ -28,6 +55,8 @@ REDIRECT_STUB = (
 
 
 class UpstreamError(Exception):
+    """No usable response from the site: ``kind`` is dns, connect, timeout, disconnect or malformed."""
+
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.kind = kind
@@ -35,18 +64,60 @@ class UpstreamError(Exception):
 
 
 class BadRequest(Exception):
-    pass
+    """The browser's request cannot be forwarded (answered 400)."""
+
+
+class Peer:
+    """One side of a proxied exchange: an h11 connection fed from a stream reader.
+
+    Every read waits ``idle_timeout`` seconds at most (``TimeoutError``);
+    ``received`` counts the bytes read so far.
+    """
+
+    def __init__(
+        self,
+        role: type[h11.CLIENT] | type[h11.SERVER],
+        reader: asyncio.StreamReader,
+        idle_timeout: float,
+    ) -> None:
+        self.conn = h11.Connection(role, max_incomplete_event_size=MAX_HEAD)
+        self.reader = reader
+        self.idle_timeout = idle_timeout
+        self.received = 0
+
+    async def next_event(self) -> object:
+        """The next h11 event, reading as needed; raises ``h11.RemoteProtocolError`` on bad HTTP."""
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                if isinstance(event, (h11.Request, h11.Response, h11.InformationalResponse)):
+                    size = sum(len(k) + len(v) + 4 for k, v in event.headers.raw_items())
+                    if size > MAX_HEAD:
+                        raise h11.RemoteProtocolError(f"message head over {MAX_HEAD} bytes")
+                return event
+            # Small reads: h11 refuses a head still incomplete past MAX_HEAD bytes.
+            data = await asyncio.wait_for(self.reader.read(16384), self.idle_timeout)
+            self.received += len(data)
+            self.conn.receive_data(data)
+
+    async def switched(self) -> bytes:
+        """After a ``CONNECT`` head: read to the switch, return the bytes sent past the head."""
+        while True:
+            event = await self.next_event()
+            if event is h11.PAUSED:
+                return bytes(self.conn.trailing_data[0])
+            if not isinstance(event, h11.EndOfMessage):
+                raise BadRequest("a CONNECT request may not carry a body")
+
+
+def raw_headers(headers: h11._headers.Headers) -> Headers:
+    """h11's headers as (name, value) text pairs with the names' case as sent."""
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw_items()]
 
 
 def bracket(host: str) -> str:
+    """An IPv6 literal in brackets, anything else unchanged."""
     return f"[{host}]" if ":" in host else host
-
-
-def is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -55,43 +126,6 @@ def header(headers: Headers, name: str) -> str | None:
         if k.lower() == lname:
             return v
     return None
-
-
-def parse_headers(lines: list[str]) -> Headers:
-    headers: Headers = []
-    for line in lines:
-        if not line:
-            continue
-        if line[0] in " \t" and headers:  # obsolete line folding
-            k, v = headers[-1]
-            headers[-1] = (k, f"{v} {line.strip()}")
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip():
-            raise BadRequest(f"bad header line {line[:60]!r}")
-        headers.append((name.strip(), value.strip()))
-    return headers
-
-
-def parse_request_head(head: bytes) -> tuple[str, str, str, Headers]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise BadRequest(f"bad request line {lines[0][:80]!r}")
-    return parts[0].upper(), parts[1], parts[2], parse_headers(lines[1:])
-
-
-def parse_response_head(head: bytes) -> tuple[str, int, str, Headers]:
-    lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/") or not code.isdigit() or len(code) != 3:
-        raise UpstreamError("malformed", f"bad status line {lines[0][:80]!r}")
-    try:
-        headers = parse_headers(lines[1:])
-    except BadRequest as exc:
-        raise UpstreamError("malformed", str(exc)) from None
-    return version, int(code), reason.strip(), headers
 
 
 def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool) -> Headers:
@@ -108,30 +142,6 @@ def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool) -> Headers:
 def is_websocket_upgrade(headers: Headers) -> bool:
     upgrade = (header(headers, "upgrade") or "").lower()
     return "websocket" in upgrade
-
-
-def request_framing(headers: Headers) -> tuple[str, int]:
-    te = (header(headers, "transfer-encoding") or "").lower()
-    if "chunked" in te:
-        return "chunked", 0
-    cl = header(headers, "content-length")
-    if cl is not None:
-        if not cl.strip().isdigit():
-            raise BadRequest(f"bad Content-Length {cl!r}")
-        return ("length", int(cl)) if int(cl) > 0 else ("none", 0)
-    return "none", 0
-
-
-def response_framing(method: str, status: int, headers: Headers) -> tuple[str, int]:
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return "none", 0
-    te = (header(headers, "transfer-encoding") or "").lower()
-    if "chunked" in te:
-        return "chunked", 0
-    cl = header(headers, "content-length")
-    if cl is not None and cl.strip().isdigit():
-        return "length", int(cl)
-    return "eof", 0
 
 
 def head_bytes(first_line: str, headers: Headers) -> bytes:
