@@ -168,44 +168,55 @@ class S3Location:
 
 @dataclass(frozen=True, slots=True)
 class FileDigests:
-    """A local file's size and the checksums S3 reports for it after a (multipart) upload."""
+    """A local file's size and the checksums S3 reports for it after a (multipart) upload.
 
+    The MD5 ETag (only needed for endpoints that report no SHA-256) is
+    computed by :meth:`etag`, on demand, with a second read of the file.
+    """
+
+    path: Path
     size: int
     sha256: str
     """Hex SHA-256 of the whole file (what ``warc_files.sha256`` holds)."""
     s3_sha256: str
     """Base64 ``ChecksumSHA256`` S3 reports: of the file, or of the part digests (multipart)."""
-    etag: str
-    """The MD5 ETag of a plain S3 upload (of the part MD5s, ``-N``, for multipart)."""
+    chunk: int
+    """The part size of a multipart upload (0: one part)."""
 
     @classmethod
     def of(cls, path: Path, chunk: int, threshold: int) -> FileDigests:
+        """Read ``path`` once: its size, SHA-256, and the checksum S3 computes for this part layout."""
         size = path.stat().st_size
         whole = hashlib.sha256()
-        whole_md5 = hashlib.md5(usedforsecurity=False)
         parts: list[bytes] = []
-        part_md5s: list[bytes] = []
-        multipart = size >= threshold
-        if multipart:
+        if size >= threshold:
             from s3transfer.utils import ChunksizeAdjuster
 
             chunk = ChunksizeAdjuster().adjust_chunksize(chunk, size)
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                whole.update(block)
-                if multipart:
-                    parts.append(hashlib.sha256(block).digest())
-                    part_md5s.append(hashlib.md5(block, usedforsecurity=False).digest())
-                else:
-                    whole_md5.update(block)
-        if multipart:
-            s3_sha = base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode()
-            etag = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
-            etag += f"-{len(parts)}"
         else:
-            s3_sha = base64.b64encode(whole.digest()).decode()
-            etag = whole_md5.hexdigest()
-        return cls(size, whole.hexdigest(), s3_sha, etag)
+            chunk = 0
+        with open(path, "rb") as f:
+            while block := f.read(chunk or _READ):
+                whole.update(block)
+                if chunk:
+                    parts.append(hashlib.sha256(block).digest())
+        digest = hashlib.sha256(b"".join(parts)).digest() if chunk else whole.digest()
+        s3_sha = base64.b64encode(digest).decode()
+        return cls(path, size, whole.hexdigest(), s3_sha, chunk)
+
+    def etag(self) -> str:
+        """The MD5 ETag of a plain S3 upload of this file (of the part MD5s, ``-N``, for multipart)."""
+        md5s: list[bytes] = []
+        whole = hashlib.md5(usedforsecurity=False)
+        with open(self.path, "rb") as f:
+            while block := f.read(self.chunk or _READ):
+                if self.chunk:
+                    md5s.append(hashlib.md5(block, usedforsecurity=False).digest())
+                else:
+                    whole.update(block)
+        if not self.chunk:
+            return whole.hexdigest()
+        return hashlib.md5(b"".join(md5s), usedforsecurity=False).hexdigest() + f"-{len(md5s)}"
 
     def verify(self, head: dict[str, Any], where: str) -> None:
         """Raise ArchiveError unless ``head`` (a HeadObject answer) matches this file."""
@@ -223,11 +234,14 @@ class FileDigests:
                 )
             return
         etag = str(head.get("ETag", "")).strip('"')
-        if etag != self.etag:
+        if etag != self.etag():
             raise ArchiveError(
                 f"upload to {where} not verified: the endpoint reports no SHA-256 checksum and "
                 f"its ETag {etag!r} is not the file's MD5"
             )
+
+
+_READ = 8 * 1024 * 1024
 
 
 _CLIENTS: dict[tuple[str | None, str | None], Any] = {}
