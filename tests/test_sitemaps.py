@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls
 from shoal.spec import parse_spec
 from tests.fresh_site import FreshSite
+from tests.test_revisit import settled
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 
@@ -196,3 +199,44 @@ def test_rss_atom_and_robots_sitemaps_seed_pages(tmp_path: Path) -> None:
         crawl_site(site, tmp_path / "robots", f'"{site.url("/about")}"', 'sitemaps = "robots"')
         assert site.hits("/sitemap_index.xml") == 1
         assert site.hits("/post/1") == 1 and site.hits("/about") == 1
+
+
+def test_sitemap_lastmod_refreshes_exactly_the_changed_pages(tmp_path: Path) -> None:
+    """On the sitemap's revisit, a page whose <lastmod> is after its last fetch is fetched again; others are not."""
+    with FreshSite(now=time.time()) as site:
+        for t in ("one", "two", "three"):
+            site.publish(t)
+        text = SPEC.format(
+            seeds=f'"{site.url("/list")}", {{ sitemap = "{site.url("/sitemap_index.xml")}" }}',
+            hostport=site.hostport,
+            data=tmp_path,
+            extra="",
+        )
+        text += '\n[[rules]]\nname = "list"\nregex = "/list$"\nkind = "list"\nrevisit = "1h"\n'
+        spec = parse_spec(text)
+        frontier = SqlFrontier(spec.frontier_url())
+        crawl = start_crawl(frontier, spec, text)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(
+                run_async(spec, frontier, crawl, progress=False, install_signals=False, stop=stop)
+            )
+            try:
+                await settled(frontier, crawl.id)
+                assert [site.hits(f"/post/{i}") for i in (1, 2, 3)] == [1, 1, 1]
+                site.advance(120)
+                site.comment(2, "news")
+                frontier._offset_ms += 3_600_000 + 1000
+                await settled(frontier, crawl.id)
+                assert [site.hits(f"/post/{i}") for i in (1, 2, 3)] == [1, 2, 1]
+                assert site.hits("/post/2", 200) == 2
+                assert site.hits("/sitemap-posts.xml.gz") == 2 and site.hits("/list") == 2
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 60)
+
+        try:
+            asyncio.run(main())
+        finally:
+            frontier.close()
