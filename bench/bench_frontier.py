@@ -12,6 +12,25 @@ after their connections are open) and stop after ``--seconds``; the figure is
 URLs completed per second by all of them together, plus transactions per
 second. Exclusivity is checked on the way: no URL may be completed twice.
 
+The database server's own cost is measured alongside, because on a small
+machine the clients, the server and the load generator share the cores and
+throughput alone cannot tell contention from CPU starvation: the CPU time of
+the server processes during the run (every ``postgres`` or ``mariadbd``
+process; on PostgreSQL also the backends serving the benchmark's own
+connections alone, which other users of the server do not disturb) divided by
+the URLs completed, and the URLs per second one server core could carry at
+that cost. Lock waits are sampled every 20 ms while it runs: PostgreSQL
+backends of the benchmark database waiting on a lock (``pg_stat_activity``
+``wait_event_type = 'Lock'``), MariaDB transactions of the benchmark schema in
+``LOCK WAIT`` (``information_schema.INNODB_TRX``) plus the server's
+``Innodb_row_lock_waits`` counter.
+
+Part 3, scale (``--scale 10000,1000000``): the frontier seeded with that many
+pending URLs, then one worker process runs ``--scale-syncs`` syncs (complete
+the last batch, claim the next): the median and 95th percentile time of a
+sync, the process's resident memory after them, and the time of one whole
+status frame (:meth:`SqlFrontier.status`).
+
 Part 2, end to end: the generated benchmark site (``bench/gen_site.py``, served
 by a private nginx exactly as ``bench/run.py`` does, whose functions are
 reused) crawled through PostgreSQL with ``shoal submit`` then ``shoal work
@@ -24,7 +43,8 @@ every row (before/after the measurement).
 Usage (from the repository root)::
 
     .venv/bin/python bench/bench_frontier.py [--seconds 5] [--batch 32] [--backends sqlite,postgresql,mariadb]
-        [--processes 1,4,16] [--pages 20000] [--no-crawl] [--no-frontier] [--json]
+        [--processes 4,16,32] [--pages 20000] [--no-crawl] [--no-frontier] [--json]
+        [--scale 10000,1000000] [--scale-syncs 300]
 """
 
 from __future__ import annotations
@@ -34,8 +54,10 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -166,8 +188,55 @@ def seed(url: str, crawl: str, n: int, analyze: bool) -> int:
         f.close()
 
 
+def _backend_pids(f: Any) -> list[int]:
+    """PostgreSQL: the server processes serving this frontier's pooled connections."""
+    if f.dialect != "postgresql":
+        return []
+    from sqlalchemy import text
+
+    with f.engine.connect() as conn:
+        return [int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())]
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes (0 for one that is gone)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def server_cpu(backend: str) -> float:
+    """CPU seconds used so far by every process of the database server (all its users)."""
+    import psutil
+
+    names = {"postgresql": ("postgres",), "mariadb": ("mariadbd", "mysqld")}.get(backend, ())
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] in names:
+            try:
+                t = p.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def _child(
-    url: str, cid: int, owner: str, batch: int, seconds: float, barrier: Any, results: Any
+    url: str,
+    cid: int,
+    owner: str,
+    batch: int,
+    seconds: float,
+    barrier: Any,
+    results: Any,
+    end_barrier: Any,
 ) -> None:
     """One worker process: sync (complete the last batch, claim the next) until the time is up."""
     from shoal.frontier import Outcome, SqlFrontier, Status
@@ -178,7 +247,9 @@ def _child(
     fenced = 0
     try:
         f.now_ms()
+        pids = _backend_pids(f)
         barrier.wait(120)
+        cpu0 = _cpu_of(pids)
         start = time.monotonic()
         end = start + seconds
         outcomes: list[Outcome] = []
@@ -224,8 +295,10 @@ def _child(
                 "txs": txs,
                 "fenced": fenced,
                 "elapsed": last - start,
+                "backend_cpu": _cpu_of(pids) - cpu0,
             }
         )
+        end_barrier.wait(300)
     except BaseException as exc:  # reported by the parent
         results.put({"owner": owner, "error": f"{type(exc).__name__}: {exc}"})
         raise
@@ -249,7 +322,78 @@ class FrontierRow:
     analyzed: bool = True
     load_before: float = 0.0
     load_after: float = 0.0
+    server_cpu_s: float = 0.0
+    """CPU seconds of every server process during the run (other users of the server included)."""
+    server_us_per_url: float = 0.0
+    backend_us_per_url: float = 0.0
+    """PostgreSQL: CPU of the benchmark's own backends per URL (0 elsewhere)."""
+    urls_per_core_s: float = 0.0
+    """URLs one server core could complete per second at the measured cost per URL."""
+    lock_samples: int = 0
+    lock_wait_samples: int = 0
+    """Samples in which at least one of the benchmark's transactions waited on a lock."""
+    lock_waiting_max: int = 0
+    row_lock_waits: int = 0
+    """MariaDB: ``Innodb_row_lock_waits`` during the run (server-wide)."""
     error: str = ""
+
+
+class LockSampler:
+    """Samples lock waits of one database every 20 ms on its own thread and connection."""
+
+    def __init__(self, backend: str, url: str) -> None:
+        self.backend, self.url = backend, url
+        self.samples = self.waiting_samples = self.max_waiting = 0
+        self.row_lock_waits = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _query(self) -> tuple[str, str | None]:
+        if self.backend == "postgresql":
+            return (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+                None,
+            )
+        return (
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX t "
+            "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+            "WHERE t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()",
+            "SHOW GLOBAL STATUS LIKE 'Innodb_row_lock_waits'",
+        )
+
+    def _run(self) -> None:
+        from sqlalchemy import text
+
+        from shoal.frontier.dialects import make_engine
+
+        engine = make_engine(self.url, pool_size=1)
+        q, counter = self._query()
+        try:
+            with engine.connect() as conn:
+                before = int(conn.execute(text(counter)).one()[1]) if counter else 0
+                conn.commit()
+                while not self._stop.is_set():
+                    n = int(conn.execute(text(q)).scalar_one())
+                    conn.commit()
+                    self.samples += 1
+                    self.waiting_samples += 1 if n else 0
+                    self.max_waiting = max(self.max_waiting, n)
+                    self._stop.wait(0.02)
+                if counter:
+                    self.row_lock_waits = int(conn.execute(text(counter)).one()[1]) - before
+        finally:
+            engine.dispose()
+
+    def __enter__(self) -> LockSampler:
+        if self.backend in ("postgresql", "mariadb"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
 
 
 def bench_frontier(
@@ -261,20 +405,28 @@ def bench_frontier(
         cid = seed(url, "bench", urls, analyze)
         ctx = mp.get_context("spawn")
         barrier = ctx.Barrier(processes + 1)
+        end_barrier = ctx.Barrier(processes + 1)
         results = ctx.Queue()
         procs = [
             ctx.Process(
-                target=_child, args=(url, cid, f"bench-{i}", batch, seconds, barrier, results)
+                target=_child,
+                args=(url, cid, f"bench-{i}", batch, seconds, barrier, results, end_barrier),
             )
             for i in range(processes)
         ]
         for p in procs:
             p.start()
         try:
-            barrier.wait(180)
-            row.load_before = load1()
-            out = [results.get(timeout=seconds + 120) for _ in procs]
-            row.load_after = load1()
+            with LockSampler(backend, url) as locks:
+                cpu0 = server_cpu(backend)
+                barrier.wait(180)
+                row.load_before = load1()
+                out = [results.get(timeout=seconds + 120) for _ in procs]
+                row.server_cpu_s = round(server_cpu(backend) - cpu0, 3)
+                row.load_after = load1()
+            end_barrier.wait(60)
+            row.lock_samples, row.lock_wait_samples = locks.samples, locks.waiting_samples
+            row.lock_waiting_max, row.row_lock_waits = locks.max_waiting, locks.row_lock_waits
         finally:
             for p in procs:
                 p.join(30)
@@ -291,9 +443,134 @@ def bench_frontier(
         row.seconds = round(max(o["elapsed"] for o in out), 2)
         row.urls_per_s = round(row.completed / row.seconds, 1) if row.seconds else 0.0
         row.tx_per_s = round(sum(o["txs"] for o in out) / row.seconds, 1) if row.seconds else 0.0
+        if row.completed:
+            row.server_us_per_url = round(1e6 * row.server_cpu_s / row.completed, 1)
+            backend_cpu = sum(o.get("backend_cpu", 0.0) for o in out)
+            row.backend_us_per_url = round(1e6 * backend_cpu / row.completed, 1)
+            cost = row.backend_us_per_url or row.server_us_per_url
+            row.urls_per_core_s = round(1e6 / cost) if cost else 0.0
         if row.completed >= urls:
             log(f"{backend} x{processes}: ran out of URLs ({urls}) before {seconds}s: raise --urls")
     return row
+
+
+# ---------------------------------------------------------------------------
+# Part 3: the frontier at 10k vs 1M pending URLs.
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ScaleRow:
+    """One backend x pending-URL count: sync latency, worker memory, status time."""
+
+    backend: str
+    pending: int
+    syncs: int = 0
+    seed_s: float = 0.0
+    sync_ms_median: float = 0.0
+    sync_ms_p95: float = 0.0
+    rss_mb: float = 0.0
+    status_ms: float = 0.0
+    error: str = ""
+
+
+def _scale_child(url: str, cid: int, batch: int, syncs: int, results: Any) -> None:
+    """One worker process: ``syncs`` syncs (complete the last batch, claim the next), each timed."""
+    import psutil
+
+    from shoal.frontier import Outcome, SqlFrontier, Status
+
+    f = SqlFrontier(url, create=False, pool_size=1)
+    try:
+        times: list[float] = []
+        outcomes: list[Outcome] = []
+        for _ in range(syncs):
+            t0 = time.perf_counter()
+            res = f.sync(
+                cid,
+                "scale",
+                outcomes,
+                claim=batch,
+                lease_ms=600_000,
+                per_host=1_000_000,
+                default_delay_ms=0,
+                jitter=0.0,
+                horizon_ms=2000,
+                reap=False,
+            )
+            times.append(time.perf_counter() - t0)
+            outcomes = [
+                Outcome(c.id, c.lease_token, Status.DONE, host_key=c.host_key, fetched_at=1)
+                for c in res.claimed
+            ]
+        rss = psutil.Process().memory_info().rss
+        t0 = time.perf_counter()
+        f.status(cid)
+        status_s = time.perf_counter() - t0
+        results.put({"times": times, "rss": rss, "status": status_s})
+    except BaseException as exc:  # reported by the parent
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        f.close()
+
+
+def bench_scale(backend: str, pending: int, batch: int, syncs: int, folder: Path) -> ScaleRow:
+    """Seed ``pending`` URLs on a fresh database, then time a worker's syncs and a status frame."""
+    row = ScaleRow(backend, pending, syncs)
+    with fresh_database(backend, folder) as url:
+        t0 = time.monotonic()
+        cid = seed(url, "scale", pending, analyze=True)
+        row.seed_s = round(time.monotonic() - t0, 1)
+        ctx = mp.get_context("spawn")
+        results = ctx.Queue()
+        proc = ctx.Process(target=_scale_child, args=(url, cid, batch, syncs, results))
+        proc.start()
+        try:
+            out = results.get(timeout=1800)
+        finally:
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
+        if "error" in out:
+            row.error = out["error"]
+            return row
+        ms = sorted(1000 * t for t in out["times"][10:])  # the first few warm the caches
+        row.sync_ms_median = round(statistics.median(ms), 2)
+        row.sync_ms_p95 = round(ms[int(0.95 * (len(ms) - 1))], 2)
+        row.rss_mb = round(out["rss"] / 1e6, 1)
+        row.status_ms = round(1000 * out["status"], 1)
+    return row
+
+
+def scale_table(rows: list[ScaleRow]) -> str:
+    """Part 3 as an aligned text table."""
+    head = [
+        "backend",
+        "pending URLs",
+        "seed s",
+        "syncs",
+        "sync ms median",
+        "sync ms p95",
+        "worker RSS MB",
+        "status frame ms",
+    ]
+    body = [
+        [
+            r.backend,
+            str(r.pending),
+            f"{r.seed_s:.0f}",
+            str(r.syncs),
+            f"{r.sync_ms_median:.2f}",
+            f"{r.sync_ms_p95:.2f}",
+            f"{r.rss_mb:.1f}",
+            f"{r.status_ms:.0f}",
+        ]
+        if not r.error
+        else [r.backend, str(r.pending), "error: " + r.error[:80], "", "", "", "", ""]
+        for r in rows
+    ]
+    return _table(head, body)
 
 
 # ---------------------------------------------------------------------------
@@ -398,6 +675,10 @@ def frontier_table(rows: list[FrontierRow]) -> str:
         "URLs/s",
         "tx/s",
         "dup",
+        "server us/URL",
+        "own backends us/URL",
+        "URLs/s per server core",
+        "lock-wait samples",
         "load 1m before/after",
     ]
     body = [
@@ -411,6 +692,15 @@ def frontier_table(rows: list[FrontierRow]) -> str:
             f"{r.urls_per_s:.0f}",
             f"{r.tx_per_s:.0f}",
             str(r.duplicates),
+            f"{r.server_us_per_url:.0f}" if r.backend != "sqlite" else "-",
+            f"{r.backend_us_per_url:.0f}" if r.backend == "postgresql" else "-",
+            f"{r.urls_per_core_s:.0f}" if r.backend != "sqlite" else "-",
+            (
+                f"{r.lock_wait_samples}/{r.lock_samples} (max {r.lock_waiting_max})"
+                + (f", row lock waits {r.row_lock_waits}" if r.backend == "mariadb" else "")
+            )
+            if r.backend != "sqlite"
+            else "-",
             f"{r.load_before:.2f} / {r.load_after:.2f}",
         ]
         if not r.error
@@ -420,6 +710,10 @@ def frontier_table(rows: list[FrontierRow]) -> str:
             str(r.batch),
             "",
             "error: " + r.error[:80],
+            "",
+            "",
+            "",
+            "",
             "",
             "",
             "",
@@ -470,8 +764,16 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated (default: all three)",
     )
     ap.add_argument(
-        "--processes", default="1,4,16", help="worker process counts for part 1 (default 1,4,16)"
+        "--processes",
+        default="4,16,32",
+        help="worker process counts for part 1 (default 4,16,32)",
     )
+    ap.add_argument(
+        "--scale",
+        default="",
+        help="part 3: pending URL counts, comma-separated (e.g. 10000,1000000; default: skip)",
+    )
+    ap.add_argument("--scale-syncs", type=int, default=300, help="syncs timed in part 3")
     ap.add_argument(
         "--batch", default="32", help="URLs claimed per transaction, comma-separated (default 32)"
     )
@@ -532,6 +834,24 @@ def main(argv: list[str] | None = None) -> int:
                             frows.append(
                                 FrontierRow(backend, n, batch, error=f"{type(exc).__name__}: {exc}")
                             )
+    srows: list[ScaleRow] = []
+    if args.scale:
+        with tempfile.TemporaryDirectory(prefix="scale-", dir=args.workdir) as tmp:
+            for backend in args.backends.split(","):
+                for n in (int(x) for x in args.scale.split(",")):
+                    log(f"scale: {backend}, {n} pending URLs")
+                    try:
+                        srows.append(
+                            bench_scale(
+                                backend,
+                                n,
+                                int(args.batch.split(",")[0]),
+                                args.scale_syncs,
+                                Path(tmp),
+                            )
+                        )
+                    except Exception as exc:  # a missing server is a row, not the end of the run
+                        srows.append(ScaleRow(backend, n, error=f"{type(exc).__name__}: {exc}"))
     crows: list[CrawlRow] = []
     if not args.no_crawl:
         site = site_bench.ensure_site(args.workdir, args.pages)
@@ -546,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "frontier": [asdict(r) for r in frows],
                     "crawl": [asdict(r) for r in crows],
+                    "scale": [asdict(r) for r in srows],
                     "cpus": os.cpu_count(),
                 },
                 indent=2,
@@ -557,6 +878,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"claims+completes (one sync per transaction, {args.seconds:.0f}s each, {HOSTS} hosts, no delay)"
             )
             print(frontier_table(frows))
+        if srows:
+            print(
+                f"\nscale: one worker process, {args.scale_syncs} syncs (complete + claim "
+                f"{args.batch.split(',')[0]}), then one status frame"
+            )
+            print(scale_table(srows))
         if crows:
             print(
                 f"\nend to end: {len(gen_site.page_uris(args.pages))}-page site, nginx, PostgreSQL, "
@@ -566,7 +893,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\n{os.cpu_count()} CPUs; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
-    bad = any(r.error or r.duplicates for r in frows) or any(r.exactly_once != "yes" for r in crows)
+    bad = (
+        any(r.error or r.duplicates for r in frows)
+        or any(r.exactly_once != "yes" for r in crows)
+        or any(r.error for r in srows)
+    )
     return 1 if bad else 0
 
 

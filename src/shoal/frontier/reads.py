@@ -142,11 +142,11 @@ class StatusSnapshot:
     http_status: dict[int, int]
     """URLs by the HTTP status of their last response."""
     fetched: int
-    """Pages fetched (the crawl's counter, which ``max_pages`` bounds)."""
+    """Pages fetched for the first time (the sum of the workers' counters; ``max_pages`` bounds it)."""
     max_pages: int | None
     """The crawl-wide page budget, or None for no limit."""
     bytes_archived: int
-    """Bytes of WARC records of the URLs completed (the crawl's counter)."""
+    """Bytes of WARC records of the outcomes applied (the sum of the workers' counters)."""
     leases_reaped: int
     """Leases returned to pending from a dead worker (its heartbeat stopped, or it was killed)."""
     retried: int
@@ -199,6 +199,11 @@ def _counts_by(conn: Connection, col: Any, crawl_id: int, status: str) -> dict[A
     return {k: int(n) for k, n in conn.execute(q)}
 
 
+def pages_fetched(crawl_id: int) -> Any:
+    """The query for the crawl's pages fetched (first fetches): the sum of its workers' counters."""
+    return select(func.coalesce(func.sum(_W.pages_new), 0)).where(_W.crawl_id == crawl_id)
+
+
 def status_counts(conn: Connection, crawl_id: int) -> dict[str, int]:
     """URLs of the crawl by status, every status present (served by ``ix_urls_status``)."""
     counts = dict.fromkeys(STATUSES, 0)
@@ -221,6 +226,13 @@ def snapshot(
     """Read the whole status of a crawl; run it inside one read-only transaction."""
     c = conn.execute(select(crawls).where(crawls.c.id == crawl_id)).one()
     info = CrawlInfo(c.id, c.name, c.spec, c.state)
+    sums = conn.execute(
+        select(
+            func.coalesce(func.sum(_W.pages_new), 0),
+            func.coalesce(func.sum(_W.bytes_archived), 0),
+            func.coalesce(func.sum(_W.retries), 0),
+        ).where(_W.crawl_id == crawl_id)
+    ).one()
     counts = status_counts(conn, crawl_id)
     failed = {
         (k or "unknown"): n for k, n in _counts_by(conn, _U.error_class, crawl_id, "failed").items()
@@ -264,11 +276,11 @@ def snapshot(
         failed=failed,
         skipped=skipped,
         http_status=dict(sorted(http.items())),
-        fetched=int(c.fetched),
+        fetched=int(sums[0]),
         max_pages=None if c.max_pages is None else int(c.max_pages),
-        bytes_archived=int(c.bytes_archived),
+        bytes_archived=int(sums[1]),
         leases_reaped=int(c.leases_reaped),
-        retried=int(c.retries),
+        retried=int(sums[2]),
         first_fetch_ms=None if first is None else int(first),
         last_fetch_ms=None if last is None else int(last),
         pages_last_minute=int(recent[0]),

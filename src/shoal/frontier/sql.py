@@ -17,10 +17,22 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, bindparam, case, func, select, true, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.visitors import replacement_traverse
 
-from shoal.errors import DatabaseUnavailable, FrontierError, SkipReason
+from shoal.errors import DatabaseFull, DatabaseUnavailable, FrontierError, SkipReason
 from shoal.frontier import dialects, policy, reads, warc_files
 from shoal.frontier import due as revisit_sql
 from shoal.frontier.contract import (
@@ -113,6 +125,10 @@ class SqlFrontier:
                 with self.engine.begin() as conn:
                     return fn(conn)
             except DBAPIError as exc:
+                if dialects.is_full(exc):
+                    raise DatabaseFull(
+                        f"the frontier database {self.safe_url} cannot write: {exc.orig}"
+                    ) from exc
                 if dialects.is_unavailable(exc):
                     raise DatabaseUnavailable(
                         f"the frontier database {self.safe_url} is unreachable: {exc.orig}"
@@ -137,32 +153,31 @@ class SqlFrontier:
             self._ins_url.returning(_U.id) if self.dialect != "mysql" else self._ins_url
         )
         self._ins_host = dialects.insert_ignore(self.engine, hosts, ["crawl_id", "host_key"])
+        self._outcome_values: dict[str, Any] = dict(
+            status=bindparam("_status"),
+            error_class=bindparam("_error_class"),
+            error_detail=bindparam("_error_detail"),
+            skip_reason=bindparam("_skip_reason"),
+            http_status=bindparam("_http_status"),
+            final_url=bindparam("_final_url"),
+            content_type=bindparam("_content_type"),
+            body_bytes=bindparam("_body_bytes"),
+            fetched_at=bindparam("_fetched_at"),
+            fetch_ms=bindparam("_fetch_ms"),
+            fetched_by=bindparam("_owner"),
+            warc_file=bindparam("_warc_file"),
+            warc_offset=bindparam("_warc_offset"),
+            warc_length=bindparam("_warc_length"),
+            warc_record_id=bindparam("_warc_record_id"),
+            **revisit_sql.outcome_values(),
+            next_attempt_at=bindparam("_next_attempt_at"),
+            attempts=_U.attempts - bindparam("_refund"),
+            lease_owner=None,
+            lease_token=None,
+            lease_expires_at=None,
+        )
         self._upd_outcome = (
-            update(urls)
-            .where(_U.id == bindparam("_id"))
-            .values(
-                status=bindparam("_status"),
-                error_class=bindparam("_error_class"),
-                error_detail=bindparam("_error_detail"),
-                skip_reason=bindparam("_skip_reason"),
-                http_status=bindparam("_http_status"),
-                final_url=bindparam("_final_url"),
-                content_type=bindparam("_content_type"),
-                body_bytes=bindparam("_body_bytes"),
-                fetched_at=bindparam("_fetched_at"),
-                fetch_ms=bindparam("_fetch_ms"),
-                fetched_by=bindparam("_owner"),
-                warc_file=bindparam("_warc_file"),
-                warc_offset=bindparam("_warc_offset"),
-                warc_length=bindparam("_warc_length"),
-                warc_record_id=bindparam("_warc_record_id"),
-                **revisit_sql.outcome_values(),
-                next_attempt_at=bindparam("_next_attempt_at"),
-                attempts=_U.attempts - bindparam("_refund"),
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-            )
+            update(urls).where(_U.id == bindparam("_id")).values(**self._outcome_values)
         )
 
     # -- crawls -----------------------------------------------------------
@@ -396,32 +411,26 @@ class SqlFrontier:
                 if want > 0
                 else []
             )
-            if done or archived or reaped or retries:
-                # The crawl's one shared row is written last, so it is held for the shortest time.
+            if reaped:
+                # The crawl's one shared row: written only when leases came back (rare).
                 conn.execute(
                     update(crawls)
                     .where(crawls.c.id == crawl_id)
-                    .values(
-                        fetched=crawls.c.fetched + done,
-                        bytes_archived=crawls.c.bytes_archived + archived,
-                        leases_reaped=crawls.c.leases_reaped + reaped,
-                        retries=crawls.c.retries + retries,
-                        updated_at=now,
-                    )
+                    .values(leases_reaped=crawls.c.leases_reaped + reaped)
                 )
             if applied:
-                # Only this worker writes its row (its heartbeat thread too): no contention.
-                w = workers.c
-                conn.execute(
-                    update(workers)
-                    .where(w.id == owner, w.crawl_id == crawl_id)
-                    .values(
-                        pages_done=w.pages_done
-                        + sum(1 for o in applied if o.status is Status.DONE),
-                        pages_failed=w.pages_failed
-                        + sum(1 for o in applied if o.status is Status.FAILED),
-                        bytes_archived=w.bytes_archived + archived,
-                    )
+                self._count(
+                    conn,
+                    crawl_id,
+                    owner,
+                    now,
+                    {
+                        "pages_done": sum(1 for o in applied if o.status is Status.DONE),
+                        "pages_new": done,
+                        "pages_failed": sum(1 for o in applied if o.status is Status.FAILED),
+                        "bytes_archived": archived,
+                        "retries": retries,
+                    },
                 )
             # The crawl's revisit counters, like its other counters, are written last.
             revisit_sql.count_revisits(conn, crawl_id, outcomes, accepted, found)
@@ -430,6 +439,37 @@ class SqlFrontier:
         result, fresh = self._tx(run)
         self._known_hosts.update(fresh)
         return result
+
+    def _count(
+        self, conn: Connection, crawl_id: int, owner: str, now: int, counts: dict[str, int]
+    ) -> None:
+        """Add a sync's applied outcomes to its worker's counters (the crawl's are their sums).
+
+        Each worker writes only its own row, so no sync of the fleet waits on
+        another's. An owner that never registered (a tool, a test) gets a row
+        in state ``unregistered``, which the reaper does not count as alive.
+        """
+        w = workers.c
+        res = conn.execute(
+            update(workers)
+            .where(w.id == owner, w.crawl_id == crawl_id)
+            .values({k: getattr(w, k) + v for k, v in counts.items()})
+        )
+        if not res.rowcount:
+            conn.execute(
+                workers.insert().values(
+                    id=owner,
+                    crawl_id=crawl_id,
+                    hostname="",
+                    pid=0,
+                    version="",
+                    state="unregistered",
+                    started_at=now,
+                    heartbeat_at=now,
+                    concurrency=0,
+                    **counts,
+                )
+            )
 
     def _budget(
         self, conn: Connection, crawl_id: int, want: int, done_now: int
@@ -447,9 +487,9 @@ class SqlFrontier:
         budget = conn.execute(select(c.max_pages).where(c.id == crawl_id)).scalar()
         if budget is None:
             return want, False
-        fetched = conn.execute(
-            self._lock(select(c.fetched).where(c.id == crawl_id), skip=False)
-        ).scalar_one()
+        # Claims of a budgeted crawl take turns on its row while they count.
+        conn.execute(self._lock(select(c.id).where(c.id == crawl_id), skip=False)).one()
+        fetched = conn.execute(reads.pages_fetched(crawl_id)).scalar_one()
         first_in_flight = conn.execute(
             select(func.count())
             .select_from(urls)
@@ -575,7 +615,7 @@ class SqlFrontier:
             if o.host_update is not None:
                 host_updates.append(o.host_update)
         if params:
-            conn.execute(self._upd_outcome, params)
+            self._write_outcomes(conn, params)
         applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
         found = revisit_sql.count_unknown(conn, crawl_id, applied)
         revisit_sql.record_found(conn, found)
@@ -583,6 +623,31 @@ class SqlFrontier:
         for hu in sorted(host_updates, key=lambda h: h.host_key):
             self._apply_host_update(conn, crawl_id, hu)
         return accepted, added, fresh, done, found
+
+    def _write_outcomes(self, conn: Connection, params: list[dict[str, Any]]) -> None:
+        """One UPDATE per outcome, or on MySQL/MariaDB one UPDATE per batch.
+
+        PostgreSQL's driver pipelines the per-row statements of an executemany;
+        PyMySQL sends them one by one, each parsed and run by the server on
+        its own. There the batch becomes one multi-table UPDATE joined to a
+        derived table of the outcomes (``SELECT ... UNION ALL SELECT ...``):
+        the same SET clauses, each parameter read from the derived table's
+        column of that name.
+        """
+        if self.dialect != "mysql" or len(params) == 1:
+            conn.execute(self._upd_outcome, params)
+            return
+        for i in range(0, len(params), 200):
+            part = params[i : i + 200]
+            rows = union_all(
+                *[select(*[literal(v).label(k) for k, v in p.items()]) for p in part]
+            ).subquery("o")
+
+            values = {
+                k: v if v is None else replacement_traverse(v, {}, _from_columns(rows.c))
+                for k, v in self._outcome_values.items()
+            }
+            conn.execute(update(urls).where(_U.id == rows.c._id).values(**values))
 
     def _apply_host_update(self, conn: Connection, crawl_id: int, hu: Any) -> None:
         values: dict[str, Any] = {}
@@ -775,6 +840,15 @@ class SqlFrontier:
 
         return self._tx(run)
 
+    def leases_held(self, crawl_id: int, owner: str) -> dict[int, int]:
+        """The leases ``owner`` holds now: url id -> lease token (the leased rows, by ``ix_urls_status``)."""
+        q = select(_U.id, _U.lease_token).where(
+            _U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == owner
+        )
+        return self._tx(
+            lambda c: {int(r.id): int(r.lease_token) for r in c.execute(q)}, readonly=True
+        )
+
     def release(self, crawl_id: int, owner: str) -> int:
         """Give back every lease ``owner`` holds without charging an attempt; returns how many."""
 
@@ -883,9 +957,7 @@ class SqlFrontier:
         """Pages fetched so far (the crawl's counter)."""
         return int(
             self._tx(
-                lambda c: c.execute(
-                    select(crawls.c.fetched).where(crawls.c.id == crawl_id)
-                ).scalar_one(),
+                lambda c: c.execute(reads.pages_fetched(crawl_id)).scalar_one(),
                 readonly=True,
             )
         )
@@ -1101,6 +1173,17 @@ class SqlFrontier:
         it calls the named methods above.
         """
         return self._tx(lambda c: list(c.execute(q).all()), readonly=True)
+
+
+def _from_columns(cols: Any) -> Any:
+    """A replacement for :func:`replacement_traverse`: each named parameter becomes that column."""
+
+    def swap(el: Any, **_: Any) -> Any:
+        if isinstance(el, BindParameter) and el.key in cols:
+            return cols[el.key]
+        return None
+
+    return swap
 
 
 def _chunks(seq: Sequence[int], n: int) -> Iterable[Sequence[int]]:

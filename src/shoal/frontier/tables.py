@@ -39,13 +39,10 @@ crawls = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("finished_at", BigInteger, nullable=True),
-    Column("fetched", BigInteger, nullable=False, server_default="0"),
     # The crawl-wide page budget (None: no limit), enforced by the claim.
     Column("max_pages", BigInteger, nullable=True),
-    # Counters written with ``fetched`` in the one statement each sync makes on this row.
-    Column("bytes_archived", BigInteger, nullable=False, server_default="0"),
+    # Leases returned from dead workers (written only when the reaper returns some).
     Column("leases_reaped", BigInteger, nullable=False, server_default="0"),
-    Column("retries", BigInteger, nullable=False, server_default="0"),
     # Revisits (0004): refetches made and the new URLs they found, for status.
     Column("revisits", BigInteger, nullable=False, server_default="0"),
     Column("found_new", BigInteger, nullable=False, server_default="0"),
@@ -150,10 +147,14 @@ workers = Table(
     Column("heartbeat_at", BigInteger, nullable=False),
     Column("stopped_at", BigInteger, nullable=True),
     Column("concurrency", Integer, nullable=False),
+    # Counters of the outcomes this worker's syncs applied (the crawl's are their sums):
+    # each worker writes only its own row, so no sync waits on a shared one.
     Column("pages_done", BigInteger, nullable=False, server_default="0"),
     Column("pages_failed", BigInteger, nullable=False, server_default="0"),
     Column("bytes_archived", BigInteger, nullable=False, server_default="0"),
     Column("detail", Text, nullable=True),
+    Column("pages_new", BigInteger, nullable=False, server_default="0"),
+    Column("retries", BigInteger, nullable=False, server_default="0"),
     Index("ix_workers_crawl", "crawl_id", "heartbeat_at"),
 )
 

@@ -1,9 +1,12 @@
 """Status truth and crawl-wide limits (crawl counters and page budget, status indexes).
 
 - ``crawls.max_pages``: the crawl-wide page budget, enforced by the claim.
-- ``crawls.bytes_archived``, ``leases_reaped``, ``retries``: counters written in
-  the same statement as ``crawls.fetched`` (the row every sync already writes),
-  so status reads them instead of summing a million URL rows.
+- ``crawls.fetched`` is dropped: every sync of the fleet wrote that one row, so
+  syncs queued behind each other on its lock. Each worker now counts what its
+  syncs applied in its own row (``workers.pages_new``: first fetches,
+  ``retries``; ``pages_done``, ``pages_failed``, ``bytes_archived`` already
+  there) and the crawl's numbers are their sums. ``crawls.leases_reaped`` is
+  written only when the reaper returns leases.
 - ``hosts.fetches`` / ``hosts.errors`` are dropped: nothing wrote them truthfully,
   and keeping them would make every completion lock its host rows, the rows
   claims lock. Per-host numbers come from the URL rows (``ix_urls_claim``).
@@ -28,13 +31,18 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_COUNTERS = ("bytes_archived", "leases_reaped", "retries")
+_WORKER_COUNTERS = ("pages_new", "retries")
 
 
 def upgrade() -> None:
     with op.batch_alter_table("crawls") as batch:
         batch.add_column(sa.Column("max_pages", sa.BigInteger(), nullable=True))
-        for name in _COUNTERS:
+        batch.add_column(
+            sa.Column("leases_reaped", sa.BigInteger(), nullable=False, server_default="0")
+        )
+        batch.drop_column("fetched")
+    with op.batch_alter_table("workers") as batch:
+        for name in _WORKER_COUNTERS:
             batch.add_column(sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
     with op.batch_alter_table("hosts") as batch:
         batch.drop_column("fetches")
@@ -55,7 +63,10 @@ def downgrade() -> None:
     with op.batch_alter_table("hosts") as batch:
         batch.add_column(sa.Column("errors", sa.BigInteger(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("fetches", sa.BigInteger(), nullable=False, server_default="0"))
-    with op.batch_alter_table("crawls") as batch:
-        for name in reversed(_COUNTERS):
+    with op.batch_alter_table("workers") as batch:
+        for name in reversed(_WORKER_COUNTERS):
             batch.drop_column(name)
+    with op.batch_alter_table("crawls") as batch:
+        batch.add_column(sa.Column("fetched", sa.BigInteger(), nullable=False, server_default="0"))
+        batch.drop_column("leases_reaped")
         batch.drop_column("max_pages")
