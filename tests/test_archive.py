@@ -44,6 +44,7 @@ from shoal.content.codings import content_decode
 from shoal.errors import ArchiveError, ContentCodingError
 from shoal.exchange import FetchResult, Rendered
 from tests.conftest import missing
+from tests.test_worker_disk import tmpfs
 from tests.vectors import TESTDATA
 
 WARC_SAMPLES = TESTDATA / "warc-samples"
@@ -864,21 +865,8 @@ def test_recovery_refuses_to_overwrite_a_final_file(archive: Path) -> None:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 256 KiB tmpfs mounted for the test (needs root)."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        missing("a mountable tmpfs", "run the tests as root (CI does)")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        missing("a mountable tmpfs", f"mount failed: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "256k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_full_disk_raises_archive_error_with_enospc(small_disk: Path) -> None:
