@@ -155,6 +155,12 @@ def read_captures(
         _plan(ps, t, resp.rule, browser)[0] != "response" for resp in responses for t in resp.feeds
     )
     rendered = _Rendered({}, {})
+    if (all_captures or wants_dom) and archive_dir.startswith("s3://"):
+        raise ParseError(
+            "rendered DOMs and --all-captures need the WARC files on disk (they are scanned, not "
+            f"read by reference): copy {archive_dir} to a folder (aws s3 sync) and set [storage] "
+            'archive to it, or set source = "response"'
+        )
     if all_captures or wants_dom:
         files = (
             _warc_files(archive_dir)

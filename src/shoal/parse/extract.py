@@ -70,8 +70,11 @@ def normalize_text(text: str) -> str:
     """Runs of whitespace collapsed to one space, lines stripped, blank lines dropped."""
     if "\u200b" in text:
         text = text.replace("\u200b", " ")
-    lines = (" ".join(line.split()) for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
+    out = []
+    for line in text.split("\n"):
+        if line and not line.isspace():  # isspace() and split() share one definition of space
+            out.append(" ".join(line.split()))
+    return "\n".join(out)
 
 
 def element_text(el: Any) -> str:
@@ -105,6 +108,12 @@ def element_text(el: Any) -> str:
 
 def lexbor_text(node: LexborNode) -> str:
     """:func:`element_text` for a selectolax (lexbor) node: the same rules, the same result."""
+    child = node.child
+    if child is not None and child.next is None and child.tag == "-text":
+        # One text child (a link, a cell, a name): nothing to walk.
+        tag = node.tag
+        if tag is not None and tag not in SKIP_TAGS:
+            return normalize_text(child.text_content or "")
     parts: list[str] = []
     _lexbor_walk(node, parts)
     return normalize_text("".join(parts))

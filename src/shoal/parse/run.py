@@ -167,7 +167,7 @@ def _prepare(
         for lang in sorted({ps.tables[t].ocr_lang for t in names if ps.tables[t].ocr}):
             check_tesseract(lang)
     archive_dir = spec.archive_dir()
-    if not Path(archive_dir).is_dir():
+    if not archive_dir.startswith("s3://") and not Path(archive_dir).is_dir():
         raise ParseError(
             f"no archive folder at {archive_dir}: run the parse where the crawl's WARC files are"
         )
