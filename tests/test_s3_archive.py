@@ -19,7 +19,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shoal.archive import S3Location, WarcRef, WarcWriter, iter_archive_file, read_record
+from shoal.archive import (
+    S3Location,
+    WarcRef,
+    WarcWriter,
+    archive_files,
+    archive_location,
+    iter_archive_file,
+    read_record,
+)
 from shoal.archive.s3 import FileDigests, s3_client
 from shoal.crawl import run_async, run_loop, start_crawl
 from shoal.demo.site import expected
@@ -230,7 +238,9 @@ def test_crawl_with_s3_archive_ends_with_every_capture_in_s3(
     files = file_rows(spec.frontier_url())
     assert files and {r.state for r in files.values()} == {"uploaded"}
     assert {f"crawls/demo/{n}" for n in files} == set(objects)
-    loc = S3Location.parse(f"s3://{bucket}/crawls/demo", endpoint_url=moto.url, region=REGION)
+    loc = archive_location(spec)
+    assert loc == S3Location(bucket, "crawls/demo", moto.url, REGION)
+    assert archive_files(loc) == sorted(files)
     refs = [r for r in rows.values() if r.warc_file]
     assert len(refs) >= len(got["done"])
     for r in refs:

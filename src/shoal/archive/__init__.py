@@ -18,6 +18,7 @@ from shoal.archive.names import WarcRef
 from shoal.archive.reader import (
     ArchivedRecord,
     archive_files,
+    archive_location,
     iter_archive_file,
     iter_records,
     read_record,
@@ -32,6 +33,7 @@ __all__ = [
     "WarcRef",
     "WarcWriter",
     "archive_files",
+    "archive_location",
     "iter_archive_file",
     "iter_records",
     "orphaned_files",

@@ -24,16 +24,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from shoal.archive.names import FINAL_SUFFIX, OPEN_SUFFIX, WarcRef, final_name
 from shoal.archive.s3 import S3Location
 from shoal.errors import ArchiveError
 
+if TYPE_CHECKING:
+    from shoal.spec import Spec
+
 __all__ = [
     "MAX_RECORD_BYTES",
     "ArchivedRecord",
     "archive_files",
+    "archive_location",
     "as_location",
     "iter_archive_file",
     "iter_records",
@@ -574,6 +578,20 @@ def iter_records(
     ):
         if record.record_type in _YIELDED:
             yield WarcRef(name, offset, length, record.record_id), record
+
+
+def archive_location(spec: Spec) -> Path | S3Location:
+    """The crawl's archive: a local folder, or an S3 location with the spec's endpoint and region.
+
+    Pass it to :func:`read_record`, :func:`archive_files` and
+    :func:`iter_archive_file` (it pickles, for worker processes).
+    """
+    where = spec.archive_dir()
+    if where.startswith("s3://"):
+        return S3Location.parse(
+            where, endpoint_url=spec.storage.endpoint_url, region=spec.storage.region
+        )
+    return Path(where)
 
 
 def as_location(location: str | os.PathLike[str] | S3Location) -> Path | S3Location:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shoal.archive.names import FINAL_SUFFIX
+from shoal.archive.reader import archive_location
 from shoal.archive.recover import recover
 from shoal.archive.s3 import MULTIPART_CHUNKSIZE, MULTIPART_THRESHOLD, FileDigests, S3Location
 from shoal.archive.writer import WarcWriter
@@ -44,22 +45,12 @@ if TYPE_CHECKING:
     from shoal.frontier.contract import Frontier
     from shoal.spec import Spec
 
-__all__ = ["ArchiveSink", "archive_location", "local_folder"]
+__all__ = ["ArchiveSink", "local_folder"]
 
 log = logging.getLogger(__name__)
 
 _CLOSE_GRACE = 120.0
 """Seconds :meth:`ArchiveSink.close` keeps retrying uploads before it leaves them for a restart."""
-
-
-def archive_location(spec: Spec) -> Path | S3Location:
-    """The crawl's archive: a local folder, or an S3 location with the spec's endpoint and region."""
-    where = spec.archive_dir()
-    if where.startswith("s3://"):
-        return S3Location.parse(
-            where, endpoint_url=spec.storage.endpoint_url, region=spec.storage.region
-        )
-    return Path(where)
 
 
 def local_folder(spec: Spec) -> Path:
