@@ -11,14 +11,26 @@ that IPv4 address: IPv4-mapped (``::ffff:127.0.0.1``), 6to4
 (``2002:7f00:1::``) and the NAT64 well-known prefix (``64:ff9b::a9fe:a9fe``).
 The deprecated IPv4-compatible block ``::/96`` (``::127.0.0.1``), which
 Python's ``is_global`` lets through, is refused outright.
+
+:class:`PolicyResolver` is the one resolve-and-filter path: the HTTP fetcher's
+connector and the browser's proxy both resolve a name through it once and get
+only the allowed addresses back (or :class:`~shoal.errors.AddressRefused`), so
+a name is judged the same way whichever fetcher meets it, and nothing resolves
+it a second time between the check and the connection.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 
-__all__ = ["BLOCKED_NETWORKS", "AddressPolicy"]
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from shoal.errors import AddressRefused
+
+__all__ = ["BLOCKED_NETWORKS", "AddressPolicy", "PolicyResolver"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -100,3 +112,32 @@ class AddressPolicy:
         except ValueError:
             return False
         return True
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves names once (``inner``, the system resolver by default), then keeps the allowed addresses.
+
+    Raises :class:`~shoal.errors.AddressRefused` when the policy refuses every
+    address. An IP literal resolves to itself.
+    """
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self.inner = inner
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """The allowed addresses of ``host``; raises :class:`AddressRefused` when none is."""
+        if self.inner is None:
+            self.inner = DefaultResolver()
+        infos = await self.inner.resolve(host, port, family)
+        allowed = [i for i in infos if self.policy.allows(i["host"])]
+        if not allowed:
+            raise AddressRefused(host, [i["host"] for i in infos])
+        return allowed
+
+    async def close(self) -> None:
+        """Close the inner resolver."""
+        if self.inner is not None:
+            await self.inner.close()

@@ -3,7 +3,7 @@
 Redirects are not followed here (the worker follows them so that every hop is
 checked). What one call guarantees:
 
-- **Address policy.** DNS answers pass through :class:`PolicyResolver` before
+- **Address policy.** DNS answers pass through :class:`~shoal.fetch.address.PolicyResolver` before
   any connection; an IP literal in the URL (which aiohttp never resolves) is
   checked before the request; and every socket is checked against the policy
   just before it connects (aiohttp's ``socket_factory``), so no path reaches a
@@ -62,14 +62,13 @@ from shoal.errors import (
     URLError,
 )
 from shoal.exchange import FetchRequest, FetchResult
-from shoal.fetch.address import AddressPolicy
+from shoal.fetch.address import AddressPolicy, PolicyResolver
 from shoal.secrets import redact_headers, redact_text
 from shoal.urls import resolve
 
 __all__ = [
     "HostHeaders",
     "HttpFetcher",
-    "PolicyResolver",
     "StaticResolver",
     "split_userinfo",
 ]
@@ -86,31 +85,6 @@ class _PeerResponse(aiohttp.ClientResponse):
         if peer:
             self.peer_ip = str(peer[0])
         return await super().start(connection)
-
-
-class PolicyResolver(AbstractResolver):
-    """Resolves names, then keeps only the addresses the policy allows."""
-
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
-        self.policy = policy
-        self.inner = inner
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        """The allowed addresses of ``host``; raises :class:`AddressRefused` when none is."""
-        if self.inner is None:
-            self.inner = DefaultResolver()
-        infos = await self.inner.resolve(host, port, family)
-        allowed = [i for i in infos if self.policy.allows(i["host"])]
-        if not allowed:
-            raise AddressRefused(host, [i["host"] for i in infos])
-        return allowed
-
-    async def close(self) -> None:
-        """Close the inner resolver."""
-        if self.inner is not None:
-            await self.inner.close()
 
 
 class StaticResolver(AbstractResolver):

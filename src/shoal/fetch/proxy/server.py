@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import h11
 
+from shoal.errors import AddressRefused
+from shoal.fetch.address import PolicyResolver
 from shoal.fetch.proxy.channel import ProxyChannel
 from shoal.fetch.proxy.reach import Reach
 from shoal.fetch.proxy.records import Exchange, Headers, ProxyRecord, Refusal
@@ -80,6 +82,7 @@ class FilteringProxy:
         deny_hosts: frozenset[str] = frozenset(),
     ) -> None:
         self.reach = reach
+        self._resolver = PolicyResolver(reach.policy)
         reach.add_own_ports_source(lambda: self.ports)
         self.deny_hosts = frozenset(h.lower() for h in deny_hosts)
         self.host = host
@@ -185,6 +188,10 @@ class FilteringProxy:
                 with contextlib.suppress(Exception):
                     future.result(timeout=10)
         if loop is not None and thread is not None:
+            if loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(self._resolver.close(), loop)
+                with contextlib.suppress(Exception):
+                    closing.result(timeout=10)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
 
@@ -243,19 +250,18 @@ class FilteringProxy:
         bare = host.strip("[]")
         if bare.lower().rstrip(".") in self.deny_hosts:
             raise _Denied()
-        if self.reach.policy.is_ip_literal(bare):
-            addresses = [bare]
-        else:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await asyncio.wait_for(
-                    loop.getaddrinfo(bare, port, type=socket.SOCK_STREAM), self.connect_timeout
-                )
-            except (socket.gaierror, UnicodeError) as exc:
-                raise UpstreamError("dns", f"cannot resolve {bare}: {exc}") from None
-            except TimeoutError:
-                raise UpstreamError("dns", f"resolving {bare} timed out") from None
-            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        try:
+            # The same resolve-and-filter path as the HTTP fetcher's (shoal.fetch.address).
+            infos = await asyncio.wait_for(
+                self._resolver.resolve(bare, port, socket.AF_UNSPEC), self.connect_timeout
+            )
+        except AddressRefused as exc:
+            raise _Refused(tuple(exc.addresses), "address_policy") from None
+        except TimeoutError:
+            raise UpstreamError("dns", f"resolving {bare} timed out") from None
+        except (OSError, UnicodeError) as exc:
+            raise UpstreamError("dns", f"cannot resolve {bare}: {exc}") from None
+        addresses = list(dict.fromkeys(str(info["host"]) for info in infos))
         allowed: list[str] = []
         why = "address_policy"
         for address in addresses:
