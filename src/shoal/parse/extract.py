@@ -379,12 +379,14 @@ class Page:
 
     @cached_property
     def main_text(self) -> str | None:
-        """The main text of an HTML page (trafilatura, fast mode, on a copy of the shared tree), or None."""
+        """The main text of an HTML page (trafilatura, fast mode; on a copy of the lxml tree if built), or None."""
         if self.doc_type != "html" or not self.text:
             return None
-        from copy import deepcopy
+        if "selector" in self.__dict__:  # the lxml tree exists: a copy is cheaper than a parse
+            from copy import deepcopy
 
-        return main_text(deepcopy(self.selector.root), self.final_url)
+            return main_text(deepcopy(self.selector.root), self.final_url)
+        return main_text(self.text, self.final_url)
 
     @cached_property
     def declared_language(self) -> str | None:

@@ -58,13 +58,13 @@ def spec_folder(
 ) -> Path | None:
     """The folder relative paths of a spec resolve against: ``base``, else the spec file's folder.
 
-    None for a spec object given without ``base`` (relative paths then stay
-    relative to the working directory).
+    For a spec object: its own :attr:`~shoal.spec.Spec.base_dir` (None, the
+    working directory, for a spec that was not read from a file).
     """
     if base is not None:
         return Path(base).resolve()
     if isinstance(spec, Spec):
-        return None
+        return spec.base_dir
     return Path(spec).resolve().parent
 
 

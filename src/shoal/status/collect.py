@@ -142,7 +142,7 @@ def report_path(spec: Any) -> Path | None:
     out = ps.out.replace("{name}", spec.name)
     if "://" in out:  # tables in SQL: the report sits in the default folder
         out = f"shoal-data/{spec.name}/tables"
-    return Path(out) / REPORT_JSON
+    return Path(spec.resolve_path(out)) / REPORT_JSON  # relative to the spec's folder, as parse writes it
 
 
 def parse_quality(path: Path | None) -> dict[str, Any] | None:
