@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import shutil
 import threading
@@ -47,6 +48,7 @@ class JsSite:
 
     def __init__(self) -> None:
         self.log: list[str] = []
+        self.cookies: dict[str, str | None] = {}
         self.port = 0
         self._ready = threading.Event()
 
@@ -73,6 +75,7 @@ class JsSite:
 
         async def page(request: web.Request) -> web.Response:
             self.log.append(request.path)
+            self.cookies[request.path] = request.headers.get("Cookie")
             if request.path == "/robots.txt":
                 return web.Response(text="User-agent: *\nAllow: /\n")
             if request.path == "/":
@@ -108,7 +111,7 @@ def js_site() -> Iterator[JsSite]:
 def test_browser_rules_follow_rendered_links_and_archive_the_dom(
     js_site: JsSite, tmp_path: Path
 ) -> None:
-    """A JS-built list page is rendered, its links (absent from the raw HTML) are followed, and the DOMs are archived."""
+    """A JS-built list page is rendered, its links followed, the DOMs archived, [scope.headers] sent and redacted."""
     base = f"http://127.0.0.1:{js_site.port}"
     text = f"""
 [crawl]
@@ -132,6 +135,9 @@ wait_for = ".comment"
 
 [scope]
 allow_private = true
+
+[scope.headers."127.0.0.1:{js_site.port}"]
+Cookie = "board=s3cret-session"
 
 [politeness]
 delay = 0.05
@@ -177,3 +183,11 @@ browsers = 1
         "댓글 2" not in responses[f"{base}/post/2"].body.decode("utf-8").split("<script>")[0]
     )  # ... not in the raw page
     assert post.warc_headers.get("WARC-Refers-To") == responses[f"{base}/post/2"].record_id
+    # [scope.headers] reached every browser-rendered page of their host, and no WARC record keeps the secret.
+    for path in ("/", "/post/1", "/post/2", "/post/3"):
+        assert js_site.cookies[path] == "board=s3cret-session", path
+    raw = b"".join(
+        gzip.decompress(f.read_bytes()) for f in Path(spec.archive_dir()).glob("*.warc.gz")
+    )
+    assert b"WARC-Type: request" in raw and b"\r\nCookie: " in raw
+    assert b"s3cret-session" not in raw
