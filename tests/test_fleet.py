@@ -287,8 +287,8 @@ def test_local_fleet_in_namespaces_crawls_exactly_once_from_four_addresses(tmp_p
         missing("network namespaces", "run the tests as root with iproute2 installed")
     before = set(_our_namespaces())
     LocalProvider("probe", tmp_path / "probe").ensure_bridge()
-    site = GraphSite(n=48, hosts=(BRIDGE_IP,), padding=200).start()
-    delay = 0.2
+    site = GraphSite(n=24, hosts=(BRIDGE_IP,), padding=200).start()
+    delay = 0.5
     spec = tmp_path / "local.toml"
     spec.write_text(
         f'[crawl]\nname = "localfleet"\nseeds = ["{site.url()}"]\n'
@@ -316,18 +316,19 @@ def test_local_fleet_in_namespaces_crawls_exactly_once_from_four_addresses(tmp_p
         assert st.returncode == 0, st.stderr
         rows = json.loads(st.stdout)["instances"]
         assert len(rows) == 4 and all(len(r["workers"]) == 1 for r in rows)
-        assert sum(w["pages_done"] for r in rows for w in r["workers"]) == 48
+        assert sum(w["pages_done"] for r in rows for w in r["workers"]) == 24
     finally:
         down = shoal("fleet", "down", str(spec), cwd=tmp_path)
         site.stop()
     assert down.returncode == 0, down.stderr
     pages = Counter(path for _, _, path in site.hits if path.startswith("/p/"))
-    assert pages == Counter({f"/p/{i}": 1 for i in range(48)})  # exactly once
+    assert pages == Counter({f"/p/{i}": 1 for i in range(24)})  # exactly once
     clients = set(site.peers)
     assert len(clients) == 4 and all(c.startswith("198.18.") and c != BRIDGE_IP for c in clients)
     times = sorted(t for t, _, _ in site.hits)
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= delay * 0.9  # fleet-wide politeness on the one host
+    # Fleet-wide politeness on the one host; 10 % allows for a cold worker's first connection.
+    assert min(gaps) >= delay * 0.9
     assert set(_our_namespaces()) == before  # namespaces removed
     link = subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True, check=False)
     assert link.returncode != 0 or before  # the bridge is gone unless other fleets use it
