@@ -606,6 +606,10 @@ def test_resubmitting_needs_replace_for_a_changed_spec_and_has_nothing_to_do_whe
             assert f.get_crawl("fresh").state == "finished"
         finally:
             f.close()
+        spec_path.write_text(once.replace("jitter = 0\n", "jitter = 0.1\n"))
+        rerun = shoal("crawl", str(spec_path), "--no-progress")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert "politeness.jitter: 0 -> 0.1" in rerun.stderr  # said, then used
         spec_path.write_text(once.replace("delay = 0\n", "delay = 0.5\n"))
         refused = shoal("submit", str(spec_path), "--db", db)
         assert refused.returncode == 2

@@ -216,6 +216,7 @@ def _crawl(
     url = db or spec.frontier_url()
     frontier = SqlFrontier(url, create=True)
     try:
+        _say_changes(frontier, spec, spec_text)
         crawl = start_crawl(frontier, spec, spec_text)
         summary = _run_worker(spec, frontier, crawl, progress, every)
     finally:
@@ -365,6 +366,17 @@ def work(
     _print_summary(summary)
     if not summary["finished"] and not _stays_open(spec):
         raise typer.Exit(130)
+
+
+def _say_changes(frontier: Any, spec: Spec, spec_text: str) -> None:
+    """Before a crawl resumes with an edited spec, say what changed (it is stored and used)."""
+    from shoal.resubmit import compare
+
+    changes = compare(frontier, spec, spec_text).changes
+    if changes:
+        console.print(escape(f"the spec of crawl {spec.name!r} changed since its last run:"))
+        for line in changes:
+            console.print("  " + escape(line))
 
 
 def _stays_open(spec: Spec) -> bool:
