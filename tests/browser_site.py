@@ -122,9 +122,12 @@ function tryOne(url, init) {
 }
 const jobs = [];
 for (const port of (q.get('ports') || '').split(',').filter(Boolean)) {
+  // Every spelling of this machine: loopback v4 and v6, a name, and 0.0.0.0 (Linux connects it locally).
+  for (const host of ['127.0.0.1', '[::1]', 'localhost', '0.0.0.0', '127.1']) {
+    jobs.push(tryOne('http://' + host + ':' + port + '/session', {method: 'POST', mode: 'no-cors',
+                     headers: {'Content-Type': 'text/plain'}, body: body}));
+  }
   const base = 'http://127.0.0.1:' + port;
-  jobs.push(tryOne(base + '/session', {method: 'POST', mode: 'no-cors',
-                                        headers: {'Content-Type': 'text/plain'}, body: body}));
   jobs.push(tryOne(base + '/json/version', {mode: 'no-cors'}));
   jobs.push(new Promise(function (done) {
     try {

@@ -126,9 +126,10 @@ def test_page_cannot_start_a_chromedriver_session(
     assert any(p.startswith("/report?") for p in site.log)  # the attack ran to its end
     _settle(runner)
     assert not marker.exists()
-    refused = {(x.port, x.why) for x in fetcher.refused}
+    refused = {(x.host, x.port, x.why) for x in fetcher.refused}
     for port in own:
-        assert (port, "own_socket") in refused, (port, refused)
+        for host in ("127.0.0.1", "::1", "localhost", "0.0.0.0"):
+            assert (host, port, "own_socket") in refused, (host, port, refused)
     # Nothing from the page reached chromedriver: no request of it was forwarded anywhere.
     forwarded = [e for e in fetcher.exchanges if e.error is None and e.status]
     assert not any(f":{p}/" in e.url for e in forwarded for p in own), forwarded

@@ -191,3 +191,52 @@ def test_the_proxy_own_port_is_refused(channel: ProxyChannel) -> None:
         f"GET http://127.0.0.1:{channel.port}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode(),
     )
     assert answer.startswith(b"HTTP/1.1 403") and b"X-Shoal-Refused: own_socket" in answer
+
+
+def test_scope_entries_name_exact_endpoints() -> None:
+    """Seeds name their host:port, bare names 80 and 443, wildcards their suffix, '*' nothing."""
+    reach = Reach(
+        AddressPolicy(allow_private=True),
+        [
+            "http://127.0.0.1:8000/start",
+            "https://intranet.test/",
+            "wiki.test",
+            "*.corp.test:8080",
+            "*",
+            "[::1]:9000",
+        ],
+    )
+    assert reach.endpoints == {
+        ("127.0.0.1", 8000),
+        ("intranet.test", 443),
+        ("wiki.test", 80),
+        ("wiki.test", 443),
+        ("::1", 9000),
+    }
+    assert reach.allows("127.0.0.1", 8000, "127.0.0.1")
+    assert not reach.allows("127.0.0.1", 8001, "127.0.0.1")
+    assert not reach.allows("localhost", 8000, "127.0.0.1")  # the host as the page wrote it
+    assert reach.allows("a.corp.test", 8080, "10.0.0.5")
+    assert not reach.allows("a.corp.test", 80, "10.0.0.5")
+    assert reach.allows("[::1]", 9000, "::1")
+    assert reach.why_not("evil.test", 6379, "127.0.0.1") == "out_of_scope"
+    assert reach.allows("example.org", 6379, "93.184.216.34")  # public: any port
+
+
+def test_own_ports_are_refused_whatever_the_scope_says() -> None:
+    """A port of shoal's own is refused on loopback and 0.0.0.0 even when the scope names it."""
+    reach = Reach(AddressPolicy(allow_private=True), ["127.0.0.1:9515"])
+    assert reach.allows("127.0.0.1", 9515, "127.0.0.1")
+    reach.add_own_port(9515)
+    assert reach.why_not("127.0.0.1", 9515, "127.0.0.1") == "own_socket"
+    assert reach.why_not("0.0.0.0", 9515, "0.0.0.0") == "own_socket"
+    assert reach.why_not("x", 9515, "::ffff:127.0.0.1") == "own_socket"
+    reach.remove_own_port(9515)
+    assert reach.allows("127.0.0.1", 9515, "127.0.0.1")
+
+
+def test_policy_refusal_comes_first() -> None:
+    """An address the policy refuses is refused as address_policy even when the scope names it."""
+    reach = Reach(AddressPolicy(allow_cidrs=["127.0.0.1/32"]), ["127.0.0.2:80"])
+    assert reach.why_not("127.0.0.2", 80, "127.0.0.2") == "address_policy"
+    assert reach.why_not("metadata", 80, "169.254.169.254") == "address_policy"
