@@ -5,13 +5,14 @@ spec, the tables, where the archive is, the images OCR may read); it is sent
 to each worker process once, when the process starts. A worker builds one
 :class:`ChunkParser` from it and parses the chunks it is handed into
 :class:`TablePart` results, which the parent merges. With N processes the
-parent is one of them (it parses while the N-1 spawned workers start). No
+parent is one of them (it parses while the N-1 workers start). No
 state lives in module globals: a worker's parser is a local of its main function.
 
-Worker processes are started with ``spawn``, never ``fork``: the parent may
-run threads (a demo server, database pools) that fork would copy mid-state.
-A worker that dies (killed, out of memory) fails the run with
-:class:`~shoal.parse.config.ParseError` instead of hanging it.
+Worker processes are forked on Linux when the parent runs no other thread
+(they start at once), else spawned: fork would copy another thread's locks
+mid-state (a demo server, database pools). A worker that dies (killed, out of
+memory) fails the run with :class:`~shoal.parse.config.ParseError` instead of
+hanging it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import multiprocessing
 import os
 import queue
 import re
+import sys
+import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -308,9 +311,11 @@ def run_chunks(
     progress: bool,
     console: Console | None,
 ) -> dict[str, TablePart]:
-    """Parse every chunk (in ``processes`` worker processes when more than one) and merge per table."""
+    """Parse every chunk (in ``processes`` processes when more than one) and merge per table."""
     total = sum(len(c) for c in chunks)
     result: dict[str, TablePart] = {t: TablePart() for t in ctx.tables}
+    # Workers start before the progress bar, whose refresh thread would rule out fork.
+    workers = _Workers(ctx, processes - 1) if processes > 1 and len(chunks) > 1 else None
     bar = Progress(
         TextColumn("parsing"),
         BarColumn(),
@@ -321,83 +326,99 @@ def run_chunks(
         transient=False,
         disable=not progress,
     )
-    with bar:
-        task = bar.add_task("parse", total=total)
+    try:
+        with bar:
+            task = bar.add_task("parse", total=total)
 
-        def done(parts: dict[str, TablePart], n: int) -> None:
-            for name, part in parts.items():
-                result[name].merge(part)
-            bar.advance(task, n)
+            def done(parts: dict[str, TablePart], n: int) -> None:
+                for name, part in parts.items():
+                    result[name].merge(part)
+                bar.advance(task, n)
 
-        if processes <= 1 or len(chunks) <= 1:
-            parser = ChunkParser(ctx)
-            for chunk in chunks:
-                done(parser.parse(chunk), len(chunk))
-        else:
-            _run_processes(ctx, chunks, processes, done)
+            if workers is None:
+                parser = ChunkParser(ctx)
+                for chunk in chunks:
+                    done(parser.parse(chunk), len(chunk))
+            else:
+                workers.run(chunks, done)
+    finally:
+        if workers is not None:
+            workers.close()
     return result
 
 
-def _run_processes(
-    ctx: ParseContext,
-    chunks: list[list[Capture]],
-    processes: int,
-    done: Callable[[dict[str, TablePart], int], None],
-) -> None:
-    """Parse ``chunks`` in this process and ``processes - 1`` spawned workers, merging as they finish.
+class _Workers:
+    """``n`` worker processes beside this one, fed through two queues.
 
-    The parent parses too: it is warm while a spawned worker still imports, so
-    a small archive does not wait for start-ups and a large one uses every process.
-    Each worker has at most two chunks queued; the parent takes the rest in order.
+    Started with ``fork`` on Linux when this process runs no other thread
+    (nothing to import again: a worker starts at once), else with ``spawn``:
+    fork would copy another thread's locks mid-state (a demo server, a
+    database pool).
     """
-    mp = multiprocessing.get_context("spawn")
-    tasks = mp.Queue()
-    results = mp.Queue()
-    with _single_threaded_children():
-        workers = [
-            mp.Process(target=_worker_main, args=(ctx, tasks, results), daemon=True)
-            for _ in range(processes - 1)
-        ]
-        for w in workers:
-            w.start()
-    parser = ChunkParser(ctx)
-    try:
+
+    def __init__(self, ctx: ParseContext, n: int) -> None:
+        self.ctx = ctx
+        single = sys.platform == "linux" and threading.active_count() == 1
+        mp = multiprocessing.get_context("fork") if single else multiprocessing.get_context("spawn")
+        self.tasks = mp.Queue()
+        self.results = mp.Queue()
+        with _single_threaded_children():
+            self.procs = [
+                mp.Process(target=_worker_main, args=(ctx, self.tasks, self.results), daemon=True)
+                for _ in range(n)
+            ]
+            for w in self.procs:
+                w.start()
+
+    def run(
+        self, chunks: list[list[Capture]], done: Callable[[dict[str, TablePart], int], None]
+    ) -> None:
+        """Parse ``chunks`` here and in the workers, merging as they finish.
+
+        This process parses too: it is warm while a spawned worker still
+        imports, so a small archive does not wait for start-ups and a large one
+        uses every process. Each worker has at most two chunks queued; this
+        process takes the rest in order.
+        """
+        parser = ChunkParser(self.ctx)
         sent = 0
         in_flight = 0
-        for _ in range(min(len(chunks), len(workers) * 2)):
-            tasks.put((sent, chunks[sent]))
+        for _ in range(min(len(chunks), len(self.procs) * 2)):
+            self.tasks.put((sent, chunks[sent]))
             sent += 1
             in_flight += 1
         while in_flight or sent < len(chunks):
             while in_flight:
                 try:
-                    got = results.get(timeout=0 if sent < len(chunks) else 1.0)
+                    got = self.results.get(timeout=0 if sent < len(chunks) else 1.0)
                 except queue.Empty:
                     if sent >= len(chunks):
-                        _check_alive(workers)
+                        _check_alive(self.procs)
                     break
                 in_flight -= 1
                 _merge(got, chunks, done)
                 if sent < len(chunks):
-                    tasks.put((sent, chunks[sent]))
+                    self.tasks.put((sent, chunks[sent]))
                     sent += 1
                     in_flight += 1
             if sent < len(chunks):
                 chunk = chunks[sent]
                 sent += 1
                 done(parser.parse(chunk), len(chunk))
-    finally:
-        for _ in workers:
-            tasks.put(None)
-        for w in workers:
+
+    def close(self) -> None:
+        """Tell every worker to stop, wait for it (terminate after 10 s), close the queues."""
+        for _ in self.procs:
+            self.tasks.put(None)
+        for w in self.procs:
             w.join(timeout=10)
             if w.is_alive():
                 w.terminate()
                 w.join()
-        tasks.close()
-        results.close()
-        tasks.cancel_join_thread()
-        results.cancel_join_thread()
+        self.tasks.close()
+        self.results.close()
+        self.tasks.cancel_join_thread()
+        self.results.cancel_join_thread()
 
 
 def _merge(
@@ -422,8 +443,8 @@ def _check_alive(workers: list[Any]) -> None:
     dead = [w for w in workers if not w.is_alive()]
     if dead:
         raise ParseError(
-            f"a parse worker process died (exit code {dead[0].exitcode}). Worker processes are "
-            "started with 'spawn': a script that calls run_parse must do so under "
+            f"a parse worker process died (exit code {dead[0].exitcode}). When the caller runs threads "
+            "workers are started with 'spawn': a script that calls run_parse must then do so under "
             '`if __name__ == "__main__":`, or pass processes=1'
         )
 
