@@ -385,3 +385,32 @@ def test_rendered_frames_are_grafted_into_their_iframes() -> None:
     )
     res = TableExtractor("t", spec).extract(page)
     assert res.error is None and res.rows == [{"body": "본문 7", "ad": "ad"}]
+
+
+def test_a_worker_process_that_dies_fails_the_parse_instead_of_hanging(
+    feeds: Crawled, tmp_path: Path
+) -> None:
+    """A parse worker killed mid-run (here: a field function exits in worker processes) raises ParseError."""
+    from shoal.parse import ParseError
+
+    folder = tmp_path / "p"
+    parse = """
+[parse]
+out = "tables"
+to = "jsonl"
+max_empty = 1.0
+[parse.tables.doomed]
+from = ["board", "liar", "rss", "atom", "api"]
+content_types = ["html", "xml", "json"]
+builtins = ["url"]
+fields.x = { function = "h5_doom_fields:boom" }
+"""
+    spec = _spec(feeds, folder, parse)
+    (folder / "h5_doom_fields.py").write_text(
+        "import multiprocessing, os\n\n\ndef boom(page):\n"
+        "    if multiprocessing.parent_process() is not None:\n        os._exit(3)\n"
+        "    return 'x'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ParseError, match="worker process died"):
+        run_parse(spec, processes=2, progress=False)
