@@ -106,7 +106,7 @@ class ParseResult:
 
     @property
     def ok(self) -> bool:
-        """No required field missing beyond its threshold."""
+        """Every table passed its quality gate (see :mod:`shoal.parse.quality`)."""
         return self.report.ok
 
     @property
