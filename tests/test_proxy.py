@@ -240,3 +240,15 @@ def test_policy_refusal_comes_first() -> None:
     reach = Reach(AddressPolicy(allow_cidrs=["127.0.0.1/32"]), ["127.0.0.2:80"])
     assert reach.why_not("127.0.0.2", 80, "127.0.0.2") == "address_policy"
     assert reach.why_not("metadata", 80, "169.254.169.254") == "address_policy"
+
+
+def test_this_machine_public_address_is_private_to_pages() -> None:
+    """A public address on one of this machine's interfaces is reachable only at the scope's ports."""
+    reach = Reach(
+        AddressPolicy(),
+        ["http://93.184.216.34:8080/"],
+        local_addresses=["127.0.0.1", "93.184.216.34"],
+    )
+    assert reach.why_not("93.184.216.34", 6379, "93.184.216.34") == "out_of_scope"
+    assert reach.allows("93.184.216.34", 8080, "93.184.216.34")
+    assert reach.allows("example.org", 6379, "93.184.216.35")  # another public host: any port

@@ -11,9 +11,12 @@ host name as the page asked for it and each address it resolved to:
    :meth:`Reach.own_ports` (chromedriver, DevTools, the proxy's own channels)
    on a local address (loopback, unspecified, or an address of one of this
    machine's interfaces) is refused.
-3. A globally routable address is allowed at any port.
+3. A globally routable address is allowed at any port, unless it is this
+   machine's own (a public address on one of its interfaces): the crawler's
+   host is never a public site to its pages.
 4. A private or loopback address that the policy allows (``allow_private``,
-   ``allow_cidrs``) is allowed only at the host:port pairs the crawl's scope
+   ``allow_cidrs``), and any address of this machine, is allowed only at the
+   host:port pairs the crawl's scope
    names: each seed's host and port, and each ``allowed_hosts`` entry
    (``name:port`` for that port; ``name`` or ``*.suffix`` without a port for
    80 and 443 only; ``*`` names no private endpoint). The host is compared as
@@ -95,13 +98,20 @@ def _unwrap(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
 class Reach:
     """The address policy, narrowed to the crawl's scope on private addresses, minus shoal's sockets.
 
-    ``scope`` holds seed URLs and ``allowed_hosts`` entries. Ports of shoal's own
+    ``scope`` holds seed URLs and ``allowed_hosts`` entries. ``local_addresses``
+    are this machine's addresses (read from its interfaces when None). Ports of shoal's own
     sockets come from :meth:`add_own_port` and from the callables given to
     :meth:`add_own_ports_source` (asked at every check of a local address).
     Thread-safe.
     """
 
-    def __init__(self, policy: AddressPolicy, scope: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        scope: Iterable[str] = (),
+        *,
+        local_addresses: Iterable[str] | None = None,
+    ) -> None:
         self.policy = policy
         self._public = AddressPolicy()
         self._exact: set[tuple[str, int]] = set()
@@ -120,6 +130,10 @@ class Reach:
         self._own: dict[int, int] = {}
         self._sources: list[Callable[[], Iterable[int]]] = []
         self._local: frozenset[str] | None = None
+        if local_addresses is not None:
+            self._local = frozenset(
+                str(ip) for ip in (_unwrap(a) for a in local_addresses) if ip is not None
+            )
 
     @property
     def endpoints(self) -> frozenset[tuple[str, int]]:
@@ -193,9 +207,10 @@ class Reach:
         """
         if not self.policy.allows(address):
             return "address_policy"
-        if self.is_local(address) and port in self.own_ports():
+        local = self.is_local(address)
+        if local and port in self.own_ports():
             return "own_socket"
-        if self._public.allows(address):
+        if self._public.allows(address) and not local:
             return None
         if self.in_scope(host, port):
             return None
