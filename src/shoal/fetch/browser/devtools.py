@@ -138,6 +138,7 @@ def devtools_record(
 
 
 def host_port(url: str) -> tuple[str, int]:
+    """(host in lower case, port with the scheme's default) of ``url``."""
     parts = urlsplit(url)
     try:
         port = parts.port
@@ -148,6 +149,7 @@ def host_port(url: str) -> tuple[str, int]:
 
 
 def split_headers(headers: dict[str, Any]) -> list[tuple[str, str]]:
+    """DevTools' header dict as (name, value) pairs, one per line of a folded value."""
     out: list[tuple[str, str]] = []
     for name, value in headers.items():
         for line in str(value).split("\n"):
@@ -172,6 +174,7 @@ def devtools_headers(
 
 
 def message(exc: WebDriverException) -> str:
+    """The first line of a WebDriver error, at most 300 characters."""
     text = (exc.msg or type(exc).__name__).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
@@ -193,6 +196,7 @@ DEAD_MARKERS = (
 
 
 def is_dead(exc: WebDriverException) -> bool:
+    """Whether the error means the browser or chromedriver is gone (retry on a fresh browser)."""
     if isinstance(
         exc, (InvalidSessionIdException, NoSuchWindowException, SessionNotCreatedException)
     ):

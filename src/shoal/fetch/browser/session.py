@@ -80,6 +80,7 @@ class _RefuseAll(AddressPolicy):
     """A policy allowing no address at all (the doctor's probe needs no network)."""
 
     def allows(self, ip: object) -> bool:
+        """Never."""
         return False
 
 
@@ -136,6 +137,7 @@ class BrowserSession:
     """chromedriver's, DevTools' and any other listening port of this browser's processes."""
 
     def alive(self) -> bool:
+        """Whether the guard (and so chromedriver) still runs and stop() was not called."""
         return not self.stopped and self.guard.poll() is None
 
     def pids(self) -> list[int]:
@@ -147,6 +149,7 @@ class BrowserSession:
             return []
 
     def cdp(self, cmd: str, params: dict[str, Any] | None = None) -> Any:
+        """Run a Chrome DevTools Protocol command through chromedriver; its result."""
         return self.driver.execute("executeCdpCommand", {"cmd": cmd, "params": params or {}})[
             "value"
         ]

@@ -121,6 +121,7 @@ def bracket(host: str) -> str:
 
 
 def header(headers: Headers, name: str) -> str | None:
+    """The first header called ``name`` (case-insensitive), else None."""
     lname = name.lower()
     for k, v in headers:
         if k.lower() == lname:
@@ -129,6 +130,7 @@ def header(headers: Headers, name: str) -> str | None:
 
 
 def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool) -> Headers:
+    """The headers without hop-by-hop ones and those ``Connection`` names."""
     named = {
         token.strip().lower()
         for k, v in headers
@@ -140,11 +142,13 @@ def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool) -> Headers:
 
 
 def is_websocket_upgrade(headers: Headers) -> bool:
+    """Whether the request asks for a WebSocket upgrade."""
     upgrade = (header(headers, "upgrade") or "").lower()
     return "websocket" in upgrade
 
 
 def head_bytes(first_line: str, headers: Headers) -> bytes:
+    """A message head: the first line, the headers, the empty line (latin-1)."""
     lines = [first_line, *(f"{k}: {v}" for k, v in headers), "", ""]
     return "\r\n".join(lines).encode("latin-1", "replace")
 
@@ -159,6 +163,7 @@ async def reply(
     why: str = "address_policy",
     error: str | None = None,
 ) -> None:
+    """Answer the browser with the proxy's own short text response."""
     body = f"shoal proxy: {text}\n".encode()
     headers = [
         ("Content-Type", "text/plain; charset=utf-8"),
