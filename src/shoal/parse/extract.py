@@ -70,6 +70,8 @@ def normalize_text(text: str) -> str:
     """Runs of whitespace collapsed to one space, lines stripped, blank lines dropped."""
     if "\u200b" in text:
         text = text.replace("\u200b", " ")
+    if "\n" not in text:  # one line (a name, a link, a cell): the common case
+        return " ".join(text.split())
     out = []
     for line in text.split("\n"):
         if line and not line.isspace():  # isspace() and split() share one definition of space
