@@ -144,12 +144,14 @@ def test_page_cannot_start_a_chromedriver_session(
 
 def test_the_attack_payload_is_real_without_the_proxy(site: SiteServer, tmp_path: Path) -> None:
     """Control: the same text/plain POST, sent straight to a bare chromedriver, does run the command."""
-    from shoal.fetch.browser.launch import free_port, port_open
+    from shoal.fetch.browser.launch import find_chromedriver, free_port, port_open
 
+    chromedriver = find_chromedriver()
+    assert chromedriver is not None
     marker = tmp_path / "control-marker"
     port = free_port()
     driver = subprocess.Popen(
-        ["chromedriver", f"--port={port}"],
+        [chromedriver, f"--port={port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

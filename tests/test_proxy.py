@@ -252,3 +252,25 @@ def test_this_machine_public_address_is_private_to_pages() -> None:
     assert reach.why_not("93.184.216.34", 6379, "93.184.216.34") == "out_of_scope"
     assert reach.allows("93.184.216.34", 8080, "93.184.216.34")
     assert reach.allows("example.org", 6379, "93.184.216.35")  # another public host: any port
+
+
+def test_a_port_sweep_learns_nothing(channel: ProxyChannel) -> None:
+    """Out-of-scope loopback ports answer alike whether something listens there or not."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    open_port = listener.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    try:
+        answers = [
+            _ask(
+                channel, f"GET http://127.0.0.1:{p}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            ).replace(str(p).encode(), b"PORT")
+            for p in (open_port, closed_port)
+        ]
+    finally:
+        listener.close()
+    assert answers[0] == answers[1] and answers[0].startswith(b"HTTP/1.1 403")
