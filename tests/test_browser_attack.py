@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -289,3 +290,36 @@ def test_scope_headers_on_an_https_browser_page_are_refused_not_dropped(
         render(runner, fetcher, "https://127.0.0.1:9/", headers=(("Cookie", "a=b"),))
     assert info.value.error_class == ErrorClass.PERMANENT
     assert "render" in str(info.value) and "Cookie" in str(info.value)
+
+
+def test_chromedriver_listens_on_loopback_only_behind_a_secret_prefix(
+    runner: asyncio.Runner, fetcher: BrowserFetcher, site: SiteServer
+) -> None:
+    """chromedriver binds 127.0.0.1/::1 only, and a command without its random URL prefix starts nothing."""
+    assert render(runner, fetcher, site.url("/plain?driver")).status == 200
+    (port,) = fetcher.driver_ports()
+    owner = next(
+        c.pid
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+    )
+    assert psutil.Process(owner).name() == "chromedriver"
+    listening = {
+        c.laddr.ip
+        for c in psutil.Process(owner).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listening and listening <= {"127.0.0.1", "::1"}, listening
+    args = psutil.Process(owner).cmdline()
+    assert not any(a.startswith(("--allowed-ips", "--allowed-origins")) for a in args)
+    assert any(a.startswith("--url-base=/") and len(a) > len("--url-base=/") + 16 for a in args)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/session",
+        data=b'{"capabilities": {}}',
+        headers={"Content-Type": "text/plain"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    assert b"unhandled request" in info.value.read()
+    info.value.close()
