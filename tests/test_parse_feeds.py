@@ -414,3 +414,65 @@ fields.x = { function = "h5_doom_fields:boom" }
     )
     with pytest.raises(ParseError, match="worker process died"):
         run_parse(spec, processes=2, progress=False)
+
+
+def test_lexbor_and_lxml_give_the_same_text_on_the_demo_pages() -> None:
+    """The all-CSS path (lexbor) and the parsel path (lxml) extract identical text from every demo page element."""
+    from parsel import Selector
+    from selectolax.lexbor import LexborHTMLParser
+
+    from shoal.demo import site
+    from shoal.parse.extract import element_text, lexbor_text
+
+    posts = [site._blog_post(no) for no in range(1, 21)]
+    pages = [site.render_blog_post(p) for p in posts if p is not None]
+    pages += [site.render_board_post(site.board_post(no)) for no in range(1, 11)]
+    pages += [site.render_home(), site.render_blog_list(1), site.render_board_list(1)]
+    pages.append(
+        "<div><b>서울</b>시 <table><tr><td>a</td><td>b</td></tr></table>"
+        "<script>x()</script>\u200bend<br>next<!-- note --></div>"
+    )
+    compared = 0
+    for html in pages:
+        lx, lb = Selector(text=html, type="html"), LexborHTMLParser(html)
+        for css in ("title", "h1", "article", "main", "div", "p", "li", "td", "body", "a"):
+            a, b = lx.css(css), lb.css(css)
+            assert len(a) == len(b), css
+            for x, y in zip(a, b, strict=True):
+                assert element_text(x.root) == lexbor_text(y), (css, html[:80])
+                compared += 1
+    assert compared > 500
+
+
+def test_selectors_lexbor_cannot_run_go_through_parsel() -> None:
+    """A field using cssselect's :contains() or parsel's ::text still works: the table reads the page with parsel."""
+    from shoal.parse import Page
+    from shoal.parse.config import TableSpec
+    from shoal.parse.extract import TableExtractor, lexbor_can
+
+    assert lexbor_can("ul.tags li.tag") and not lexbor_can('li:contains("b")')
+    assert not lexbor_can("p::text")
+    page = Page(
+        url="http://x.test/",
+        final_url="http://x.test/",
+        fetched_at=None,
+        http_status=200,
+        content_type="text/html",
+        headers=[],
+        body=b"",
+        text="<ul><li>a</li><li>b c</li></ul><p> hi </p>",
+        encoding="utf-8",
+    )
+    spec = TableSpec.model_validate(
+        {
+            "from": "detail",
+            "builtins": [],
+            "fields": {"b": 'li:contains("b")', "p": {"css": "p::text"}, "all": "li"},
+        }
+    )
+    ex = TableExtractor("t", spec)
+    assert not ex.fast
+    res = ex.extract(page)
+    assert res.error is None and res.rows == [{"b": "b c", "p": "hi", "all": "a"}]
+    plain = TableExtractor("u", TableSpec.model_validate({"from": "detail", "fields": {"x": "li"}}))
+    assert plain.fast

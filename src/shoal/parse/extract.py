@@ -52,6 +52,8 @@ __all__ = [
     "detect_language",
     "element_text",
     "is_missing",
+    "lexbor_can",
+    "lexbor_text",
     "main_text",
     "normalize_text",
 ]
@@ -137,6 +139,20 @@ def _lexbor_walk(node: LexborNode, parts: list[str]) -> None:
         child = child.next
     if sep:
         parts.append(sep)
+
+
+_PROBE = LexborHTMLParser("<p></p>")
+
+
+def lexbor_can(css: str) -> bool:
+    """Whether lexbor (selectolax) runs this CSS selector (parsel/cssselect extensions it does not)."""
+    if "::" in css or ":contains(" in css:
+        return False
+    try:
+        _PROBE.css(css)
+    except Exception:  # selectolax raises SelectolaxError (a ValueError subclass in some versions)
+        return False
+    return True
 
 
 def is_missing(value: Any) -> bool:
@@ -535,12 +551,16 @@ class TableExtractor:
         self.namespaces = dict(spec.namespaces) or None
         self.fast = (
             spec.function is None
-            and all(f.css is not None and "::" not in f.css for f in spec.fields.values())
+            and all(f.css is not None and lexbor_can(f.css) for f in spec.fields.values())
             and spec.rows_xpath is None
             and spec.rows_jmespath is None
-            and "::" not in (spec.rows or "")
+            and (spec.rows is None or lexbor_can(spec.rows))
         )
-        """Every selector is plain CSS: HTML pages are read with lexbor alone (no lxml tree)."""
+        """Every selector is CSS that lexbor runs: HTML pages are read with lexbor alone (no lxml tree).
+
+        cssselect's ``:contains()`` and parsel's ``::text``/``::attr()`` are not
+        lexbor's: a table using them reads pages through parsel, as do XPath,
+        JMESPath and function tables."""
         self.required = spec.required_fields()
         self.ocr_stats: Counter[str] = Counter()
 
@@ -678,10 +698,10 @@ class TableExtractor:
             return None
         texts: list[str] = []
         found = False
-        if page.doc_type == "html" and "::" not in self.spec.ocr:
+        if page.doc_type == "html" and lexbor_can(self.spec.ocr):
             nodes = page.lexbor.css(self.spec.ocr)
             sources = [n.attributes.get("src") or "" for n in nodes if "src" in n.attributes]
-        else:
+        else:  # XML, or a selector only parsel runs
             sources = page.css(self.spec.ocr).xpath("@src").getall()
         for src in sources:
             url = page.absolute(src)
