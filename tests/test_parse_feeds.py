@@ -192,6 +192,7 @@ fields.subject = { css = "td.subject", required = true }
     assert proc.returncode == QUALITY_EXIT_CODE, proc.stdout + proc.stderr
     urls = [f"{feeds.base_url}/board1.html", f"{feeds.base_url}/board2.html"]
     assert "board: 0 rows (2 page(s) read; 2 gave no row)" in proc.stdout
+    assert all(f"    {u}" in proc.stdout for u in urls)  # the URLs are printed under the failure
     report = json.loads((tmp_path / "tables" / "quality.json").read_text(encoding="utf-8"))
     assert report["ok"] is False
     assert report["tables"]["board"]["empty_urls"] == urls

@@ -126,12 +126,16 @@ class ParseResult:
         ]
         width = max((len(n) for n in self.rows), default=0)
         for name, n in self.rows.items():
-            lines.append(f"  {name:<{width}}  {n:>7} rows  → {self.outputs[name]}")
+            t = self.report.tables.get(name)
+            fed = f" from {t.pages} pages ({t.pages_empty} gave none)" if t is not None else ""
+            lines.append(f"  {name:<{width}}  {n:>7} rows{fed}  → {self.outputs[name]}")
         lines.append(
             f"  quality report → {self.report_path} (and {self.html_path.name}); `shoal report` shows it"
         )
         lines.append(self.report.headline())
-        lines.extend(f"  FAILED {line}" for line in self.failures)
+        for line, urls in self.report.problems():
+            lines.append(f"  FAILED {line}")
+            lines.extend(f"    {u}" for u in urls[:10])
         return lines
 
 
