@@ -154,6 +154,10 @@ def fresh_database(backend: str, folder: Path) -> Iterator[str]:
 # ---------------------------------------------------------------------------
 
 
+DROP_INDEXES: list[str] = []
+"""Indexes dropped after seeding (``--drop-index``): what each one costs the write path."""
+
+
 def seed(url: str, crawl: str, n: int, analyze: bool) -> int:
     """Create the crawl and add ``n`` URLs over :data:`HOSTS` hosts; returns the crawl id.
 
@@ -177,6 +181,12 @@ def seed(url: str, crawl: str, n: int, analyze: bool) -> int:
                 batch = []
         if batch:
             f.add_urls(cid, batch, 0)
+        for name in DROP_INDEXES:
+            with f.engine.connect() as conn:
+                conn.execute(
+                    text(f"DROP INDEX {name}" + (" ON urls" if f.dialect == "mysql" else ""))
+                )
+                conn.commit()
         if analyze:
             with f.engine.connect() as conn:
                 conn.execute(
@@ -188,44 +198,52 @@ def seed(url: str, crawl: str, n: int, analyze: bool) -> int:
         f.close()
 
 
-def _backend_pids(f: Any) -> list[int]:
-    """PostgreSQL: the server processes serving this frontier's pooled connections."""
-    if f.dialect != "postgresql":
-        return []
+def _backend_pids(f: Any) -> list[str]:
+    """The server's ``/proc`` entries serving this frontier's pooled connection.
+
+    PostgreSQL: the backend process (``pg_backend_pid()``). MariaDB: the
+    connection's thread inside ``mariadbd`` (``PROCESSLIST.TID``, MariaDB >= 10.5).
+    """
     from sqlalchemy import text
 
     with f.engine.connect() as conn:
-        return [int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())]
+        if f.dialect == "postgresql":
+            return [f"/proc/{int(conn.execute(text('SELECT pg_backend_pid()')).scalar_one())}"]
+        if f.dialect == "mysql":
+            tid = conn.execute(
+                text("SELECT TID FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()")
+            ).scalar()
+            server = [
+                p for p in _server_processes("mariadb") if Path(f"/proc/{p}/task/{tid}").exists()
+            ]
+            return [f"/proc/{server[0]}/task/{tid}"] if tid and server else []
+    return []
 
 
-def _cpu_of(pids: list[int]) -> float:
-    """CPU seconds (user + system) used so far by these processes (0 for one that is gone)."""
+def _server_processes(backend: str) -> list[int]:
     import psutil
 
+    names = {"postgresql": ("postgres",), "mariadb": ("mariadbd", "mysqld")}.get(backend, ())
+    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in names]
+
+
+def _cpu_of(entries: list[str]) -> float:
+    """CPU seconds (user + system) used so far by these processes or threads (0 for one gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for pid in pids:
+    for entry in entries:
         try:
-            t = psutil.Process(pid).cpu_times()
-        except psutil.Error:
+            stat = Path(entry, "stat").read_text()
+        except OSError:
             continue
-        total += t.user + t.system
+        fields = stat.rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return total
 
 
 def server_cpu(backend: str) -> float:
     """CPU seconds used so far by every process of the database server (all its users)."""
-    import psutil
-
-    names = {"postgresql": ("postgres",), "mariadb": ("mariadbd", "mysqld")}.get(backend, ())
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if p.info["name"] in names:
-            try:
-                t = p.cpu_times()
-            except psutil.Error:
-                continue
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
+    return _cpu_of([f"/proc/{pid}" for pid in _server_processes(backend)])
 
 
 def _child(
@@ -326,7 +344,7 @@ class FrontierRow:
     """CPU seconds of every server process during the run (other users of the server included)."""
     server_us_per_url: float = 0.0
     backend_us_per_url: float = 0.0
-    """PostgreSQL: CPU of the benchmark's own backends per URL (0 elsewhere)."""
+    """CPU of the server processes/threads serving the benchmark's own connections, per URL."""
     urls_per_core_s: float = 0.0
     """URLs one server core could complete per second at the measured cost per URL."""
     lock_samples: int = 0
@@ -676,7 +694,7 @@ def frontier_table(rows: list[FrontierRow]) -> str:
         "tx/s",
         "dup",
         "server us/URL",
-        "own backends us/URL",
+        "own connections us/URL",
         "URLs/s per server core",
         "lock-wait samples",
         "load 1m before/after",
@@ -693,7 +711,7 @@ def frontier_table(rows: list[FrontierRow]) -> str:
             f"{r.tx_per_s:.0f}",
             str(r.duplicates),
             f"{r.server_us_per_url:.0f}" if r.backend != "sqlite" else "-",
-            f"{r.backend_us_per_url:.0f}" if r.backend == "postgresql" else "-",
+            f"{r.backend_us_per_url:.0f}" if r.backend != "sqlite" else "-",
             f"{r.urls_per_core_s:.0f}" if r.backend != "sqlite" else "-",
             (
                 f"{r.lock_wait_samples}/{r.lock_samples} (max {r.lock_waiting_max})"
@@ -775,6 +793,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--scale-syncs", type=int, default=300, help="syncs timed in part 3")
     ap.add_argument(
+        "--drop-index",
+        default="",
+        help="indexes to drop after seeding, comma-separated: measures what each costs the writes",
+    )
+    ap.add_argument(
         "--batch", default="32", help="URLs claimed per transaction, comma-separated (default 32)"
     )
     ap.add_argument(
@@ -806,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args(argv)
 
+    DROP_INDEXES.extend(n for n in args.drop_index.split(",") if n)
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.workdir.chmod(0o755)
     log(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

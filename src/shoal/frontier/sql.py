@@ -22,11 +22,11 @@ from sqlalchemy import (
     Connection,
     bindparam,
     case,
+    column,
     func,
-    literal,
     select,
+    text,
     true,
-    union_all,
     update,
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -628,20 +628,27 @@ class SqlFrontier:
         """One UPDATE per outcome, or on MySQL/MariaDB one UPDATE per batch.
 
         PostgreSQL's driver pipelines the per-row statements of an executemany;
-        PyMySQL sends them one by one, each parsed and run by the server on
-        its own. There the batch becomes one multi-table UPDATE joined to a
-        derived table of the outcomes (``SELECT ... UNION ALL SELECT ...``):
-        the same SET clauses, each parameter read from the derived table's
-        column of that name.
+        PyMySQL sends them one by one, a round trip each. There the batch
+        becomes one multi-table UPDATE joined to a derived table of the
+        outcomes (``SELECT <first row> UNION ALL VALUES (...), ...``; a
+        ``UNION`` of one ``SELECT`` per row costs the server more to plan than
+        the single-row updates it replaces): the same SET clauses, each
+        parameter read from the derived table's column of that name.
         """
         if self.dialect != "mysql" or len(params) == 1:
             conn.execute(self._upd_outcome, params)
             return
         for i in range(0, len(params), 200):
             part = params[i : i + 200]
-            rows = union_all(
-                *[select(*[literal(v).label(k) for k, v in p.items()]) for p in part]
-            ).subquery("o")
+            keys = list(part[0])
+            binds = {f"o{j}_{n}": p[k] for j, p in enumerate(part) for n, k in enumerate(keys)}
+            first = ", ".join(f":o0_{n} AS {k}" for n, k in enumerate(keys))
+            more = ", ".join(
+                "(" + ", ".join(f":o{j}_{n}" for n in range(len(keys))) + ")"
+                for j in range(1, len(part))
+            )
+            sql = f"SELECT {first}" + (f" UNION ALL VALUES {more}" if more else "")
+            rows = text(sql).bindparams(**binds).columns(*[column(k) for k in keys]).subquery("o")
 
             values = {
                 k: v if v is None else replacement_traverse(v, {}, _from_columns(rows.c))
