@@ -29,6 +29,10 @@ RESPONSES: dict[str, bytes] = {
     "/huge-head": b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n\r\n",
     "/redirect": b"HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 3\r\n\r\nbye",
     "/eof": b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+    "/utf8-header": (
+        b'HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename="\xed\x95\x9c.txt"\r\n'
+        b"Content-Length: 2\r\n\r\nok"
+    ),
 }
 
 
@@ -274,3 +278,13 @@ def test_a_port_sweep_learns_nothing(channel: ProxyChannel) -> None:
     finally:
         listener.close()
     assert answers[0] == answers[1] and answers[0].startswith(b"HTTP/1.1 403")
+
+
+def test_non_ascii_header_bytes_pass_through_unchanged(channel: ProxyChannel, site: _Site) -> None:
+    """A UTF-8 filename in a response header reaches the browser byte for byte and is recorded."""
+    answer, _ = _get(channel, site, "/utf8-header")
+    record = channel.wait_record(10)
+    assert record is not None and record.status == 200 and record.body == b"ok"
+    assert b'filename="\xed\x95\x9c.txt"' in answer
+    value = dict(record.headers)["Content-Disposition"]
+    assert value.encode("latin-1").decode("utf-8") == 'attachment; filename="한.txt"'

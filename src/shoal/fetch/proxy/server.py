@@ -33,6 +33,7 @@ from shoal.fetch.proxy.wire import (
     raw_headers,
     reply,
     strip_hop_by_hop,
+    to_wire,
 )
 from shoal.secrets import redact_headers
 
@@ -422,7 +423,7 @@ class FilteringProxy:
             try:
                 up_writer.write(
                     server.conn.send(
-                        h11.Request(method=method, target=origin_form, headers=out_headers)
+                        h11.Request(method=method, target=origin_form, headers=to_wire(out_headers))
                     )
                 )
             except h11.LocalProtocolError as exc:
@@ -534,7 +535,7 @@ class FilteringProxy:
         out.append(("Connection", "close"))
         writer.write(
             browser.conn.send(
-                h11.Response(status_code=record.status, headers=out, reason=event.reason)
+                h11.Response(status_code=record.status, headers=to_wire(out), reason=event.reason)
             )
         )
         await self._relay_body(server, browser, writer, record if is_main else None)

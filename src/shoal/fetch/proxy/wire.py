@@ -33,6 +33,7 @@ __all__ = [
     "raw_headers",
     "reply",
     "strip_hop_by_hop",
+    "to_wire",
 ]
 
 MAX_HEAD = 64 * 1024
@@ -113,6 +114,19 @@ class Peer:
 def raw_headers(headers: h11._headers.Headers) -> Headers:
     """h11's headers as (name, value) text pairs with the names' case as sent."""
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.raw_items()]
+
+
+def to_wire(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """Headers as bytes for h11: latin-1 gives back exactly the bytes read off the wire,
+    UTF-8 carries any other text (h11 alone would encode text as ASCII and fail)."""
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        try:
+            raw = value.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = value.encode("utf-8")
+        out.append((name.encode("ascii"), raw))
+    return out
 
 
 def bracket(host: str) -> str:
