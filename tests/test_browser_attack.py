@@ -119,6 +119,13 @@ def test_page_cannot_start_a_chromedriver_session(
     own = fetcher.own_ports()
     assert len(driver_ports) == 1 and set(driver_ports) < own
     assert len(own) >= 3, own  # chromedriver, DevTools and the proxy's channel at least
+    listening = set()
+    for pid in fetcher.process_ids():  # guard, chromedriver and every Chromium process
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.Process(pid).net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening.add(conn.laddr.port)
+    assert listening and listening <= own, (listening, own)  # DevTools among them
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
     ports = ",".join(str(p) for p in sorted(own))
     url = site.url(f"/attack-driver?ports={ports}&marker={marker}")
