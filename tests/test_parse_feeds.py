@@ -477,3 +477,33 @@ def test_selectors_lexbor_cannot_run_go_through_parsel() -> None:
     assert res.error is None and res.rows == [{"b": "b c", "p": "hi", "all": "a"}]
     plain = TableExtractor("u", TableSpec.model_validate({"from": "detail", "fields": {"x": "li"}}))
     assert plain.fast
+
+
+def test_shoal_report_shows_skipped_pages_empty_pages_and_failing_urls(
+    feeds: Crawled, tmp_path: Path
+) -> None:
+    """``shoal report`` (terminal and HTML) lists skipped types, pages without rows and the URLs under each failure."""
+    from rich.console import Console
+
+    from shoal.parse import show_report
+
+    parse = """
+[parse]
+out = "{data}/tables"
+to = "jsonl"
+[parse.tables.board]
+from = ["board", "api"]
+rows = "table.posts tr"
+builtins = ["url"]
+fields.subject = "td.subject"
+"""
+    spec = _spec(feeds, tmp_path, parse)
+    assert run_parse(spec, processes=1, progress=False).exit_code == QUALITY_EXIT_CODE
+    console = Console(record=True, width=200)
+    report = show_report(spec, console=console, html=tmp_path / "r.html")
+    text = console.export_text()
+    assert "FAILED board: 0 rows (3 page(s) read; 1 skipped: content type application/json" in text
+    assert f"    {feeds.base_url}/board1.html" in text and "skipped in board: 1 pages" in text
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert f"{feeds.base_url}/board2.html" in page and "Skipped: 1 pages" in page
+    assert not report.ok and report.tables["board"].pages_empty == 2
