@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from shoal.archive import WarcRef, read_record
+from shoal.archive import S3Location, WarcRef, read_record
 from shoal.content.charset import lookup_label, sniff
 from shoal.content.codings import content_decode
 from shoal.parse.config import content_kind
@@ -82,7 +83,7 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def load_page(cap: Capture, archive_dir: str, max_body: int) -> Page:
+def load_page(cap: Capture, archive_dir: str | Path | S3Location, max_body: int) -> Page:
     """Read ``cap`` from the archive and decode it; raises NotParsed, ArchiveError or OSError."""
     if cap.problem is not None:
         raise NotParsed(cap.problem)

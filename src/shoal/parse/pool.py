@@ -31,12 +31,13 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from shoal.archive import WarcRef, read_record
+from shoal.archive import S3Location, WarcRef, read_record
 from shoal.content.codings import content_decode
 from shoal.errors import ShoalError, URLError
 from shoal.parse.config import URL_COLUMNS, ParseError, ParseSpec
@@ -64,7 +65,8 @@ class ParseContext:
 
     parse: ParseSpec
     tables: tuple[str, ...]
-    archive_dir: str
+    archive_dir: Path | S3Location
+    """The archive: a folder, or S3 with its endpoint (:func:`shoal.archive.archive_location`)."""
     assets: dict[int, AssetRef]
     strip_params: tuple[str, ...]
     max_body: int

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from shoal.archive.reader import archive_location
 from shoal.frontier.dialects import make_engine
 from shoal.parse.captures import open_frontier, read_assets, read_captures
 from shoal.parse.config import ParseError, ParseSpec, parse_config
@@ -189,7 +190,7 @@ def _prepare(
     ctx = ParseContext(
         ps,
         tuple(names),
-        archive_dir,
+        archive_location(spec),  # an s3:// archive is read on the spec's endpoint and region
         assets,
         tuple(spec.scope.strip_query_params),
         spec.limits.max_body_bytes,
@@ -300,7 +301,7 @@ def run_parse(
         finally:
             if engine is not None:
                 engine.dispose()
-        report = _merge_report(folder, spec.name, fmt, tq, ps, all_captures, ctx.archive_dir)
+        report = _merge_report(folder, spec.name, fmt, tq, ps, all_captures, spec.archive_dir())
         js, page = report.write(folder)
         if save_cache is not None:
             save_cache()
