@@ -19,12 +19,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import DateTime, Text, inspect, text
+from sqlalchemy.dialects import mysql
+
+from shoal.frontier.dialects import make_engine
 from shoal.parse.config import ParseError, ParseSpec, TableSpec, parse_config
 from shoal.parse.pool import TablePart
 from shoal.parse.quality import REPORT_JSON, load_report
 from shoal.spec import Spec, load_spec
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas itself loads when a frame is built: `shoal report` does not need it
     import pandas as pd
 
 __all__ = [
@@ -254,9 +258,6 @@ def write_sql(df: pd.DataFrame, engine: Any, name: str) -> None:
     through a third name there. The staging name is fixed per table
     (``NAME__shoal_new``): run one parse of a table into a database at a time.
     """
-    from sqlalchemy import DateTime, Text, inspect, text
-    from sqlalchemy.dialects import mysql
-
     dialect = engine.dialect.name
     prep = engine.dialect.identifier_preparer
     new, old = f"{name}__shoal_new", f"{name}__shoal_old"
@@ -334,8 +335,6 @@ def read_table(
     instead (default for SQL outputs: the spec's frontier).
     """
     import pandas as pd
-
-    from shoal.frontier.dialects import make_engine
 
     spec: Spec | None = None
     p = Path(spec_or_path) if not isinstance(spec_or_path, Spec) else None
