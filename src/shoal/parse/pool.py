@@ -57,6 +57,7 @@ NOT_HASHED = frozenset(
 """Columns left out of the content hash by default: they change between captures of the same content."""
 
 MAX_SAMPLES = 20
+MAX_URLS = 50
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ class TablePart:
     """Per row: (url, capture seq, position in page, fetched ms, dedup URL key, content hash)."""
     pages: int = 0
     """Captures of the table's pages that were read (parsed, failed or of another type)."""
+    empty_pages: int = 0
+    """Pages parsed without error that gave no row."""
     empty: list[str] = field(default_factory=list)
-    """URLs of the pages parsed without error that gave no row."""
+    """The URLs of the first :data:`MAX_URLS` of them."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Pages not parsed for the table, by reason in plain words (another content type)."""
     replacement: Counter[str] = field(default_factory=Counter)
@@ -104,7 +107,8 @@ class TablePart:
         self.rows.extend(other.rows)
         self.meta.extend(other.meta)
         self.pages += other.pages
-        self.empty.extend(other.empty)
+        self.empty_pages += other.empty_pages
+        self.empty.extend(other.empty[: max(0, MAX_URLS - len(self.empty))])
         self.skipped.update(other.skipped)
         self.replacement.update(other.replacement)
         self.characters.update(other.characters)
@@ -234,7 +238,9 @@ class ChunkParser:
                     part.failed(cap.url, res.error)
                     continue
                 if not res.rows:
-                    part.empty.append(cap.url)
+                    part.empty_pages += 1
+                    if len(part.empty) < MAX_URLS:
+                        part.empty.append(cap.url)
                 part.missing.extend((f, cap.url) for f in res.missing)
                 part.cast_errors.update(res.cast_errors)
                 for k, v in res.cast_samples.items():

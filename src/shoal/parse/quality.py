@@ -580,7 +580,7 @@ def table_quality(
         ocr=dict(sorted(part.ocr.items())),
         errors=part.errors,
         error_samples=part.error_samples[:20],
-        pages_empty=len(part.empty),
+        pages_empty=part.empty_pages,
         empty_urls=sorted(set(part.empty))[:MAX_URLS],
         max_empty=ps.empty_threshold(name),
         skipped=dict(sorted(part.skipped.items())),
