@@ -313,7 +313,7 @@ def _tables(folder: Path) -> dict[str, list[tuple[str, ...]]]:
 def test_parse_reads_an_s3_archive_into_the_same_tables_as_a_local_one(
     demo_server: Any, moto: MotoS3, tmp_path: Path
 ) -> None:
-    """shoal parse of an s3:// archive (ranged GETs on the spec's endpoint) gives the tables a local archive gives."""
+    """shoal parse of an s3:// archive (ranged GETs on the spec's endpoint; files scanned for --all-captures) gives the local archive's tables."""
     from shoal.parse import run_parse
 
     bucket = moto.bucket()
@@ -323,14 +323,19 @@ def test_parse_reads_an_s3_archive_into_the_same_tables_as_a_local_one(
     _crawl_in_process(spec_s3, text_s3)
     spec_local, text_local = demo_spec(demo_server.base_url, tmp_path / "local")
     _crawl_in_process(spec_local, text_local)
-    for spec, out in ((spec_s3, tmp_path / "out-s3"), (spec_local, tmp_path / "out-local")):
-        result = run_parse(spec, to="csv", out=out, processes=2, progress=False)
-        assert result.exit_code == 0, result.summary_lines()
     assert list((tmp_path / "s3" / "staging").iterdir()) == []
-    from_s3, local = _tables(tmp_path / "out-s3"), _tables(tmp_path / "out-local")
-    assert set(local) == {"board", "euckr_board", "posts"}
-    assert all(local.values())
-    assert from_s3 == local
+    for every in (False, True):  # by reference (ranged GETs), and every capture (files scanned)
+        outs = {}
+        for spec, where in ((spec_s3, "s3"), (spec_local, "local")):
+            outs[where] = tmp_path / f"out-{where}-{every}"
+            result = run_parse(
+                spec, to="csv", out=outs[where], all_captures=every, processes=2, progress=False
+            )
+            assert result.exit_code == 0, result.summary_lines()
+        from_s3, local = _tables(outs["s3"]), _tables(outs["local"])
+        assert set(local) == {"board", "euckr_board", "posts"}
+        assert all(local.values())
+        assert from_s3 == local
 
 
 def wait_for_closed_file(staging: Path, proc: subprocess.Popen[str], timeout: float = 60) -> None:

@@ -684,11 +684,13 @@ def _record_at(
 
 
 def archive_files(location: str | os.PathLike[str] | S3Location) -> list[str]:
-    """Names of the complete WARC files of an archive (a folder or S3), sorted."""
+    """Names of the complete WARC files (``.warc.gz``, ``.warc``) of an archive (a folder or S3), sorted."""
     where = as_location(location)
     if isinstance(where, S3Location):
         return where.names()
-    return sorted(p.name for p in where.glob(f"*{FINAL_SUFFIX}"))
+    if not where.is_dir():
+        return []
+    return sorted(p.name for p in where.iterdir() if p.name.endswith((FINAL_SUFFIX, ".warc")))
 
 
 def iter_archive_file(

@@ -104,7 +104,7 @@ class S3Location:
             for page in pages.paginate(Bucket=self.bucket, Prefix=start):
                 for obj in page.get("Contents", []):
                     rest = obj["Key"][len(start) :]
-                    if "/" not in rest and rest.endswith(FINAL_SUFFIX):
+                    if "/" not in rest and rest.endswith((FINAL_SUFFIX, ".warc")):
                         out.append(rest)
         except Exception as exc:
             raise _s3_error(f"cannot list {self.url()}", exc) from exc

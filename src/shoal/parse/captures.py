@@ -19,7 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from shoal.archive import WarcRef, iter_records
+from shoal.archive import (
+    S3Location,
+    WarcRef,
+    archive_files,
+    archive_location,
+    iter_archive_file,
+)
 from shoal.errors import ArchiveError, SpecError, URLError
 from shoal.frontier.contract import Frontier
 from shoal.frontier.sql import SqlFrontier
@@ -155,31 +161,24 @@ def read_captures(
         _plan(ps, t, resp.rule, browser)[0] != "response" for resp in responses for t in resp.feeds
     )
     rendered = _Rendered({}, {})
-    if (all_captures or wants_dom) and archive_dir.startswith("s3://"):
-        raise ParseError(
-            "rendered DOMs and --all-captures need the WARC files on disk (they are scanned, not "
-            f"read by reference): copy {archive_dir} to a folder (aws s3 sync) and set [storage] "
-            'archive to it, or set source = "response"'
-        )
     if all_captures or wants_dom:
+        # Scanned whole: from S3 each file is downloaded once to a temporary file.
+        location = archive_location(spec)
         files = (
-            _warc_files(archive_dir)
+            archive_files(location)
             if all_captures
-            else sorted({Path(archive_dir) / r.ref.file for r in responses})
+            else sorted({r.ref.file for r in responses})
         )
-        older = _scan(files, rendered, by_key if all_captures else None, ps, tables, spec, latest)
+        older = _scan(
+            location, files, rendered, by_key if all_captures else None, ps, tables, spec, latest
+        )
         responses.extend(older)
     return _captures(responses, rendered, ps, browser)
 
 
-def _warc_files(archive_dir: str) -> list[Path]:
-    return sorted(
-        p for p in Path(archive_dir).glob("*.warc*") if p.name.endswith((".warc", ".warc.gz"))
-    )
-
-
 def _scan(
-    files: Sequence[Path],
+    location: Path | S3Location,
+    files: Sequence[str],
     rendered: _Rendered,
     by_key: dict[int, _Response] | None,
     ps: ParseSpec,
@@ -201,11 +200,13 @@ def _scan(
     payloads: dict[str, tuple[WarcRef, int | None, str | None]] = {}
     revisits: list[Any] = []
     out: list[_Response] = []
-    for path in files:
-        if not path.exists() and not Path(str(path) + ".open").exists():
+    for name in files:
+        if isinstance(location, Path) and not (
+            (location / name).exists() or (location / f"{name}.open").exists()
+        ):
             continue
         try:
-            for ref, rec in iter_records(path):
+            for ref, rec in iter_archive_file(location, name):
                 refers = rec.warc_headers.get("WARC-Refers-To")
                 ctype = rec.warc_headers.get("Content-Type") or ""
                 if rec.record_type == "conversion" and refers:
@@ -251,7 +252,7 @@ def _scan(
                         )
                     )
         except ArchiveError as exc:
-            log.warning("stopped reading %s at a damaged record: %s", path.name, exc)
+            log.warning("stopped reading %s at a damaged record: %s", name, exc)
     for rec in revisits:
         target = payloads.get(rec.warc_headers.get("WARC-Refers-To") or "")
         if target is None or by_key is None:
