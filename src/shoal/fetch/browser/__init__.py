@@ -2,6 +2,7 @@
 
 - :mod:`~shoal.fetch.browser.fetcher`: :class:`BrowserFetcher`, the pool and the fetcher contract.
 - :mod:`~shoal.fetch.browser.session`: one browser and how it renders a page.
+- :mod:`~shoal.fetch.browser.page`: what a rule does to a loaded page (wait, scroll, click, frames).
 - :mod:`~shoal.fetch.browser.devtools`: the exchange rebuilt from DevTools; WebDriver errors.
 - :mod:`~shoal.fetch.browser.launch`: finding Chromium and chromedriver, Chromium's flags,
   starting chromedriver under its guard.

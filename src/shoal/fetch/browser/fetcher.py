@@ -62,7 +62,8 @@ from shoal.errors import BrowserError, ErrorClass, FetchError
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.browser.launch import INSTALL_HINT, find_chromedriver, find_chromium
-from shoal.fetch.browser.session import BrowserSession, Crashed, RenderOptions, start_session
+from shoal.fetch.browser.page import RenderOptions
+from shoal.fetch.browser.session import BrowserSession, Crashed, start_session
 from shoal.fetch.proxy.reach import Reach
 from shoal.fetch.proxy.records import BROWSER_SERVICE_HOSTS, Exchange, Refusal
 from shoal.fetch.proxy.server import FilteringProxy

@@ -16,7 +16,6 @@ fetcher retries the page once on a fresh browser); a browser that cannot start
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import shutil
@@ -26,7 +25,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil
 import urllib3
@@ -35,8 +33,6 @@ from selenium.common.exceptions import (
     InvalidArgumentException,
     InvalidSelectorException,
     NoSuchElementException,
-    NoSuchFrameException,
-    StaleElementReferenceException,
     TimeoutException,
     WebDriverException,
 )
@@ -57,23 +53,24 @@ from shoal.fetch.browser.launch import (
     real_binary,
     stop_guard,
 )
+from shoal.fetch.browser.page import (
+    MARGIN,
+    RenderOptions,
+    capture_frames,
+    click,
+    left,
+    screenshot,
+    scroll,
+    wait_for,
+)
 from shoal.fetch.proxy.channel import ProxyChannel
 from shoal.fetch.proxy.reach import Reach
 from shoal.fetch.proxy.records import ProxyRecord
 from shoal.fetch.proxy.server import FilteringProxy
-from shoal.spec import Rule
 
-__all__ = ["BrowserSession", "Crashed", "RenderOptions", "probe_browser", "start_session"]
+__all__ = ["BrowserSession", "Crashed", "probe_browser", "start_session"]
 
 HTML_TYPE = "text/html; charset=utf-8"
-_MAX_CLICKS = 25
-"""Clicks per ``click`` selector on one page (a "more comments" button pressed until gone)."""
-_MAX_FRAMES = 10
-_POLL = 0.05
-_SETTLE = 1.0
-"""Seconds a scroll or click waits for the page to change before giving up on it."""
-_SCREENSHOT_MAX_HEIGHT = 16384
-_MARGIN = 0.3
 
 
 class _RefuseAll(AddressPolicy):
@@ -86,34 +83,6 @@ class _RefuseAll(AddressPolicy):
 
 class Crashed(Exception):
     """The browser or its driver died under a page: retry once on a fresh browser."""
-
-
-@dataclass(slots=True, frozen=True)
-class RenderOptions:
-    """What the rule asks of the browser for one page, and the page's extra request headers."""
-
-    wait_for: str | None = None
-    wait_timeout: float = 10.0
-    scroll: int = 0
-    click: tuple[str, ...] = ()
-    frames: bool = False
-    screenshot: bool = False
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, rule: Rule | None, headers: tuple[tuple[str, str], ...] = ()) -> RenderOptions:
-        """The options of ``rule`` (the defaults when None), with ``headers`` for the page's host."""
-        if rule is None:
-            return cls(headers=headers)
-        return cls(
-            headers=headers,
-            wait_for=rule.wait_for,
-            wait_timeout=rule.wait_timeout,
-            scroll=rule.scroll,
-            click=tuple(rule.click),
-            frames=rule.frames,
-            screenshot=rule.screenshot,
-        )
 
 
 @dataclass(slots=True, eq=False)
@@ -223,12 +192,12 @@ class BrowserSession:
         driver = self.driver
         started = time.time()
         t0 = time.monotonic()
-        _left(deadline, "before the page load")
+        left(deadline, "before the page load")
         self.channel.expect(url, headers=opts.headers)
         https = url.lower().startswith("https:")
         # The performance log is drained before every page so that it holds this page only.
         driver.execute("getLog", {"type": "performance"})
-        timeout = min(self.page_load_timeout, _left(deadline, "before the page load") - _MARGIN)
+        timeout = min(self.page_load_timeout, left(deadline, "before the page load") - MARGIN)
         if timeout <= 0:
             raise BrowserError(ErrorClass.TRANSIENT, "deadline too close to load a page")
         driver.set_page_load_timeout(timeout)
@@ -245,7 +214,7 @@ class BrowserSession:
             # A navigation error: the proxy record (below) says what happened.
         # The load has finished, so the proxy has relayed the whole page; it may still be
         # reading a body the browser gave up on (a download), hence the wait.
-        record = None if https else self.channel.wait_record(deadline - time.monotonic() - _MARGIN)
+        record = None if https else self.channel.wait_record(deadline - time.monotonic() - MARGIN)
         if record is None:
             record = devtools_record(self.driver, self.cdp, self.channel, url)
         self._raise_for(record, url)
@@ -269,17 +238,17 @@ class BrowserSession:
             return result
         if 200 <= record.status < 300:
             if opts.wait_for:
-                self._wait_for(url, opts, deadline)
+                wait_for(self.driver, url, opts, deadline)
             if opts.scroll:
-                self._scroll(opts.scroll, deadline)
+                scroll(self.driver, opts.scroll, deadline)
             for selector in opts.click:
-                self._click(selector, deadline)
-        _left(deadline, "before the DOM was captured")
+                click(self.driver, selector, deadline)
+        left(deadline, "before the DOM was captured")
         html = driver.page_source
         result.rendered_html = html
         result.rendered.append(Rendered(url=url, content_type=HTML_TYPE, data=html.encode("utf-8")))
         if opts.frames:
-            for frame_url, frame_html in self._frames(url, deadline):
+            for frame_url, frame_html in capture_frames(self.driver, url, deadline):
                 result.frame_urls.append(frame_url)
                 result.rendered.append(
                     Rendered(
@@ -290,12 +259,12 @@ class BrowserSession:
                     )
                 )
         if opts.screenshot:
-            _left(deadline, "before the screenshot")
+            left(deadline, "before the screenshot")
             result.rendered.append(
                 Rendered(
                     url=f"screenshot:{url}",
                     content_type="image/png",
-                    data=self._screenshot(),
+                    data=screenshot(self.driver, self.cdp),
                     kind="resource",
                 )
             )
@@ -313,154 +282,6 @@ class BrowserSession:
                 ErrorClass.PERMANENT, f"{url}: malformed HTTP response: {record.detail}"
             )
         raise FetchError(ErrorClass.TRANSIENT, f"{url}: {record.error}: {record.detail}")
-
-    def _present(self, selector: str, frames: bool, url: str) -> bool:
-        if self.driver.find_elements(By.CSS_SELECTOR, selector):
-            return True
-        if not frames:
-            return False
-        for element in self._same_site_frames(url):
-            try:
-                self.driver.switch_to.frame(element)
-                if self.driver.find_elements(By.CSS_SELECTOR, selector):
-                    return True
-            except (NoSuchFrameException, StaleElementReferenceException):
-                continue
-            finally:
-                self.driver.switch_to.default_content()
-        return False
-
-    def _wait_for(self, url: str, opts: RenderOptions, deadline: float) -> None:
-        assert opts.wait_for is not None
-        end = time.monotonic() + opts.wait_timeout
-        while True:
-            if self._present(opts.wait_for, opts.frames, url):
-                return
-            now = time.monotonic()
-            if now >= deadline - _MARGIN:
-                raise BrowserError(
-                    ErrorClass.TRANSIENT, f"deadline reached while waiting for {opts.wait_for!r}"
-                )
-            if now >= end:
-                raise FetchError(
-                    ErrorClass.MISSING,
-                    f"{url}: {opts.wait_for!r} did not appear within {opts.wait_timeout:g}s",
-                )
-            time.sleep(min(_POLL, max(0.0, end - now)))
-
-    def _height(self) -> int:
-        value = self.driver.execute_script(
-            "const e = document.scrollingElement || document.documentElement;"
-            "return e ? e.scrollHeight : 0;"
-        )
-        return int(value or 0)
-
-    def _scroll(self, times: int, deadline: float) -> None:
-        for _ in range(times):
-            before = self._height()
-            self.driver.execute_script(
-                "const e = document.scrollingElement || document.documentElement;"
-                "window.scrollTo(0, e ? e.scrollHeight : 0);"
-            )
-            end = min(time.monotonic() + _SETTLE, deadline - _MARGIN)
-            grew = False
-            while time.monotonic() < end:
-                time.sleep(_POLL)
-                if self._height() > before:
-                    grew = True
-                    break
-            if not grew:
-                return
-
-    def _mutations(self) -> int:
-        value = self.driver.execute_script(
-            "if (!window.__shoalObserver) {"
-            "  window.__shoalMutations = 0;"
-            "  window.__shoalObserver = new MutationObserver(l => { window.__shoalMutations += l.length; });"
-            "  window.__shoalObserver.observe(document, {childList: true, subtree: true, characterData: true});"
-            "}"
-            "return window.__shoalMutations;"
-        )
-        return int(value or 0)
-
-    def _click(self, selector: str, deadline: float) -> None:
-        for _ in range(_MAX_CLICKS):
-            if time.monotonic() >= deadline - _MARGIN:
-                return
-            before = self._mutations()
-            clicked = self.driver.execute_script(
-                "for (const el of document.querySelectorAll(arguments[0])) {"
-                "  if (el.disabled || !el.getClientRects().length) continue;"
-                "  el.scrollIntoView({block: 'center'}); el.click(); return true;"
-                "}"
-                "return false;",
-                selector,
-            )
-            if not clicked:
-                return
-            # Wait until the click changed the page and the changes stopped for a moment.
-            end = min(time.monotonic() + _SETTLE * 2, deadline - _MARGIN)
-            seen, quiet_since = before, time.monotonic()
-            changed = False
-            while time.monotonic() < end:
-                time.sleep(_POLL / 2)
-                now_count = self._mutations()
-                if now_count != seen:
-                    seen, quiet_since, changed = now_count, time.monotonic(), True
-                elif changed and time.monotonic() - quiet_since >= 0.2:
-                    break
-            if not changed:
-                return
-
-    def _same_site_frames(self, url: str) -> list[Any]:
-        elements = self.driver.find_elements(By.CSS_SELECTOR, "iframe, frame")
-        out = []
-        for element in elements[:_MAX_FRAMES]:
-            try:
-                src = self.driver.execute_script("return arguments[0].src || '';", element)
-            except StaleElementReferenceException:
-                continue
-            if src and _same_site(url, str(src)):
-                out.append(element)
-        return out
-
-    def _frames(self, url: str, deadline: float) -> list[tuple[str, str]]:
-        captured: list[tuple[str, str]] = []
-        for element in self._same_site_frames(url):
-            _left(deadline, "while capturing frames")
-            try:
-                self.driver.switch_to.frame(element)
-                got = self.driver.execute_script(
-                    "return [document.URL, document.documentElement ? document.documentElement.outerHTML : ''];"
-                )
-            except (NoSuchFrameException, StaleElementReferenceException):
-                continue
-            finally:
-                self.driver.switch_to.default_content()
-            frame_url, html = str(got[0]), str(got[1])
-            if frame_url.startswith(("http://", "https://")) and _same_site(url, frame_url):
-                captured.append((frame_url, html))
-        return captured
-
-    def _screenshot(self) -> bytes:
-        try:
-            metrics = self.cdp("Page.getLayoutMetrics")
-            size = metrics.get("cssContentSize") or metrics.get("contentSize") or {}
-            width = max(1, min(int(size.get("width", 1366)), 4096))
-            height = max(1, min(int(size.get("height", 900)), _SCREENSHOT_MAX_HEIGHT))
-            shot = self.cdp(
-                "Page.captureScreenshot",
-                {
-                    "format": "png",
-                    "captureBeyondViewport": True,
-                    "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
-                },
-            )
-            return base64.b64decode(shot["data"])
-        except WebDriverException as exc:
-            if is_dead(exc):
-                raise
-            return self.driver.get_screenshot_as_png()
 
 
 def start_session(
@@ -694,13 +515,6 @@ def _close_connection(connection: Any) -> None:
         connection.close()
 
 
-def _left(deadline: float, when: str) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise BrowserError(ErrorClass.TRANSIENT, f"fetch deadline reached {when}")
-    return left
-
-
 def _version(status_line_version: str) -> str:
     """``HTTP/1.1`` -> ``1.1``, the form the HTTP fetcher uses."""
     return status_line_version.removeprefix("HTTP/") or "1.1"
@@ -708,32 +522,3 @@ def _version(status_line_version: str) -> str:
 
 def _is_html(content_type: str) -> bool:
     return content_type in ("", "text/html", "application/xhtml+xml")
-
-
-_SECOND_LEVEL = frozenset(
-    {"co", "com", "net", "org", "ac", "go", "or", "ne", "re", "gov", "edu", "mil", "pe", "kg"}
-)
-
-
-def _site(host: str) -> str:
-    """The registrable domain of ``host``, approximated without the public suffix list.
-
-    Two labels (``naver.com``), three under a two-letter country code whose
-    second level is generic (``example.co.kr``); an IP address is its own site.
-    """
-    host = host.lower().rstrip(".")
-    if not host or AddressPolicy().is_ip_literal(host):
-        return host
-    labels = host.split(".")
-    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
-        return ".".join(labels[-3:])
-    return ".".join(labels[-2:])
-
-
-def _same_site(a: str, b: str) -> bool:
-    """Whether two http(s) URLs belong to the same site (frames of other sites are not captured)."""
-    try:
-        ha, hb = urlsplit(a).hostname or "", urlsplit(b).hostname or ""
-    except ValueError:
-        return False
-    return bool(ha) and bool(hb) and _site(ha) == _site(hb)
