@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from selenium import webdriver
 from selenium.common.exceptions import (
@@ -34,11 +33,11 @@ from selenium.common.exceptions import (
 )
 
 from shoal.errors import BrowserError, ErrorClass
-from shoal.fetch.proxy.channel import ProxyChannel
+from shoal.fetch.proxy.channel import ProxyChannel, endpoint
 from shoal.fetch.proxy.records import ProxyRecord
 from shoal.urls import normalize_url
 
-__all__ = ["devtools_record", "host_port", "is_dead", "message", "split_headers"]
+__all__ = ["devtools_record", "is_dead", "message", "split_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ def devtools_record(
         elif p.get("requestId") == rid and p.get("redirectResponse") and first_redirect is None:
             first_redirect = p["redirectResponse"]
     record = ProxyRecord(url=url, method=str(request.get("method", "GET")), started_at=time.time())
-    host, port = host_port(url)
+    host, port = endpoint(url) or ("", 0)
     tunnel_error = channel.tunnel_error(host, port)
     if tunnel_error is not None and tunnel_error[0] in ("address_policy", "browser_service"):
         record.error, record.detail = tunnel_error
@@ -135,17 +134,6 @@ def devtools_record(
         record.headers.append(("Content-Length", str(len(body))))
     record.body = body
     return record
-
-
-def host_port(url: str) -> tuple[str, int]:
-    """(host in lower case, port with the scheme's default) of ``url``."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    default = 443 if parts.scheme.lower() == "https" else 80
-    return (parts.hostname or "").lower(), port or default
 
 
 def split_headers(headers: dict[str, Any]) -> list[tuple[str, str]]:

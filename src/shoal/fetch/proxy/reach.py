@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from shoal.fetch.address import AddressPolicy
+from shoal.fetch.proxy.channel import endpoint
 
 __all__ = ["Reach", "endpoint_of"]
 
@@ -69,11 +70,8 @@ def endpoint_of(entry: str) -> tuple[str, tuple[int, ...]] | None:
         return None
     try:
         if "://" in entry:
-            parts = urlsplit(entry)
-            if not parts.hostname:
-                return None
-            port = parts.port or (443 if parts.scheme.lower() in ("https", "wss") else 80)
-            return _host(parts.hostname), (port,)
+            found = endpoint(entry)
+            return None if found is None else (_host(found[0]), (found[1],))
         parts = urlsplit(f"//{entry}")
         if not parts.hostname:
             return None
