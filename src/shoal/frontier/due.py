@@ -24,12 +24,11 @@ from sqlalchemy import Connection, Integer, bindparam, case, func, select, updat
 
 from shoal.frontier.contract import Outcome, Status
 from shoal.frontier.revisit import PayloadRef, Previous
-from shoal.frontier.tables import crawls, urls
+from shoal.frontier.tables import urls, workers
 
 __all__ = [
     "PREVIOUS_COLUMNS",
     "RevisitSchedule",
-    "count_revisits",
     "count_unknown",
     "outcome_params",
     "outcome_values",
@@ -37,6 +36,7 @@ __all__ = [
     "promote",
     "record_found",
     "refresh",
+    "revisit_counts",
     "schedule",
     "wake_at",
 ]
@@ -151,28 +151,12 @@ def promote(conn: Connection, crawl_id: int, now: int, lock: Callable[[Any], Any
     return max(res.rowcount or 0, 0)
 
 
-def count_revisits(
-    conn: Connection,
-    crawl_id: int,
-    outcomes: Sequence[Outcome],
-    accepted: Sequence[bool],
-    found: dict[int, int],
-) -> None:
-    """Add this batch's refetches (outcomes applied) and the new URLs they found to the crawl's counters."""
-    n = sum(
-        1
-        for o, ok in zip(outcomes, accepted, strict=True)
-        if ok and o.revisit and o.status is Status.DONE
-    )
-    if n:
-        conn.execute(
-            update(crawls)
-            .where(crawls.c.id == crawl_id)
-            .values(
-                revisits=crawls.c.revisits + n,
-                found_new=crawls.c.found_new + sum(found.values()),
-            )
-        )
+def revisit_counts(applied: Sequence[Outcome], found: dict[int, int]) -> dict[str, int]:
+    """The worker counters a sync adds: refetches among the outcomes applied, new URLs they found."""
+    return {
+        "revisits": sum(1 for o in applied if o.revisit and o.status is Status.DONE),
+        "found_new": sum(found.values()),
+    }
 
 
 def count_unknown(conn: Connection, crawl_id: int, outcomes: Sequence[Outcome]) -> dict[int, int]:
@@ -256,7 +240,7 @@ class RevisitSchedule:
     ``due_now`` counts pages whose revisit is due (or promoted and waiting for
     a slot); ``upcoming`` lists ``(due time ms, pages)`` of the next due times;
     ``revisited`` is how many refetches were made in all, ``found_new`` how many
-    new URLs they found. Every count is served by an index or the crawl's row.
+    new URLs they found (sums of the workers' counters). Every count is served by an index.
     """
 
     due_now: int
@@ -293,7 +277,10 @@ def schedule(conn: Connection, crawl_id: int, now: int, buckets: int = 5) -> Rev
         select(func.count()).where(_U.crawl_id == crawl_id, _U.revisit_at.is_not(None))
     ).scalar_one()
     revisited, found = conn.execute(
-        select(crawls.c.revisits, crawls.c.found_new).where(crawls.c.id == crawl_id)
+        select(
+            func.coalesce(func.sum(workers.c.revisits), 0),
+            func.coalesce(func.sum(workers.c.found_new), 0),
+        ).where(workers.c.crawl_id == crawl_id)
     ).one()
     return RevisitSchedule(
         due_now=int(due_now),

@@ -430,10 +430,9 @@ class SqlFrontier:
                         "pages_failed": sum(1 for o in applied if o.status is Status.FAILED),
                         "bytes_archived": archived,
                         "retries": retries,
+                        **revisit_sql.revisit_counts(applied, found),
                     },
                 )
-            # The crawl's revisit counters, like its other counters, are written last.
-            revisit_sql.count_revisits(conn, crawl_id, outcomes, accepted, found)
             return SyncResult(accepted, claimed, added, reaped, found, promoted), fresh
 
         result, fresh = self._tx(run)

@@ -43,9 +43,6 @@ crawls = Table(
     Column("max_pages", BigInteger, nullable=True),
     # Leases returned from dead workers (written only when the reaper returns some).
     Column("leases_reaped", BigInteger, nullable=False, server_default="0"),
-    # Revisits (0004): refetches made and the new URLs they found, for status.
-    Column("revisits", BigInteger, nullable=False, server_default="0"),
-    Column("found_new", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("name", name="uq_crawls_name"),
 )
 
@@ -115,20 +112,22 @@ urls = Table(
     UniqueConstraint("crawl_id", "url_key", name="uq_urls_crawl_key"),
     # The claim: equality on (crawl, host, status), ORDER BY (priority, id).
     Index("ix_urls_claim", "crawl_id", "host_key", "status", "priority", "id"),
-    # Counts by status, the lease reaper and "is anything left?".
-    Index("ix_urls_status", "crawl_id", "status", "lease_expires_at"),
-    # Throughput over time and "latest capture" for the parse stage.
-    Index("ix_urls_fetched", "crawl_id", "fetched_at", "status", "error_class"),
-    # Status counts by status, error class, skip reason, HTTP status and due time, from the index alone.
+    # The lease reaper, "is anything left?", and the status counts by status, error class,
+    # skip reason, HTTP status and due time from the index alone. One index for all of them:
+    # every URL row is written twice (claim, outcome), and on PostgreSQL each write adds an
+    # entry to every index of the table.
     Index(
-        "ix_urls_outcome",
+        "ix_urls_status",
         "crawl_id",
         "status",
         "error_class",
         "skip_reason",
         "http_status",
         "next_attempt_at",
+        "lease_expires_at",
     ),
+    # Throughput over time and "latest capture" for the parse stage.
+    Index("ix_urls_fetched", "crawl_id", "fetched_at", "status", "error_class"),
     # Revisits coming due: promoted back to pending by the claim transaction.
     Index("ix_urls_revisit", "crawl_id", "revisit_at"),
 )
@@ -155,6 +154,9 @@ workers = Table(
     Column("detail", Text, nullable=True),
     Column("pages_new", BigInteger, nullable=False, server_default="0"),
     Column("retries", BigInteger, nullable=False, server_default="0"),
+    # Revisits (0004): the refetches this worker's syncs applied and the new URLs they found.
+    Column("revisits", BigInteger, nullable=False, server_default="0"),
+    Column("found_new", BigInteger, nullable=False, server_default="0"),
     Index("ix_workers_crawl", "crawl_id", "heartbeat_at"),
 )
 

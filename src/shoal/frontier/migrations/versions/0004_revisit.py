@@ -5,8 +5,9 @@ for the promotion step of a claim), when it was first fetched (``revisit_for``
 counts from there), how often it was fetched again, how many new URLs its last
 fetch found, the validators its server sent (``etag``, ``last_modified``) and
 where the payload of its last full capture lives (``payload_*``), which a
-``revisit`` record refers to and parse reads. Adds to ``crawls`` the counters
-of refetches and of the new URLs they found (status reads them, not a scan).
+``revisit`` record refers to and parse reads. Adds to ``workers`` the counters
+of the refetches each worker's syncs applied and of the new URLs they found
+(the crawl's are their sums: status reads them, not a scan of ``urls``).
 
 Revision ID: 0004
 Revises: 0003
@@ -44,7 +45,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("revisits", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("found_new", sa.Integer(), nullable=True))
     op.create_index("ix_urls_revisit", "urls", ["crawl_id", "revisit_at"])
-    with op.batch_alter_table("crawls") as batch:
+    with op.batch_alter_table("workers") as batch:
         batch.add_column(sa.Column("revisits", sa.BigInteger(), nullable=False, server_default="0"))
         batch.add_column(
             sa.Column("found_new", sa.BigInteger(), nullable=False, server_default="0")
@@ -52,7 +53,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("crawls") as batch:
+    with op.batch_alter_table("workers") as batch:
         batch.drop_column("found_new")
         batch.drop_column("revisits")
     op.drop_index("ix_urls_revisit", table_name="urls")
