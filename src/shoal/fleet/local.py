@@ -229,13 +229,11 @@ class LocalProvider:
                     os.killpg(p.pid, signal.SIGTERM)
         end = time.monotonic() + timeout
         while time.monotonic() < end and any(_alive(p.pid) for p in procs):
-            _reap_children()
             time.sleep(0.1)
         for p in procs:
             if _alive(p.pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
-        _reap_children()
         gone = [self._instance(p) for p in procs]
         for p in procs:
             if p.netns:
@@ -262,17 +260,5 @@ class LocalProvider:
         end = time.monotonic() + timeout
         procs = self._load()
         while time.monotonic() < end and any(_alive(p.pid) for p in procs):
-            _reap_children()
             time.sleep(0.2)
         return {p.id: _alive(p.pid) for p in procs}
-
-
-def _reap_children() -> None:
-    """Collect exited children of this process (the workers when ``up`` ran here)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
