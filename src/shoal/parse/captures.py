@@ -157,9 +157,12 @@ def read_captures(
         )
         responses.append(resp)
         by_key[r.url_key] = resp
-    wants_dom = any(
-        _plan(ps, t, resp.rule, browser)[0] != "response" for resp in responses for t in resp.feeds
-    )
+    dom_files = {
+        resp.ref.file
+        for resp in responses
+        if any(_plan(ps, t, resp.rule, browser)[0] != "response" for t in resp.feeds)
+    }
+    wants_dom = bool(dom_files)
     rendered = _Rendered({}, {})
     if all_captures or wants_dom:
         # Scanned whole: from S3 each file is downloaded once to a temporary file.
@@ -167,7 +170,7 @@ def read_captures(
         files = (
             archive_files(location)
             if all_captures
-            else sorted({r.ref.file for r in responses})
+            else sorted(dom_files)  # only the files holding pages that read their DOM
         )
         older = _scan(
             location, files, rendered, by_key if all_captures else None, ps, tables, spec, latest
