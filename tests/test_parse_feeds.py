@@ -507,3 +507,25 @@ fields.subject = "td.subject"
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert f"{feeds.base_url}/board2.html" in page and "Skipped: 1 pages" in page
     assert not report.ok and report.tables["board"].pages_empty == 2
+
+
+def test_rule_level_encoding_applies_to_every_table_and_a_table_setting_wins(
+    feeds: Crawled, tmp_path: Path
+) -> None:
+    """``[parse.rules.rss] encoding`` decodes the rule's pages for every table; a table's own ``encoding`` wins."""
+    parse = FEED_TABLES + '\n[parse.rules.rss]\nencoding = "utf-8"\n'
+    parse += """
+[parse.tables.news_own]
+from = "rss"
+content_types = ["xml"]
+encoding = "euc-kr"
+rows_xpath = "//item"
+builtins = ["encoding"]
+fields.title = { xpath = "title/text()" }
+"""
+    result = run_parse(_spec(feeds, tmp_path, parse), processes=1, progress=False)
+    assert {r["encoding"] for r in _rows(tmp_path, "news")} == {"utf-8 (set in the spec)"}
+    assert result.report.tables["news"].replacement_chars > 0
+    own = _rows(tmp_path, "news_own")
+    assert [r["title"] for r in own] == [t for t, _p, _d in RSS_ITEMS]
+    assert {r["encoding"] for r in own} == {"cp949 (set in the spec)"}
