@@ -32,7 +32,6 @@ __all__ = [
     "StatusSnapshot",
     "ThroughputBucket",
     "WorkerRow",
-    "asset_rows",
     "capture_rows",
     "read_status",
     "snapshot",
@@ -205,7 +204,7 @@ def pages_fetched(crawl_id: int) -> Any:
 
 
 def status_counts(conn: Connection, crawl_id: int) -> dict[str, int]:
-    """URLs of the crawl by status, every status present (served by ``ix_urls_status``)."""
+    """URLs of the crawl by status, every status present (served by ``ix_urls_status``, or ``ix_urls_claim`` where the planner prefers it)."""
     counts = dict.fromkeys(STATUSES, 0)
     for s, n in conn.execute(
         select(_U.status, func.count()).where(_U.crawl_id == crawl_id).group_by(_U.status)
@@ -546,11 +545,6 @@ def _done_captures(conn: Connection, crawl_id: int, *, assets: bool) -> list[Any
         )
         for r in conn.execute(q)
     ]
-
-
-def asset_rows(conn: Connection, crawl_id: int) -> list[CaptureRow]:
-    """The archived ``asset`` responses (images for OCR)."""
-    return capture_rows(conn, crawl_id, assets=True)
 
 
 def unsent_events(

@@ -11,10 +11,12 @@
   and keeping them would make every completion lock its host rows, the rows
   claims lock. Per-host numbers come from the URL rows (``ix_urls_claim``).
 - ``ix_urls_fetched`` covers status and error class (throughput per minute from
-  the index alone), and ``ix_urls_outcome`` serves the counts by status, error
-  class, skip reason, HTTP status and the pending due times. (``next_attempt_at``
-  is not added to ``ix_urls_status``: SQLite's planner would then read the claim
-  through it, sorting every due URL of the crawl instead of one host's.)
+  the index alone), and ``ix_urls_status`` grows to serve, besides the reaper,
+  the counts by status, error class, skip reason, HTTP status and the pending
+  due times (one index rather than two: on PostgreSQL every write of a URL row
+  adds an entry to each index). ``next_attempt_at`` comes after the outcome
+  columns, not right after ``status``: there SQLite's planner would read the
+  claim through it, sorting every due URL of the crawl instead of one host's.
 
 Revision ID: 0002
 Revises: 0001
@@ -32,6 +34,15 @@ branch_labels = None
 depends_on = None
 
 _WORKER_COUNTERS = ("pages_new", "retries")
+_STATUS_COLUMNS = [
+    "crawl_id",
+    "status",
+    "error_class",
+    "skip_reason",
+    "http_status",
+    "next_attempt_at",
+    "lease_expires_at",
+]
 
 
 def upgrade() -> None:
@@ -49,15 +60,13 @@ def upgrade() -> None:
         batch.drop_column("errors")
     op.drop_index("ix_urls_fetched", table_name="urls")
     op.create_index("ix_urls_fetched", "urls", ["crawl_id", "fetched_at", "status", "error_class"])
-    op.create_index(
-        "ix_urls_outcome",
-        "urls",
-        ["crawl_id", "status", "error_class", "skip_reason", "http_status", "next_attempt_at"],
-    )
+    op.drop_index("ix_urls_status", table_name="urls")
+    op.create_index("ix_urls_status", "urls", _STATUS_COLUMNS)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_urls_outcome", table_name="urls")
+    op.drop_index("ix_urls_status", table_name="urls")
+    op.create_index("ix_urls_status", "urls", ["crawl_id", "status", "lease_expires_at"])
     op.drop_index("ix_urls_fetched", table_name="urls")
     op.create_index("ix_urls_fetched", "urls", ["crawl_id", "fetched_at"])
     with op.batch_alter_table("hosts") as batch:
