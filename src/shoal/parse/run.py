@@ -69,7 +69,7 @@ from shoal.spec import Spec
 if TYPE_CHECKING:
     import pandas as pd
 
-    from shoal.frontier.sql import SqlFrontier
+    from shoal.frontier.contract import Frontier
     from shoal.parse.captures import Capture
 
 __all__ = [
@@ -163,7 +163,7 @@ def _prepare(
     spec: Spec,
     ps: ParseSpec,
     names: list[str],
-    frontier: SqlFrontier,
+    frontier: Frontier,
     all_captures: bool,
     base: Path | None,
 ) -> tuple[Any, ParseContext, list[Capture]]:
