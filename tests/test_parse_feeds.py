@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from shoal.parse import QUALITY_EXIT_CODE, read_table, run_parse
-from shoal.parse.extract import main_text
 from shoal.parse.load import decode_body
+from shoal.parse.values import main_text
 from tests.parse_helpers import crawl
 from tests.parse_site import (
     API_ITEMS,
@@ -423,7 +423,7 @@ def test_lexbor_and_lxml_give_the_same_text_on_the_demo_pages() -> None:
     from selectolax.lexbor import LexborHTMLParser
 
     from shoal.demo import site
-    from shoal.parse.extract import element_text, lexbor_text
+    from shoal.parse.values import element_text, lexbor_text
 
     posts = [site._blog_post(no) for no in range(1, 21)]
     pages = [site.render_blog_post(p) for p in posts if p is not None]
@@ -449,7 +449,8 @@ def test_selectors_lexbor_cannot_run_go_through_parsel() -> None:
     """A field using cssselect's :contains() or parsel's ::text still works: the table reads the page with parsel."""
     from shoal.parse import Page
     from shoal.parse.config import TableSpec
-    from shoal.parse.extract import TableExtractor, lexbor_can
+    from shoal.parse.extract import TableExtractor
+    from shoal.parse.values import lexbor_can
 
     assert lexbor_can("ul.tags li.tag") and not lexbor_can('li:contains("b")')
     assert not lexbor_can("p::text")

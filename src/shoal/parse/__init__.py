@@ -12,7 +12,8 @@ From Python::
     draft = sp.parse_table("demo.toml", "posts") # parse now, write nothing
 
 Modules: :mod:`~shoal.parse.config` (the section's models), :mod:`~shoal.parse.extract`
-(page → rows), :mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.pii`
+(page → rows), :mod:`~shoal.parse.values` (element text, casts, main text,
+language), :mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.pii`
 (personal data), :mod:`~shoal.parse.quality` (the report), :mod:`~shoal.parse.run`
 (processes, dedup, outputs).
 """
