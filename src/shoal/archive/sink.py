@@ -110,9 +110,6 @@ class ArchiveSink:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.uploaded: list[str] = []
-        """Names of the files this sink uploaded (or recorded, for a local archive)."""
-        self.failures = 0
 
     @property
     def is_s3(self) -> bool:
@@ -172,30 +169,27 @@ class ArchiveSink:
         return left
 
     def close(self) -> None:
-        """Close the current file and wait for every queued upload (at most ``grace`` seconds)."""
+        """Close the current file and wait for every queued upload (at most ``grace`` seconds).
+
+        Never raises: a file that cannot be closed (the worker already reported
+        why, and stopped on it if it was critical) stays ``.open`` for the next
+        start on this machine to recover, so the worker's own exit status wins.
+        """
         try:
             self.writer.close()
-        finally:
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join(self.grace + 5)
-            left = self._todo.qsize()
-            if left:
-                log.error(
-                    "%d WARC file(s) are not uploaded yet; they stay in %s and the next worker "
-                    "started on this machine uploads them",
-                    left,
-                    self.folder,
-                )
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until every queued file is done; True when the queue emptied in time (for tests)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if self._todo.unfinished_tasks == 0:
-                return True
-            time.sleep(0.05)
-        return False
+        except ArchiveError as exc:
+            log.error("could not close the WARC file: %s", exc)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.grace + 5)
+        left = self._todo.qsize()
+        if left:
+            log.error(
+                "%d WARC file(s) are not uploaded yet; they stay in %s and the next worker "
+                "started on this machine uploads them",
+                left,
+                self.folder,
+            )
 
     # -- writer hooks (under the writer's lock: quick) ---------------------------------------------
 
@@ -235,7 +229,6 @@ class ArchiveSink:
                 self._ship(name, path)
                 delay = 1.0
             except (ArchiveError, DatabaseUnavailable, FrontierError, OSError) as exc:
-                self.failures += 1
                 log.warning(
                     "WARC file %s not shipped yet: %s (retrying in %.0fs)", name, exc, delay
                 )
@@ -276,4 +269,3 @@ class ArchiveSink:
             self.frontier.warc_file_uploaded(self.crawl_id, name, where)
             if not self.keep_local:
                 path.unlink(missing_ok=True)
-        self.uploaded.append(name)
