@@ -210,11 +210,14 @@ def _crawl(
     summary_json: Path | None,
     every: float = 10.0,
 ) -> dict[str, Any]:
-    from shoal.crawl import start_crawl
-    from shoal.frontier.sql import SqlFrontier
+    from shoal.crawl import open_frontier, start_crawl
+    from shoal.errors import CriticalStop
 
     url = db or spec.frontier_url()
-    frontier = SqlFrontier(url, create=True)
+    try:
+        frontier = open_frontier(url, create=True, grace=spec.worker.db_grace_seconds)
+    except CriticalStop as exc:
+        _fail(exc.message, 3)
     try:
         _say_changes(frontier, spec, spec_text)
         crawl = start_crawl(frontier, spec, spec_text)
@@ -322,6 +325,10 @@ def work(
     ] = None,
     processes: Annotated[int, typer.Option(help="Worker processes to start on this machine.")] = 1,
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = False,
+    db_grace: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for the database at start (down or starting up)."),
+    ] = 120.0,
 ) -> None:
     """Work on a submitted crawl until it is finished (any number of machines may do this at once)."""
     if db.startswith("ssm:"):
@@ -339,6 +346,7 @@ def work(
             args += ["--crawl", crawl]
         if concurrency:
             args += ["--concurrency", str(concurrency)]
+        args += ["--db-grace", str(db_grace)]
         procs = [
             subprocess.Popen(args, env={**os.environ, "SHOAL_DB": db}) for _ in range(processes)
         ]
@@ -350,9 +358,13 @@ def work(
                 bad[0],
             )
         return
-    from shoal.frontier.sql import SqlFrontier
+    from shoal.crawl import open_frontier
+    from shoal.errors import CriticalStop
 
-    frontier = SqlFrontier(db, create=False)
+    try:
+        frontier = open_frontier(db, create=False, grace=db_grace)
+    except CriticalStop as exc:
+        _fail(exc.message, 3)
     try:
         info = frontier.get_crawl(crawl)
         spec = parse_spec(info.spec, f"crawl {info.name!r} in the database")

@@ -20,13 +20,14 @@ import psutil
 from rich.console import Console
 
 from shoal.archive.sink import ArchiveSink
-from shoal.errors import SpecError, URLError
+from shoal.errors import CriticalStop, DatabaseUnavailable, SpecError, URLError
 from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.base import Fetcher
 from shoal.fetch.http import HttpFetcher
 from shoal.fetch.robots import RobotsCache
 from shoal.frontier.contract import CrawlInfo, Frontier, NewURL
+from shoal.frontier.sql import SqlFrontier
 from shoal.notify import Notifier
 from shoal.spec import Spec
 from shoal.status.live import crawl_progress
@@ -35,9 +36,34 @@ from shoal.worker import Worker, WorkerStats, make_worker_id
 from shoal.worker.links import Router
 from shoal.worker.revisits import source_urls
 
-__all__ = ["build_fetchers", "run_async", "run_loop", "seed_urls", "start_crawl"]
+__all__ = ["build_fetchers", "open_frontier", "run_async", "run_loop", "seed_urls", "start_crawl"]
 
 log = logging.getLogger(__name__)
+
+
+def open_frontier(url: str, *, create: bool, grace: float) -> SqlFrontier:
+    """Open the frontier, waiting up to ``grace`` seconds while its database is down or starting up.
+
+    A worker started before its database (a fleet booting, a server
+    restarting) waits as a running worker does, instead of failing at once;
+    past the grace it stops with :class:`~shoal.errors.CriticalStop` (exit 3).
+    """
+    start = time.monotonic()
+    delay = 0.5
+    while True:
+        try:
+            return SqlFrontier(url, create=create)
+        except DatabaseUnavailable as exc:
+            waited = time.monotonic() - start
+            if waited >= grace:
+                raise CriticalStop(
+                    f"the frontier database was unreachable for {waited:.0f}s at start: {exc} "
+                    "(start the database, or raise [worker] db_grace_seconds / --db-grace)"
+                ) from None
+            pause = min(delay, grace - waited)
+            log.warning("frontier database unreachable (%s); retrying in %.1fs", exc, pause)
+            time.sleep(pause)
+            delay = min(delay * 2, 10.0)
 
 
 def seed_urls(spec: Spec) -> list[NewURL]:

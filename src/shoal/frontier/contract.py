@@ -244,6 +244,10 @@ class Frontier(Protocol):
         """Give back every lease ``owner`` holds (clean stop); returns how many."""
         ...
 
+    def leases_held(self, crawl_id: int, owner: str) -> dict[int, int]:
+        """The leases ``owner`` holds now: url id -> lease token (a worker checks its view with it)."""
+        ...
+
     def reserve_slot(self, crawl_id: int, host_key: int, jitter: float) -> int:
         """Reserve the next politeness slot of a host (ms) outside a claim."""
         ...

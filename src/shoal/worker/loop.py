@@ -57,7 +57,7 @@ from shoal.urls import HostScope, canonicalize, host_of
 from shoal.worker import revisits
 from shoal.worker.links import LinkExtractor, Router
 from shoal.worker.stats import WorkerStats
-from shoal.worker.sync import FrontierSync
+from shoal.worker.sync import FrontierSync, LeaseLost
 
 __all__ = ["AddressCheck", "Worker", "make_worker_id"]
 
@@ -256,6 +256,9 @@ class Worker:
             except asyncio.CancelledError:
                 sync.give_back(c)  # hurried: the URL goes back untouched
                 raise
+            except LeaseLost:
+                sync.forget(c)  # reaped while we were not heard from: another worker's now
+                continue
             except CriticalStop as exc:
                 if self._critical is None:
                     self._critical = exc.message
@@ -274,10 +277,10 @@ class Worker:
         return m
 
     async def _process(self, c: ClaimedURL) -> Outcome:
-        """Fetch one leased URL and decide its outcome; never raises but CriticalStop."""
+        """Fetch one leased URL and decide its outcome; never raises but CriticalStop and LeaseLost."""
         try:
             return await self._fetch_and_decide(c)
-        except CriticalStop:
+        except (CriticalStop, LeaseLost):
             raise
         except FetchError as exc:
             if exc.error_class is ErrorClass.CRITICAL:
@@ -490,11 +493,21 @@ class Worker:
                 + (revisits.request_headers(c) if render == "http" else ()),
                 html_only=skip_types,
             )
+            if not await self.sync.owns(c):
+                raise LeaseLost()
             result = await fetcher.fetch(request)
         except PolicyRefusal as exc:
             if not mem.refusal_logged:
                 mem.refusal_logged = True
-                log.warning("not fetching from %s: %s", host_of(c.url), redact_text(exc.detail))
+                hint = (
+                    "; to crawl loopback or private addresses set [scope] allow_private = true "
+                    'or allow_cidrs = ["10.0.0.0/8", ...] in the spec'
+                    if exc.reason is SkipReason.ADDRESS_POLICY
+                    else ""
+                )
+                log.warning(
+                    "not fetching from %s: %s%s", host_of(c.url), redact_text(exc.detail), hint
+                )
             return self._skipped(c, exc.reason.value, detail=redact_text(exc.detail))
         if skip_types and 200 <= result.status < 300 and result.content_type not in HTML_TYPES:
             return self._skipped(

@@ -26,6 +26,8 @@ class WorkerStats:
     links_cut: int = 0
     """Links past ``max_links_per_page`` on the pages this worker fetched."""
     leases_reaped: int = 0
+    leases_dropped: int = 0
+    """Claimed URLs not fetched because their lease was taken back while this worker was silent."""
     claimed: int = 0
     inflight: int = 0
     queued: int = 0
@@ -79,6 +81,7 @@ class WorkerStats:
             "links_added": self.links_added,
             "links_cut": self.links_cut,
             "leases_reaped": self.leases_reaped,
+            "leases_dropped": self.leases_dropped,
             "elapsed": round(el, 3),
             "pages_per_second": round(self.done / el, 2) if el > 0 else 0.0,
         }

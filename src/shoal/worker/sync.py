@@ -11,9 +11,19 @@ is never ``done`` without its record. Guarantees:
 - **Grace.** While the database is unreachable, calls are retried with backoff
   for ``worker.db_grace_seconds``; past it the worker stops with
   :class:`~shoal.errors.CriticalStop`.
-- **Leases across an outage.** While the database is lost, heartbeats stop so
-  that leases lapse; the first sync that gets through reaps first, and
-  outcomes whose lease another worker took meanwhile are fenced.
+- **Leases across an outage.** Heartbeats go on being tried while the
+  database is away, and after a failed call the retry sends a heartbeat
+  first, so on its return our leases that nobody reaped are ours again; this
+  worker then reaps nothing for one lease period (nor in its first lease
+  period after start), so the other workers of the fleet get their heartbeat
+  in first too. Outcomes of an outage shorter than the grace are accepted on
+  return; anything another worker really claimed is fenced by its lease token.
+- **Lease view.** :meth:`FrontierSync.owns` says, just before each fetch,
+  whether a claimed URL is still ours: while the last good heartbeat is
+  younger than the lease nobody can have reaped it (no query); past that (the
+  process was stopped, say by SIGSTOP) a heartbeat is sent and the held
+  leases are read back once, and the URLs reaped meanwhile are dropped
+  without a request.
 - **Budget.** No more is claimed than ``limits.max_pages`` allows given what
   the crawl has done and what this worker holds.
 """
@@ -41,13 +51,17 @@ from shoal.spec import Spec
 from shoal.worker.revisits import RevisitPlan, idle_seconds, new_pages_message
 from shoal.worker.stats import WorkerStats
 
-__all__ = ["FrontierSync"]
+__all__ = ["FrontierSync", "LeaseLost"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LINKS_PER_TRANSACTION = 20_000
 """Outcomes are written in several transactions when their links exceed this many."""
+
+
+class LeaseLost(Exception):
+    """The URL's lease is no longer this worker's (reaped while it was stopped): not fetched."""
 
 
 class FrontierSync:
@@ -108,6 +122,10 @@ class FrontierSync:
         self._orphans_possible = False
         # The lease view: until this database-clock instant nobody can have reaped our leases.
         self._leases_safe_until = 0
+        self._tokens: dict[int, int] = {}
+        """The leases this worker believes it holds: url id -> lease token."""
+        self._checking: asyncio.Task[None] | None = None
+        self._must_check = False
 
     # -- calls ----------------------------------------------------------------
 
@@ -146,20 +164,29 @@ class FrontierSync:
                 log.warning("frontier database unreachable (%s); retrying in %.1fs", exc, pause)
                 await asyncio.sleep(pause)
                 delay = min(delay * 2, 10.0)
+                # Back? A heartbeat goes first: it keeps the leases nobody reaped meanwhile.
+                await self._beat()
                 continue
             return result
 
     @property
     def db_lost(self) -> bool:
-        """True while the last frontier call failed and no heartbeat got through since."""
+        """True while the last frontier call failed and no call got through since."""
         return self._db_failed_at > self._db_back_at
+
+    def _db_ok(self) -> None:
+        if self.db_lost:
+            self._db_back_at = time.monotonic()
 
     # -- starting and stopping ------------------------------------------------
 
     async def start(self, register: Callable[[], None]) -> None:
         """Register the worker (``register`` runs on the database thread) and read the crawl's count."""
         await self.retry(register)
-        self._leases_safe_until = self.frontier.now_ms() + self.lease_ms
+        self._leases_safe_until = self.frontier.now_ms() + self.lease_ms * 3 // 4
+        # A worker that starts during or just after an outage must not reap the fleet's leases
+        # before their owners' heartbeats are back in: it waits one lease period, as after an outage.
+        self._db_back_at = time.monotonic()
         self._fetched_base = await self.retry(self.frontier.count_done, self.crawl_id)
 
     def stop(self) -> None:
@@ -169,12 +196,14 @@ class FrontierSync:
 
     def put(self, outcome: Outcome) -> None:
         """Hand over one outcome; the sync loop writes it soon (sooner when many are waiting)."""
+        self._drop_token(outcome.url_id, outcome.lease_token)
         self._outcomes.append(outcome)
         if len(self._outcomes) >= self.batch // 2 or self.queue.qsize() < self.concurrency // 2:
             self._wake.set()
 
     def give_back(self, c: ClaimedURL) -> None:
         """Return a claimed URL untouched (its attempt not counted): stopping, or a critical error."""
+        self._drop_token(c.id, c.lease_token)
         self._outcomes.append(
             Outcome(c.id, c.lease_token, Status.PENDING, host_key=c.host_key, refund_attempt=True)
         )
@@ -297,12 +326,19 @@ class FrontierSync:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     def _reap_now(self) -> bool:
-        """Reap on a regular beat, and first thing after the database was lost."""
+        """Reap on a regular beat, but not within one lease period of a database outage (or start).
+
+        After an outage every worker's heartbeat is old: reaping at once would
+        take the whole fleet's leases. Waiting one lease period lets their
+        heartbeats in first; what a dead worker held is reaped after that.
+        """
         now = time.monotonic()
+        if self.db_lost or now - self._db_back_at < self.lease_ms / 1000:
+            return False
         if now - self._last_reap > min(5.0, self.lease_ms / 4000):
             self._last_reap = now
             return True
-        return self.db_lost
+        return False
 
     async def _sync_once(self, claim: int) -> int:
         outcomes, self._outcomes = self._outcomes, []
@@ -345,7 +381,7 @@ class FrontierSync:
                 )
 
             res = await self.retry(sync)
-            self._db_back_at = time.monotonic()
+            self._db_ok()
             pages = {k: self._urls.get(k, "") for k in res.found}
             claimed += self._apply(part, res)
             if res.found and sum(res.found.values()):
@@ -381,13 +417,11 @@ class FrontierSync:
             )
         self.stats.links_added += res.links_added
         self.stats.leases_reaped += res.leases_reaped
-        if res.claimed:
-            # A claim is a fresh lease: nobody reaps it before it expires.
-            self._leases_safe_until = max(self._leases_safe_until, self.frontier.now_ms())
         for o in outcomes:
             self._urls.pop(o.url_id, None)
         for c in res.claimed:
             self._urls[c.id] = c.url
+            self._tokens[c.id] = c.lease_token
             self.queue.put_nowait(c)
         self.stats.claimed += len(res.claimed)
         self.stats.queued = self.queue.qsize()
@@ -399,7 +433,7 @@ class FrontierSync:
         """One heartbeat on its own thread; True when it got through."""
         sent_at = self.frontier.now_ms()
         try:
-            await asyncio.get_running_loop().run_in_executor(
+            registered = await asyncio.get_running_loop().run_in_executor(
                 self._hb,
                 self.frontier.heartbeat,
                 self.crawl_id,
@@ -407,13 +441,19 @@ class FrontierSync:
                 self.lease_ms,
             )
         except FrontierError as exc:
-            # Leases are not extended while the database is away: they may expire and
-            # another worker may take the URLs; the fence then refuses our outcomes.
+            # While the database is away nobody can reap; once it is back, this heartbeat (tried
+            # every few seconds) is what keeps our leases before any other worker may reap them.
+            self._db_failed_at = time.monotonic()
             log.warning("heartbeat failed: %s", exc)
             return False
-        # Our heartbeat_at is at least sent_at: no lease of ours is reapable before sent_at + lease.
-        # A margin of a quarter lease covers the clock offset's error and the time to the fetch.
-        self._leases_safe_until = max(self._leases_safe_until, sent_at + self.lease_ms * 3 // 4)
+        self._db_ok()
+        if sent_at >= self._leases_safe_until:
+            # We were silent long enough for our leases to be reaped: check before fetching more.
+            self._must_check = True
+        if registered:
+            # Our heartbeat_at is at least sent_at: no lease of ours is reapable before
+            # sent_at + lease. A quarter lease of margin covers the clock offset's error.
+            self._leases_safe_until = max(self._leases_safe_until, sent_at + self.lease_ms * 3 // 4)
         return True
 
     async def heartbeat_loop(self) -> None:
@@ -425,11 +465,58 @@ class FrontierSync:
             if time.monotonic() - last_notify > 30:
                 last_notify = time.monotonic()
                 await self.notify()
-            if self.db_lost:
-                # The database was lost and no sync got through since: our leases must lapse
-                # (others may take the URLs), not be kept alive by a heartbeat that happens to pass.
-                continue
             await self._beat()
+
+    async def owns(self, c: ClaimedURL) -> bool:
+        """Whether ``c``'s lease is still ours, from the heartbeat's view (see the module docstring).
+
+        Free while our last heartbeat is younger than the lease. Past that (the
+        process was stopped, or the heartbeats failed), the held leases are read
+        back once for every fetch waiting on the answer, and the ones another
+        worker reaped meanwhile are dropped. While the database is unreachable
+        the answer is yes: nobody can reap then, and if somebody did, the
+        outcome is fenced on return.
+        """
+        if self._tokens.get(c.id) != c.lease_token:
+            return False
+        if self.db_lost or (
+            not self._must_check and self.frontier.now_ms() < self._leases_safe_until
+        ):
+            return True
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check_leases())
+        with contextlib.suppress(FrontierError):
+            await asyncio.shield(self._checking)
+        return self._tokens.get(c.id) == c.lease_token
+
+    def forget(self, c: ClaimedURL) -> None:
+        """Drop a URL whose lease is no longer ours: no outcome, no request."""
+        if self._drop_token(c.id, c.lease_token):
+            self._urls.pop(c.id, None)
+        self.stats.leases_dropped += 1
+
+    def _drop_token(self, url_id: int, token: int) -> bool:
+        """Forget lease (url_id, token); a newer lease of the same URL (claimed again) stays."""
+        if self._tokens.get(url_id) == token:
+            del self._tokens[url_id]
+            return True
+        return False
+
+    async def _check_leases(self) -> None:
+        if not await self._beat():
+            return
+        before = dict(self._tokens)  # leases claimed after this point are not judged by this read
+        held = await self.call(self.frontier.leases_held, self.crawl_id, self.worker_id)
+        self._must_check = False
+        lost = [i for i, t in before.items() if held.get(i) != t and self._tokens.get(i) == t]
+        for i in lost:
+            del self._tokens[i]
+        if lost:
+            log.warning(
+                "%d lease(s) were taken back while this worker was not heard from: "
+                "their URLs are not fetched here",
+                len(lost),
+            )
 
     async def notify(self) -> None:
         """Send the crawl's pending notifications (never raises: notifications never stop a crawl)."""
