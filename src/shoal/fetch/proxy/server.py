@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 import h11
@@ -301,6 +301,42 @@ class FilteringProxy:
             self._refused.append(Refusal(url, host, exc.addresses, time.time(), port, exc.why))
         log.info("refused %s (%s: %s)", url, exc.why, ", ".join(exc.addresses) or "no address")
 
+    async def _open_upstream(
+        self,
+        host: str,
+        port: int,
+        shown: str,
+        writer: asyncio.StreamWriter,
+        fail: Callable[[str, str, int], None],
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, str] | None:
+        """Resolve and connect ``host:port`` under the address policy, for CONNECT and plain requests alike.
+
+        On a refusal or an upstream failure ``fail(kind, detail, status)`` is
+        told first (``shown`` is the URL a refusal is logged under), the browser
+        gets its 403 or 502, and None comes back.
+        """
+        try:
+            addresses = await self._resolve(host, port)
+            return await self._connect(addresses, port)
+        except _Denied:
+            fail("browser_service", "a browser service host", 403)
+            await reply(
+                writer,
+                403,
+                "Forbidden",
+                "browser service host",
+                refused=True,
+                why="browser_service",
+            )
+        except _Refused as exc:
+            self._note_refusal(shown, host, port, exc)
+            fail("address_policy", _REFUSED_TEXT[exc.why], 403)
+            await reply(writer, 403, "Forbidden", _REFUSED_TEXT[exc.why], refused=True, why=exc.why)
+        except UpstreamError as exc:
+            fail(exc.kind, exc.detail, 502)
+            await reply(writer, 502, "Bad Gateway", exc.detail, error=exc.kind)
+        return None
+
     async def _tunnel(
         self,
         channel: ProxyChannel,
@@ -314,32 +350,15 @@ class FilteringProxy:
         port = int(port_text)
         host = host.strip("[]").lower()
         shown = f"https://{host}/" if port == 443 else f"https://{bracket(host)}:{port}/"
-        try:
-            addresses = await self._resolve(host, port)
-            up_reader, up_writer, peer = await self._connect(addresses, port)
-        except _Denied:
-            channel._note_tunnel(host, port, None, ("browser_service", "a browser service host"))
-            self._log(channel, Exchange("CONNECT", shown, 403, None, "browser_service"))
-            await reply(
-                writer,
-                403,
-                "Forbidden",
-                "browser service host",
-                refused=True,
-                why="browser_service",
-            )
+
+        def fail(kind: str, detail: str, status: int) -> None:
+            channel._note_tunnel(host, port, None, (kind, detail))
+            self._log(channel, Exchange("CONNECT", shown, status, None, kind))
+
+        upstream = await self._open_upstream(host, port, shown, writer, fail)
+        if upstream is None:
             return
-        except _Refused as exc:
-            self._note_refusal(shown, host, port, exc)
-            channel._note_tunnel(host, port, None, ("address_policy", _REFUSED_TEXT[exc.why]))
-            self._log(channel, Exchange("CONNECT", shown, 403, None, "address_policy"))
-            await reply(writer, 403, "Forbidden", _REFUSED_TEXT[exc.why], refused=True, why=exc.why)
-            return
-        except UpstreamError as exc:
-            channel._note_tunnel(host, port, None, (exc.kind, exc.detail))
-            self._log(channel, Exchange("CONNECT", shown, 502, None, exc.kind))
-            await reply(writer, 502, "Bad Gateway", exc.detail, error=exc.kind)
-            return
+        up_reader, up_writer, peer = upstream
         channel._note_tunnel(host, port, peer, None)
         self._log(channel, Exchange("CONNECT", shown, 200, peer))
         try:
@@ -371,36 +390,17 @@ class FilteringProxy:
         record = ProxyRecord(url=target, method=method, started_at=time.time())
         t0 = time.monotonic()
 
-        def fail(kind: str, detail: str) -> None:
+        def fail(kind: str, detail: str, _status: int = 0) -> None:
             self._log(channel, Exchange(method, target, 0, None, kind))
             if is_main:
                 record.error, record.detail = kind, detail
                 record.elapsed = time.monotonic() - t0
                 channel._finish(record)
 
-        try:
-            addresses = await self._resolve(host, port)
-            up_reader, up_writer, peer = await self._connect(addresses, port)
-        except _Denied:
-            fail("browser_service", "a browser service host")
-            await reply(
-                writer,
-                403,
-                "Forbidden",
-                "browser service host",
-                refused=True,
-                why="browser_service",
-            )
+        upstream = await self._open_upstream(host, port, target, writer, fail)
+        if upstream is None:
             return
-        except _Refused as exc:
-            self._note_refusal(target, host, port, exc)
-            fail("address_policy", _REFUSED_TEXT[exc.why])
-            await reply(writer, 403, "Forbidden", _REFUSED_TEXT[exc.why], refused=True, why=exc.why)
-            return
-        except UpstreamError as exc:
-            fail(exc.kind, exc.detail)
-            await reply(writer, 502, "Bad Gateway", exc.detail, error=exc.kind)
-            return
+        up_reader, up_writer, peer = upstream
         record.peer_ip = peer
         upgrade = is_websocket_upgrade(headers)
         out_headers = strip_hop_by_hop(headers, keep_upgrade=upgrade)
