@@ -54,7 +54,13 @@ def normalize_text(text: str) -> str:
         return " ".join(text.split())
     out = []
     for line in text.split("\n"):
-        if line and not line.isspace():  # isspace() and split() share one definition of space
+        if not line:
+            continue
+        # A printable line holds no whitespace but " " (every other kind is a separator or a
+        # control character): without doubled or edge spaces it is already normal.
+        if line.isprintable() and "  " not in line and line[0] != " " and line[-1] != " ":
+            out.append(line)
+        elif not line.isspace():
             out.append(" ".join(line.split()))
     return "\n".join(out)
 
