@@ -20,7 +20,7 @@ def demo_parse_section(data: str | Path) -> str:
 
 def demo_spec(base_url: str, data: str | Path) -> str:
     """``demo.toml`` for a live server and a data folder, with the demo's ``[parse]`` section."""
-    from shoal.demo.site import spec_text
+    from shoal.demo.expected import spec_text
 
     return spec_text(base_url, data)
 

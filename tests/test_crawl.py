@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from shoal.archive import WarcRef, read_record
 from shoal.crawl import run_async, run_loop, start_crawl
-from shoal.demo.site import expected, spec_text
+from shoal.demo.expected import expected, spec_text
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls
 from shoal.spec import Spec, parse_spec

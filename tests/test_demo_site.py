@@ -20,10 +20,10 @@ from shoal.demo import (
     DemoServer,
     demo_spec_text,
     expected,
-    site,
     spec_text,
     start_in_thread,
 )
+from shoal.demo.pages import BLOG_POSTS, CP949_ONLY_POSTS, EUCKR_TITLES
 from shoal.spec import Rule, parse_spec
 
 HREF = re.compile(r'href="([^"]*)"', re.IGNORECASE)
@@ -154,7 +154,7 @@ def test_planted_pii_is_where_the_table_says(server: DemoServer) -> None:
     """Each planted personal datum appears in its post only, and the harmless numbers in theirs."""
     kinds = {k for found in PLANTED_PII.values() for k in found}
     assert kinds == {"email", "phone_mobile", "phone_landline", "phone_intl", "rrn", "card"}
-    pages = {p.path: get(server, p.path).text for p in site.BLOG_POSTS}
+    pages = {p.path: get(server, p.path).text for p in BLOG_POSTS}
     for path, page in pages.items():
         for value in {v for found in PLANTED_PII.values() for v in found.values()}:
             planted = value in PLANTED_PII.get(path, {}).values()
@@ -206,14 +206,14 @@ def test_euckr_pages_are_euckr_without_charset_header(server: DemoServer) -> Non
         assert r.headers["Content-Type"] == "text/html"
         assert b"charset" not in r.body.lower()
         text = r.body.decode("cp949")
-        assert site.EUCKR_TITLES[no - 1] in text
-        if no in site.CP949_ONLY_POSTS:
+        assert EUCKR_TITLES[no - 1] in text
+        if no in CP949_ONLY_POSTS:
             with pytest.raises(UnicodeDecodeError):
                 r.body.decode("euc_kr")
             assert "똠양꿍" in text
         else:
             assert r.body.decode("euc_kr") == text
-    assert set(site.CP949_ONLY_POSTS) == {5}
+    assert set(CP949_ONLY_POSTS) == {5}
 
 
 def test_redirect_chain(server: DemoServer) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from shoal.demo import site
+from shoal.demo import pages as site
 from shoal.demo.images import NOTICE_LINES, notice_png
 from shoal.errors import SpecError
 from shoal.parse import (

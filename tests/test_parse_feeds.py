@@ -332,9 +332,9 @@ def test_decode_body_prefers_valid_utf8_to_a_lying_label_and_keeps_real_legacy_t
 
 def test_main_text_fast_mode_gives_the_same_text_on_the_demo_pages() -> None:
     """trafilatura's fast mode (no readability/justext fallback) extracts the same main text on the demo's posts."""
-    from shoal.demo import site
+    from shoal.demo import pages as site
 
-    posts = [site._blog_post(no) for no in range(1, 21)]
+    posts = [site.blog_post(no) for no in range(1, 21)]
     pages = [site.render_blog_post(p) for p in posts if p is not None]
     pages += [site.render_board_post(site.board_post(no)) for no in range(1, 11)]
     assert len(pages) > 20
@@ -422,10 +422,10 @@ def test_lexbor_and_lxml_give_the_same_text_on_the_demo_pages() -> None:
     from parsel import Selector
     from selectolax.lexbor import LexborHTMLParser
 
-    from shoal.demo import site
+    from shoal.demo import pages as site
     from shoal.parse.values import element_text, lexbor_text
 
-    posts = [site._blog_post(no) for no in range(1, 21)]
+    posts = [site.blog_post(no) for no in range(1, 21)]
     pages = [site.render_blog_post(p) for p in posts if p is not None]
     pages += [site.render_board_post(site.board_post(no)) for no in range(1, 11)]
     pages += [site.render_home(), site.render_blog_list(1), site.render_board_list(1)]

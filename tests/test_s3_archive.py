@@ -30,7 +30,7 @@ from shoal.archive import (
 )
 from shoal.archive.s3 import FileDigests, s3_client
 from shoal.crawl import run_async, run_loop, start_crawl
-from shoal.demo.site import expected
+from shoal.demo.expected import expected
 from shoal.errors import ArchiveError
 from shoal.exchange import FetchResult
 from shoal.frontier import SqlFrontier

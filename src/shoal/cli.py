@@ -713,7 +713,8 @@ def demo(
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
 ) -> None:
     """Serve the bundled demo site on 127.0.0.1, crawl it and print the summary. Safe to rerun."""
-    from shoal.demo.site import spec_text, start_in_thread
+    from shoal.demo.expected import spec_text
+    from shoal.demo.site import start_in_thread
 
     if fresh and data.exists():
         import shutil

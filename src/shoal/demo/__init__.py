@@ -1,23 +1,19 @@
 """The bundled demo: a small Korean/English community site and a crawl spec for it.
 
-``start_in_thread()`` serves the site on 127.0.0.1 in a background thread;
-``demo_spec_text(server.base_url, data_dir)`` is ``demo.toml`` ready to crawl
-it, and ``expected(server.base_url)`` what that crawl must end with.
+- :mod:`~shoal.demo.pages`: the data the site is generated from and its pages;
+- :mod:`~shoal.demo.site`: the aiohttp server; ``start_in_thread()`` serves
+  the site on 127.0.0.1 in a background thread;
+- :mod:`~shoal.demo.expected`: ``demo_spec_text(server.base_url, data_dir)``
+  is ``demo.toml`` ready to crawl it, and ``expected(server.base_url)`` what
+  that crawl must end with;
+- :mod:`~shoal.demo.images`: the notice picture the parse stage reads with OCR.
 """
 
 from __future__ import annotations
 
-from shoal.demo.site import (
-    PLANTED_NUMBERS,
-    PLANTED_PII,
-    DemoServer,
-    Hit,
-    RequestLog,
-    expected,
-    make_app,
-    spec_text,
-    start_in_thread,
-)
+from shoal.demo.expected import expected, spec_text
+from shoal.demo.pages import PLANTED_NUMBERS, PLANTED_PII
+from shoal.demo.site import DemoServer, Hit, RequestLog, make_app, start_in_thread
 
 demo_spec_text = spec_text
 """``demo.toml`` with the live server's URL and the data folder filled in (see :func:`spec_text`)."""
