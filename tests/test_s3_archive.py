@@ -459,6 +459,34 @@ def test_urls_of_a_file_never_uploaded_are_fetched_again_by_another_worker(
     hits_after = Counter(h.path_qs for h in demo_server.log)
     refetched = [u for u in lost_urls if hits_after[_path_qs(u)] > hits_before[_path_qs(u)]]
     assert sorted(refetched) == sorted(lost_urls)
+    # The tables are complete: one row per done page of each table's rule, read from S3.
+    from shoal.parse import run_parse
+
+    result = run_parse(spec_b, to="csv", out=tmp_path / "tables", processes=1, progress=False)
+    assert result.exit_code == 0, result.summary_lines()
+    rule_of = {i: r.name for i, r in enumerate(spec_b.rules)}
+    for table, rule in (
+        ("posts", "blog-post"),
+        ("board", "board-post"),
+        ("euckr_board", "euckr-post"),
+    ):
+        pages = [
+            r
+            for r in after.values()
+            if r.status == "done" and r.kind != "asset" and rule_of.get(r.rule) == rule
+        ]
+        q = result.report.tables[table]
+        seen = (
+            table,
+            len(pages),
+            q.pages,
+            q.errors,
+            result.rows[table],
+            q.dedup_url,
+            q.dedup_content,
+        )
+        assert pages and q.pages == len(pages) and q.errors == 0, seen
+        assert result.rows[table] == len(pages) - q.dedup_url - q.dedup_content > 0, seen
 
 
 def test_crawl_into_a_missing_bucket_stops_before_fetching(
