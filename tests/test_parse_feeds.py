@@ -530,3 +530,28 @@ fields.title = { xpath = "title/text()" }
     own = _rows(tmp_path, "news_own")
     assert [r["title"] for r in own] == [t for t, _p, _d in RSS_ITEMS]
     assert {r["encoding"] for r in own} == {"cp949 (set in the spec)"}
+
+
+def test_normalize_text_equals_the_plain_split_rule_on_every_kind_of_space() -> None:
+    """The fast path of normalize_text gives what splitting every line on whitespace gives, for every Unicode space."""
+    import sys
+
+    from shoal.parse.values import normalize_text
+
+    def plain(text: str) -> str:
+        text = text.replace("\u200b", " ")
+        lines = (" ".join(line.split()) for line in text.split("\n"))
+        return "\n".join(line for line in lines if line)
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()] + ["\u200b"]
+    for sp in spaces:
+        for text in (
+            f"a{sp}b",
+            f"{sp}a",
+            f"a{sp}",
+            f"a {sp}b\nc",
+            f"\n{sp}\n",
+            f"가{sp}{sp}나\n다 라",
+        ):
+            assert normalize_text(text) == plain(text), repr(text)
+    assert normalize_text("a\u200eb  c") == "a\u200eb c"
