@@ -110,6 +110,7 @@ def version() -> None:
 @app.command()
 def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
     """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
+    from shoal.fetch.address import AddressPolicy
     from shoal.secrets import redact_url
     from shoal.spec import refused_seeds
 
@@ -131,7 +132,7 @@ def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")
             f"frontier {redact_url(s.frontier_url())}, archive {s.archive_dir()}"
         )
     )
-    for line in refused_seeds(s):
+    for line in refused_seeds(s, AddressPolicy(s.scope.allow_private, s.scope.allow_cidrs)):
         term.print("[yellow]warning[/]: " + escape(line))
 
 

@@ -1,38 +1,25 @@
-"""The crawl spec: a TOML file validated once, at the edge, with pydantic.
+"""The crawl spec's pydantic models, one per TOML section; :class:`Spec` is the whole file.
 
-A bad spec raises :class:`~shoal.errors.SpecError` whose message lists every
-problem as ``key: what was expected (got value)``, rules named by their ``name``
-(``rules["posts"].regex``); nothing starts on a bad spec. Guarantees of a valid spec:
-
-- every rule ``regex`` compiles in RE2, so matching a URL takes time linear in its
-  length (no pattern can hang a worker);
-- every selector compiles in the engine that runs it (:func:`check_link_css`,
-  :func:`check_browser_css`), and browser-only keys appear only on browser rules;
-- durations are finite and bounded, header names, values and the User-Agent hold no
-  control character, and the crawl name cannot leave the data folder;
-- relative storage paths resolve against the spec file's folder (:func:`load_spec`);
-- ``[scope.headers]`` values may be ``{ env = "VAR" }``, read when a worker starts
-  (:meth:`ScopeSpec.resolved_headers`), so the stored spec need not hold the secret.
+Every model forbids unknown keys and infinite or NaN numbers and is frozen. The
+checks of each key live in its model's validators (patterns and selectors in
+:mod:`shoal.spec.patterns`); :mod:`shoal.spec.load` turns a failed validation
+into the message that names the key and the value.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import json
 import os
 import re
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, cast
+from typing import Annotated, Any, Literal
 
-import re2
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -41,11 +28,20 @@ from pydantic import (
 from shoal import __version__
 from shoal.errors import SpecError
 from shoal.frontier.revisit import parse_duration
+from shoal.spec.patterns import (
+    UrlPattern,
+    check_browser_css,
+    check_link_css,
+    compile_regex,
+)
 
 __all__ = [
     "BROWSER_KEYS",
+    "DEFAULT_USER_AGENT",
     "CrawlSpec",
+    "Ec2FleetSpec",
     "EnvSecret",
+    "FleetSpec",
     "LimitsSpec",
     "NotifySpec",
     "PolitenessSpec",
@@ -54,16 +50,7 @@ __all__ = [
     "SeedSource",
     "Spec",
     "StorageSpec",
-    "UrlPattern",
     "WorkerSpec",
-    "check_browser_css",
-    "check_link_css",
-    "compile_regex",
-    "format_validation_error",
-    "lexbor_css",
-    "load_spec",
-    "parse_spec",
-    "refused_seeds",
 ]
 
 DEFAULT_USER_AGENT = f"shoal/{__version__} (web archive crawler)"
@@ -72,102 +59,6 @@ DAY = 86_400.0
 WEEK = 7 * DAY
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 """Characters that may not appear in a header value (tab is allowed, CR, LF and NUL are not)."""
-
-
-class UrlPattern(Protocol):
-    """What a compiled URL pattern offers (both :mod:`re` and RE2 patterns do)."""
-
-    def search(self, text: str) -> object | None: ...
-    def match(self, text: str) -> object | None: ...
-
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
-
-# Constructs RE2 refuses, recognised in the pattern so the error can name them.
-_UNSUPPORTED = (
-    (re.compile(r"\\[1-9]|\(\?P="), "a back-reference (\\1, (?P=name))"),
-    (re.compile(r"\(\?<?[=!]"), "a lookaround ((?=...), (?!...), (?<=...), (?<!...))"),
-    (re.compile(r"\(\?>"), "an atomic group ((?>...))"),
-    (re.compile(r"[*+?}][+]"), "a possessive quantifier (*+, ++, ?+)"),
-    (re.compile(r"\\Z"), "\\Z (write \\z or $ instead)"),
-)
-
-
-def compile_regex(pattern: str) -> UrlPattern:
-    """Compile a spec regex with RE2, whose matching time is linear in the URL's length.
-
-    A rule's regex runs on every link a crawl meets, so a backtracking engine would
-    let one pattern such as ``(a+)+$`` and one long URL hang a worker. RE2 refuses
-    the few constructs that need backtracking; the :class:`ValueError` raised then
-    names the construct and how to do without it.
-    """
-    try:
-        return cast(UrlPattern, re2.compile(pattern, _RE2_OPTIONS))
-    except re2.error as exc:
-        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        for probe, construct in _UNSUPPORTED:
-            if probe.search(pattern):
-                raise ValueError(
-                    f"regex {pattern!r} uses {construct}, which shoal's linear-time regex engine"
-                    f" (RE2) does not support ({detail}); rewrite the pattern without it"
-                ) from None
-        raise ValueError(f"regex {pattern!r} does not compile: {detail}") from None
-
-
-_CONTAINS = re.compile(r":contains\(")
-
-
-def lexbor_css(selector: str) -> str:
-    """A selector of the spec's CSS dialect as the link extractor's engine (lexbor) reads it.
-
-    The dialect is that of cssselect (what ``[parse]`` fields use through parsel):
-    standard CSS plus ``:contains("text")``, which lexbor spells ``:lexbor-contains``.
-    """
-    return selector.replace(":contains(", ":lexbor-contains(")
-
-
-def check_link_css(selector: str) -> None:
-    """Raise :class:`ValueError` unless ``selector`` works for ``follow`` and ``images``.
-
-    It must compile in cssselect (the dialect shared with ``[parse]`` fields) and in
-    lexbor (the engine that runs it on every crawled page), so a selector that
-    works in a field works in ``follow`` and the other way round.
-    """
-    from cssselect import HTMLTranslator, SelectorError
-    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
-
-    if not selector.strip():
-        raise ValueError("an empty CSS selector")
-    try:
-        HTMLTranslator().css_to_xpath(selector)
-    except SelectorError as exc:
-        raise ValueError(f"CSS selector {selector!r} does not compile: {exc}") from None
-    try:
-        LexborHTMLParser("<p></p>").css(lexbor_css(selector))
-    except SelectolaxError:
-        raise ValueError(
-            f"CSS selector {selector!r} uses syntax the link extractor (lexbor) does not support;"
-            ' use standard CSS (plus :contains("text"))'
-        ) from None
-
-
-def check_browser_css(selector: str) -> None:
-    """Raise :class:`ValueError` unless ``selector`` is standard CSS: Chromium runs ``wait_for`` and ``click``."""
-    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
-
-    if not selector.strip():
-        raise ValueError("an empty CSS selector")
-    if _CONTAINS.search(selector) or "::" in selector:
-        raise ValueError(
-            f"CSS selector {selector!r} is not standard CSS (:contains() and ::text/::attr() are"
-            " parsel extensions); wait_for and click run in the browser, which knows standard CSS only"
-        )
-    try:
-        LexborHTMLParser("<p></p>").css(selector)
-    except SelectolaxError:
-        raise ValueError(f"CSS selector {selector!r} is not valid CSS") from None
-
 
 BROWSER_KEYS = ("wait_for", "wait_timeout", "scroll", "click", "frames", "screenshot")
 """Rule keys that only a ``render = "browser"`` rule uses."""
@@ -652,144 +543,3 @@ class Spec(_Model):
         if self.storage.archive.startswith("s3://"):
             return self.storage.archive.replace("{name}", self.crawl.name)
         return self.resolve_path(self.storage.archive)
-
-
-def _item_label(item: object, index: int) -> str:
-    """``["name"]`` for a named table of an array (a rule, a field), else ``[#n pattern]``."""
-    if isinstance(item, dict):
-        name = item.get("name")
-        if isinstance(name, str) and name:
-            return f"[{json.dumps(name, ensure_ascii=False)}]"
-        for key in ("glob", "regex", "css", "xpath"):
-            if isinstance(item.get(key), str):
-                return f"[#{index + 1} {key} {item[key]!r}]"
-    return f"[#{index + 1}]"
-
-
-def key_path(loc: tuple[int | str, ...], data: object = None, prefix: tuple[str, ...] = ()) -> str:
-    """A pydantic error location as the user wrote it: ``rules["posts"].regex``, not ``rules.1.regex``.
-
-    ``data`` is the validated input: an index into an array of tables is shown by
-    the item's ``name`` (or, when it has none, its 1-based position and pattern).
-    """
-    out = ".".join(prefix)
-    node = data
-    for part in loc:
-        p = str(part)
-        if p.startswith(("function-after", "function-before")):
-            continue
-        if isinstance(part, int) and isinstance(node, list):
-            item = node[part] if 0 <= part < len(node) else None
-            out += _item_label(item, part)
-            node = item
-            continue
-        out += f".{p}" if out else p
-        node = node.get(p) if isinstance(node, dict) else None
-    return out or "(top level)"
-
-
-def format_validation_error(
-    exc: ValidationError,
-    source: str,
-    *,
-    what: str = "crawl spec",
-    prefix: tuple[str, ...] = (),
-    data: object = None,
-) -> str:
-    """One line per problem: ``key.path: what was expected (got value)``; shared by every spec section.
-
-    Give ``data`` (the input that failed) so that array items are named as in :func:`key_path`.
-    """
-    lines = [f"{source}: the {what} is invalid ({exc.error_count()} problem(s)):"]
-    for err in exc.errors():
-        key = key_path(err["loc"], data, prefix)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling; see the README's spec reference)"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        value = err.get("input")
-        shown = "" if err["type"] == "missing" or isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"  - {key}: {msg}{shown}")
-    return "\n".join(lines)
-
-
-def parse_spec(text: str, source: str = "<spec>", *, base: str | Path | None = None) -> Spec:
-    """Parse and validate TOML text into a :class:`Spec`, or raise :class:`SpecError`.
-
-    ``base`` is the folder relative storage paths resolve against (``load_spec``
-    gives the spec file's); without it they stay relative to the working directory.
-    """
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{source}: not valid TOML: {exc}") from None
-    try:
-        spec = Spec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source, data=data)) from None
-    _check_seeds(spec, source)
-    return spec.with_base(base)
-
-
-def _check_seeds(spec: Spec, source: str) -> None:
-    from shoal.errors import URLError
-    from shoal.urls import canonicalize
-
-    bad = []
-    for i, seed in enumerate(spec.crawl.seeds):
-        try:
-            canonicalize(seed)
-        except URLError as exc:
-            bad.append(f"  - crawl.seeds.{i}: {exc} (got {seed!r})")
-    for src in spec.crawl.sources:
-        try:
-            canonicalize(src.url)
-        except URLError as exc:
-            bad.append(f"  - crawl.seeds {src.kind}: {exc} (got {src.url!r})")
-    if bad:
-        raise SpecError(f"{source}: the crawl spec is invalid:\n" + "\n".join(bad))
-
-
-def refused_seeds(spec: Spec) -> list[str]:
-    """One line per seed the address policy will refuse, naming the setting that allows it.
-
-    Only what is known without DNS is checked: IP-literal hosts and ``localhost``
-    (RFC 6761). Such a seed ends ``skipped (address_policy)`` at crawl time.
-    """
-    from shoal.fetch.address import AddressPolicy
-    from shoal.urls import resolve
-
-    policy = AddressPolicy(spec.scope.allow_private, spec.scope.allow_cidrs)
-    out = []
-    for seed in spec.crawl.seeds:
-        try:
-            host = resolve(seed.strip()).hostname
-        except ValueError:
-            continue
-        literal = host.strip("[]")
-        if literal == "localhost" or literal.endswith(".localhost"):
-            literal = "127.0.0.1"
-        try:
-            ip = ipaddress.ip_address(literal)
-        except ValueError:
-            continue
-        if not policy.allows(ip):
-            net = f"{ip}/32" if ip.version == 4 else f"{ip}/128"
-            out.append(
-                f"seed {seed!r}: {ip} is not a public address, so the address policy refuses it;"
-                f' to crawl it set [scope] allow_cidrs = ["{net}"] (or allow_private = true)'
-            )
-    return out
-
-
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file, or raise :class:`SpecError` naming the problem."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{p}: no such spec file (give the path of a .toml crawl spec)") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{p}: the spec file is not UTF-8 text") from None
-    return parse_spec(text, str(p), base=p.parent)
