@@ -136,53 +136,10 @@ def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")
         term.print("[yellow]warning[/]: " + escape(line))
 
 
-def _summary(frontier: Any, crawl: Any, stats: Any, finished: bool) -> dict[str, Any]:
-    from shoal.status import collect
-
-    st = collect(frontier, crawl)
-    run = stats.summary()
-    return {
-        "crawl": crawl.name,
-        "finished": finished,
-        "done": st.counts["done"],
-        "failed": st.failed,
-        "skipped": st.skipped,
-        "pending": st.counts["pending"] + st.counts["leased"],
-        "bytes_archived": st.bytes_archived,
-        "lease_lost": st.lease_lost,
-        "elapsed": run["elapsed"],
-        "pages_per_second": run["pages_per_second"],
-        "this_run": run,
-    }
-
-
 def _print_summary(summary: dict[str, Any]) -> None:
-    t = Table(
-        title=escape(
-            f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}"
-        ),
-        show_header=False,
-    )
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("done", str(summary["done"]))
-    t.add_row(
-        "failed",
-        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["failed"].items())) or "0"),
-    )
-    t.add_row(
-        "skipped",
-        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0"),
-    )
-    if summary["pending"]:
-        t.add_row("left", f"{summary['pending']} pending (run the same command again to resume)")
-    t.add_row("archived", f"{summary['bytes_archived'] / 1e6:.2f} MB")
-    r = summary["this_run"]
-    t.add_row(
-        "this run",
-        f"{r['done']} pages in {r['elapsed']:.1f}s = {r['pages_per_second']:.1f} pages/s",
-    )
-    term.print(t)
+    from shoal.status.render import render_crawl_summary
+
+    term.print(render_crawl_summary(summary))
 
 
 def _run_worker(
@@ -200,7 +157,9 @@ def _run_worker(
         )
     except CriticalStop as exc:
         _fail(f"the worker stopped on a critical error: {exc.message}", 3)
-    return _summary(frontier, crawl, stats, finished)
+    from shoal.status.collect import crawl_summary
+
+    return crawl_summary(frontier, crawl, stats.summary(), finished)
 
 
 def _crawl(
@@ -293,7 +252,7 @@ def submit(
             term.print(
                 escape(
                     f"crawl {s.name!r} is finished and its spec is unchanged: nothing to do "
-                    "(a rule with revisit = \"...\" keeps a crawl fresh; a new name starts over)"
+                    '(a rule with revisit = "..." keeps a crawl fresh; a new name starts over)'
                 )
             )
             return
@@ -412,43 +371,6 @@ def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL."
     term.print(f"{redact_url(db)}: schema {before or 'empty'} → {head_revision()}", markup=False)
 
 
-def _resolve_target(target: str | None) -> tuple[str, str | None, Path | None]:
-    """A status target (spec path, DB URL, or nothing) → (database URL, crawl name, parse report path)."""
-    from shoal.status.collect import report_path
-
-    if target is None:
-        found = sorted(Path("shoal-data").glob("*/frontier.sqlite"))
-        if len(found) == 1:
-            return f"sqlite:///{found[0]}", None, found[0].parent / "tables" / "quality.json"
-        _fail(
-            "give a spec file or a database URL: `shoal status SPEC.toml` or `shoal status --db URL`"
-        )
-    if "://" in target:
-        return target, None, None
-    spec = load_spec(target)
-    return spec.frontier_url(), spec.name, report_path(spec)
-
-
-def _open_status(
-    target: str | None, db: str | None, crawl: str | None
-) -> tuple[Any, Any, Path | None]:
-    """The frontier (read-only use), the crawl and the parse report path of a status target."""
-    from shoal.frontier.sql import SqlFrontier
-
-    url, name, report = _resolve_target(target)
-    if db is not None:
-        url = db
-    if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
-        _fail(f"no frontier database at {url}: has the crawl been started? (`shoal crawl SPEC`)")
-    frontier = SqlFrontier(url, create=False)
-    try:
-        info = frontier.get_crawl(crawl or name)
-    except BaseException:
-        frontier.close()
-        raise
-    return frontier, info, report
-
-
 @app.command()
 def status(
     target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
@@ -474,8 +396,9 @@ def status(
     from shoal.status import collect
     from shoal.status.live import watch as watch_status
     from shoal.status.render import render_status, summary_line
+    from shoal.status.target import open_target
 
-    frontier, info, report = _open_status(target, db, crawl)
+    frontier, info, report = open_target(target, db, crawl)
 
     def read() -> Any:
         st = collect(frontier, info, report=report)
@@ -526,12 +449,13 @@ def dashboard(
     """Serve a live dashboard page: pages/min and errors by class over time, hosts, workers, WARC bytes, parse quality, last errors."""
     from shoal.status import collect
     from shoal.status.dashboard import DashboardServer
+    from shoal.status.target import open_target
 
     if refresh < 0.5:
         _fail(
             f"--refresh {refresh:g} is too short: the page reads the database once per refresh (0.5 s at least)"
         )
-    frontier, info, report = _open_status(target, db, crawl)
+    frontier, info, report = open_target(target, db, crawl)
     try:
         try:
             server = DashboardServer(

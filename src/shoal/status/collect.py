@@ -26,7 +26,7 @@ from shoal.frontier.contract import CrawlInfo, Frontier
 from shoal.frontier.reads import STATUSES
 from shoal.secrets import redact_text, redact_url
 
-__all__ = ["STATUSES", "CrawlStatus", "collect", "parse_quality", "report_path"]
+__all__ = ["STATUSES", "CrawlStatus", "collect", "crawl_summary", "parse_quality", "report_path"]
 
 HEARTBEAT_DEAD_MS = 60_000
 """A running worker whose heartbeat is older than this is shown as dead."""
@@ -142,7 +142,9 @@ def report_path(spec: Any) -> Path | None:
     out = ps.out.replace("{name}", spec.name)
     if "://" in out:  # tables in SQL: the report sits in the default folder
         out = f"shoal-data/{spec.name}/tables"
-    return Path(spec.resolve_path(out)) / REPORT_JSON  # relative to the spec's folder, as parse writes it
+    return (
+        Path(spec.resolve_path(out)) / REPORT_JSON
+    )  # relative to the spec's folder, as parse writes it
 
 
 def parse_quality(path: Path | None) -> dict[str, Any] | None:
@@ -277,3 +279,27 @@ def collect(
     st.machines = list(machines.values())
     st.parse = parse_quality(report)
     return st
+
+
+def crawl_summary(
+    frontier: Frontier, crawl: CrawlInfo, run: dict[str, Any], finished: bool
+) -> dict[str, Any]:
+    """What ``shoal crawl``, ``shoal work`` and ``shoal demo`` print and write with ``--summary-json``.
+
+    The crawl's totals read now from the frontier, and ``run`` (the worker's
+    ``WorkerStats.summary()``) as ``this_run``.
+    """
+    st = collect(frontier, crawl)
+    return {
+        "crawl": crawl.name,
+        "finished": finished,
+        "done": st.counts["done"],
+        "failed": st.failed,
+        "skipped": st.skipped,
+        "pending": st.counts["pending"] + st.counts["leased"],
+        "bytes_archived": st.bytes_archived,
+        "lease_lost": st.lease_lost,
+        "elapsed": run["elapsed"],
+        "pages_per_second": run["pages_per_second"],
+        "this_run": run,
+    }

@@ -17,7 +17,7 @@ from rich.text import Text
 from shoal.status.collect import STATUSES, CrawlStatus
 from shoal.status.live import format_eta
 
-__all__ = ["age", "render_status", "summary_line"]
+__all__ = ["age", "render_crawl_summary", "render_status", "summary_line"]
 
 _COLORS = {
     "pending": "cyan",
@@ -155,3 +155,33 @@ def render_status(st: CrawlStatus) -> RenderableType:
             )
         parts.append(e)
     return Group(*parts)
+
+
+def render_crawl_summary(summary: dict[str, Any]) -> Table:
+    """The summary of a crawl run (:func:`~shoal.status.collect.crawl_summary`) as a table."""
+    t = Table(
+        title=escape(
+            f"crawl {summary['crawl']} — {'finished' if summary['finished'] else 'stopped'}"
+        ),
+        show_header=False,
+    )
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("done", str(summary["done"]))
+    t.add_row(
+        "failed",
+        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["failed"].items())) or "0"),
+    )
+    t.add_row(
+        "skipped",
+        escape(", ".join(f"{k}: {v}" for k, v in sorted(summary["skipped"].items())) or "0"),
+    )
+    if summary["pending"]:
+        t.add_row("left", f"{summary['pending']} pending (run the same command again to resume)")
+    t.add_row("archived", f"{summary['bytes_archived'] / 1e6:.2f} MB")
+    r = summary["this_run"]
+    t.add_row(
+        "this run",
+        f"{r['done']} pages in {r['elapsed']:.1f}s = {r['pages_per_second']:.1f} pages/s",
+    )
+    return t
