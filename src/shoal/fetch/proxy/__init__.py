@@ -28,6 +28,7 @@ fetchers never follow redirects (the worker follows them, checking each hop
 against scope, robots and politeness).
 
 Modules: :mod:`~shoal.fetch.proxy.server` (the proxy and its loop),
+:mod:`~shoal.fetch.proxy.relay` (one plain-HTTP exchange relayed and recorded),
 :mod:`~shoal.fetch.proxy.channel` (one port per browser),
 :mod:`~shoal.fetch.proxy.records` (what it records),
 :mod:`~shoal.fetch.proxy.wire` (HTTP/1.1 heads, framing and replies),

@@ -19,14 +19,13 @@ from shoal.fetch.address import PolicyResolver
 from shoal.fetch.proxy.channel import ProxyChannel
 from shoal.fetch.proxy.reach import Reach
 from shoal.fetch.proxy.records import Exchange, Headers, ProxyRecord, Refusal
+from shoal.fetch.proxy.relay import relay_response, send_request_body
 from shoal.fetch.proxy.wire import (
     MAX_HEAD,
-    REDIRECT_STUB,
     BadRequest,
     Peer,
     UpstreamError,
     bracket,
-    head_bytes,
     header,
     is_websocket_upgrade,
     pipe_both,
@@ -430,9 +429,19 @@ class FilteringProxy:
                 fail("malformed", f"unusable request: {exc}")
                 await reply(writer, 400, "Bad Request", str(exc))
                 return
-            await self._send_request_body(browser, server, up_writer)
-            await self._respond(
-                channel, record, method, server, browser, writer, up_writer, is_main, hold_redirect
+            await send_request_body(browser, server, up_writer)
+            await relay_response(
+                record,
+                method,
+                server,
+                browser,
+                writer,
+                up_writer,
+                is_main,
+                hold_redirect,
+                note=lambda exchange: self._log(channel, exchange),
+                finish=channel._finish,
+                max_body=self.max_body_bytes,
             )
         except UpstreamError as exc:
             fail(exc.kind, exc.detail)
@@ -453,164 +462,3 @@ class FilteringProxy:
         if is_main and record.status and record.error is None:
             record.elapsed = record.elapsed or time.monotonic() - t0
             channel._finish(record)
-
-    async def _send_request_body(
-        self, browser: Peer, server: Peer, up_writer: asyncio.StreamWriter
-    ) -> None:
-        """Relay the browser's request body (h11 reads and re-frames it) up to its end."""
-        while True:
-            event = await browser.next_event()
-            if isinstance(event, h11.Data):
-                up_writer.write(server.conn.send(h11.Data(data=event.data)))
-                await up_writer.drain()
-            elif isinstance(event, h11.EndOfMessage):
-                up_writer.write(server.conn.send(h11.EndOfMessage()))
-                await up_writer.drain()
-                return
-            else:  # the browser went away mid-body
-                raise ConnectionError("the browser closed the connection during its request")
-
-    async def _respond(
-        self,
-        channel: ProxyChannel,
-        record: ProxyRecord,
-        method: str,
-        server: Peer,
-        browser: Peer,
-        writer: asyncio.StreamWriter,
-        up_writer: asyncio.StreamWriter,
-        is_main: bool,
-        hold_redirect: bool,
-    ) -> None:
-        t0 = time.monotonic()
-        while True:
-            try:
-                event = await server.next_event()
-            except h11.RemoteProtocolError as exc:
-                if server.received == 0:
-                    raise UpstreamError(
-                        "disconnect", "the server closed the connection without a response"
-                    ) from None
-                raise UpstreamError("malformed", f"unreadable response: {exc}") from None
-            if isinstance(event, h11.InformationalResponse):
-                if event.status_code == 101 and server.conn.our_state is h11.SWITCHED_PROTOCOL:
-                    await self._switch(channel, record, method, event, server, browser, writer)
-                    await pipe_both(browser.reader, writer, server.reader, up_writer)
-                    return
-                continue  # 100 Continue and friends: the browser sent its body already
-            if isinstance(event, h11.Response):
-                break
-            raise UpstreamError("disconnect", "the server closed the connection without a response")
-        headers = raw_headers(event.headers)
-        reason = event.reason.decode("latin-1")
-        record.status, record.reason = event.status_code, reason
-        record.http_version = "HTTP/" + event.http_version.decode("ascii")
-        record.headers = headers
-        self._log(channel, Exchange(method, record.url, record.status, record.peer_ip))
-        if is_main and hold_redirect and 300 <= record.status < 400 and header(headers, "location"):
-            record.redirect_held = True
-            await self._relay_body(server, browser, None, record)
-            record.elapsed = time.monotonic() - t0
-            channel._finish(record)
-            stub_headers = [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(REDIRECT_STUB))),
-                ("Cache-Control", "no-store"),
-                ("X-Shoal-Redirect-Held", str(record.status)),
-                ("Connection", "close"),
-            ]
-            conn = browser.conn
-            writer.write(
-                conn.send(h11.Response(status_code=200, headers=stub_headers, reason=b"OK"))
-                + conn.send(h11.Data(data=REDIRECT_STUB))
-                + conn.send(h11.EndOfMessage())
-            )
-            await writer.drain()
-            return
-        out = [
-            (k, v)
-            for k, v in headers
-            if k.lower() not in ("connection", "keep-alive", "proxy-connection")
-        ]
-        out.append(("Connection", "close"))
-        writer.write(
-            browser.conn.send(
-                h11.Response(status_code=record.status, headers=to_wire(out), reason=event.reason)
-            )
-        )
-        await self._relay_body(server, browser, writer, record if is_main else None)
-        record.elapsed = time.monotonic() - t0
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.drain()
-
-    async def _switch(
-        self,
-        channel: ProxyChannel,
-        record: ProxyRecord,
-        method: str,
-        event: h11.InformationalResponse,
-        server: Peer,
-        browser: Peer,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        """Hand a 101 (WebSocket) to the browser with the bytes both sides sent past their heads."""
-        headers = raw_headers(event.headers)
-        self._log(channel, Exchange(method, record.url, 101, record.peer_ip))
-        writer.write(head_bytes(f"HTTP/1.1 101 {event.reason.decode('latin-1')}", headers))
-        early, _ = server.conn.trailing_data
-        if early:
-            writer.write(bytes(early))
-        await writer.drain()
-
-    async def _relay_body(
-        self,
-        server: Peer,
-        browser: Peer,
-        dst: asyncio.StreamWriter | None,
-        record: ProxyRecord | None,
-    ) -> None:
-        """Relay one response body to ``dst``, keeping it (de-chunked, capped) in ``record``.
-
-        If ``dst`` goes away, reading goes on only while a record wants the body.
-        A body cut short by the server leaves ``record.truncated = "disconnect"``
-        and the browser's connection closed without the end of the message.
-        """
-        cap = self.max_body_bytes
-        kept: list[bytes] = []
-        size = 0
-        live = dst is not None
-        try:
-            while live or (record is not None and record.truncated is None):
-                try:
-                    event = await server.next_event()
-                except h11.RemoteProtocolError as exc:
-                    if record is not None:
-                        record.truncated = record.truncated or "disconnect"
-                    log.debug("%s: body cut short: %s", record.url if record else "-", exc)
-                    return
-                if isinstance(event, h11.EndOfMessage):
-                    if live and dst is not None:
-                        with contextlib.suppress(ConnectionError, OSError, h11.LocalProtocolError):
-                            dst.write(browser.conn.send(h11.EndOfMessage()))
-                    return
-                if not isinstance(event, h11.Data):
-                    return
-                data = bytes(event.data)
-                if record is not None and record.truncated is None:
-                    room = cap - size
-                    if len(data) > room:
-                        kept.append(data[:room])
-                        size = cap
-                        record.truncated = "length"
-                    else:
-                        kept.append(data)
-                        size += len(data)
-                if live and dst is not None:
-                    try:
-                        dst.write(browser.conn.send(h11.Data(data=data)))
-                        await dst.drain()
-                    except (ConnectionError, OSError, h11.LocalProtocolError):
-                        live = False
-        finally:
-            if record is not None:
-                record.body = b"".join(kept)
