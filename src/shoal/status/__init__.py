@@ -1,6 +1,7 @@
 """What a crawl looks like now, for people and machines.
 
 - :mod:`~shoal.status.collect`: one consistent snapshot of a crawl, read from the frontier.
+- :mod:`~shoal.status.target`: which crawl to look at (a spec file, a database URL, the local one).
 - :mod:`~shoal.status.render`: the snapshot as rich tables for the terminal.
 - :mod:`~shoal.status.live`: ``--watch`` refreshing in place, progress log lines, JSON logs.
 - :mod:`~shoal.status.dashboard`: the self-updating HTML page (``shoal dashboard``,
