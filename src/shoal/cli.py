@@ -40,6 +40,14 @@ db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True, ric
 app.add_typer(db_app, name="db")
 app.add_typer(fleet_app, name="fleet")
 
+SpecFile = Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]
+StatusTarget = Annotated[str | None, typer.Argument(help="A spec file or a database URL.")]
+FrontierDb = Annotated[str | None, typer.Option(help="The frontier database URL.")]
+CrawlName = Annotated[
+    str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
 console = Console(stderr=True)
 term = Console()
 
@@ -108,7 +116,7 @@ def version() -> None:
 
 
 @app.command()
-def validate(spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")]) -> None:
+def validate(spec: SpecFile) -> None:
     """Check a crawl spec; a bad one is rejected with the key, the value and what was expected."""
     from shoal.fetch.address import AddressPolicy
     from shoal.secrets import redact_url
@@ -191,7 +199,7 @@ def _crawl(
 
 @app.command()
 def crawl(
-    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    spec: SpecFile,
     db: Annotated[
         str | None,
         typer.Option(help="Frontier database URL (default: the spec's [storage] frontier)."),
@@ -219,7 +227,7 @@ def crawl(
 
 @app.command()
 def submit(
-    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    spec: SpecFile,
     db: Annotated[
         str,
         typer.Option(
@@ -373,12 +381,10 @@ def db_upgrade(db: Annotated[str, typer.Option(help="The frontier database URL."
 
 @app.command()
 def status(
-    target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
-    db: Annotated[str | None, typer.Option(help="The frontier database URL.")] = None,
-    crawl: Annotated[
-        str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    target: StatusTarget = None,
+    db: FrontierDb = None,
+    crawl: CrawlName = None,
+    as_json: AsJson = False,
     watch: Annotated[
         float,
         typer.Option(
@@ -435,11 +441,9 @@ def status(
 
 @app.command()
 def dashboard(
-    target: Annotated[str | None, typer.Argument(help="A spec file or a database URL.")] = None,
-    db: Annotated[str | None, typer.Option(help="The frontier database URL.")] = None,
-    crawl: Annotated[
-        str | None, typer.Option(help="Crawl name (default: the spec's, or the latest).")
-    ] = None,
+    target: StatusTarget = None,
+    db: FrontierDb = None,
+    crawl: CrawlName = None,
     host: Annotated[
         str, typer.Option(help="Address to listen on (default loopback only).")
     ] = "127.0.0.1",
@@ -481,7 +485,7 @@ def dashboard(
 
 @app.command("try")
 def try_(
-    spec: Annotated[Path, typer.Argument(help="The crawl spec (TOML).")],
+    spec: SpecFile,
     url: Annotated[str, typer.Argument(help="The page to try.")],
     from_archive: Annotated[
         bool,
@@ -493,7 +497,7 @@ def try_(
         str | None,
         typer.Option(help="Frontier database URL for --from-archive (default: the spec's)."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Try the spec on one page: the rule that matches, the links followed or dropped (and why), each [parse] table's values, and each step's time."""
     from shoal.trial import render_trial, try_page
