@@ -738,7 +738,9 @@ def test_the_database_password_never_appears_in_output(
         "wrong-password-work": shoal(
             "work", "--db", pg.url("creds", user="crawler", password=wrong)
         ),
-        "no-server": shoal("work", "--db", f"postgresql://crawler:{secret}@127.0.0.1:1/creds"),
+        "no-server": shoal(
+            "work", "--db", f"postgresql://crawler:{secret}@127.0.0.1:1/creds", "--db-grace", "1"
+        ),
         "bad-url": shoal(
             "status", "--db", f"postgresql://crawler:{secret}@127.0.0.1:notaport/creds"
         ),
@@ -749,9 +751,12 @@ def test_the_database_password_never_appears_in_output(
     for ok in ("submit", "status", "status-json", "work", "work-2", "db-upgrade"):
         assert runs[ok].returncode == 0, f"{ok}: {runs[ok].stdout}{runs[ok].stderr}"
     assert "crawler:***@" in runs["submit"].stdout
-    for bad in ("wrong-password", "wrong-password-work", "no-server", "bad-url"):
+    for bad in ("wrong-password", "wrong-password-work", "bad-url"):
         assert runs[bad].returncode == 2, f"{bad}: {runs[bad].stdout}{runs[bad].stderr}"
         assert "Traceback" not in runs[bad].stderr
+    # No server: the worker waits its start-up grace for it (1 s here), then stops as critical.
+    assert runs["no-server"].returncode == 3, runs["no-server"].stderr
+    assert "unreachable" in runs["no-server"].stderr
     assert "password authentication failed" in runs["wrong-password"].stderr
     # Nor is it stored where status pages and alerts come from.
     f = SqlFrontier(db, create=False)

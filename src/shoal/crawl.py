@@ -36,9 +36,25 @@ from shoal.worker import Worker, WorkerStats, make_worker_id
 from shoal.worker.links import Router
 from shoal.worker.revisits import source_urls
 
-__all__ = ["build_fetchers", "open_frontier", "run_async", "run_loop", "seed_urls", "start_crawl"]
+__all__ = [
+    "build_fetchers",
+    "http_fetcher",
+    "open_frontier",
+    "run_async",
+    "run_loop",
+    "seed_urls",
+    "start_crawl",
+]
 
 log = logging.getLogger(__name__)
+
+
+_REFUSED_LOGIN = (
+    "password authentication failed",
+    "access denied for user",
+    "no password supplied",
+)
+"""Messages of a login the server refused (PostgreSQL, MySQL/MariaDB): not retried at start."""
 
 
 def open_frontier(url: str, *, create: bool, grace: float) -> SqlFrontier:
@@ -47,6 +63,7 @@ def open_frontier(url: str, *, create: bool, grace: float) -> SqlFrontier:
     A worker started before its database (a fleet booting, a server
     restarting) waits as a running worker does, instead of failing at once;
     past the grace it stops with :class:`~shoal.errors.CriticalStop` (exit 3).
+    A refused login is raised at once (a wrong password does not heal).
     """
     start = time.monotonic()
     delay = 0.5
@@ -54,6 +71,8 @@ def open_frontier(url: str, *, create: bool, grace: float) -> SqlFrontier:
         try:
             return SqlFrontier(url, create=create)
         except DatabaseUnavailable as exc:
+            if any(words in str(exc).lower() for words in _REFUSED_LOGIN):
+                raise  # waiting does not fix a wrong user or password: exit 2 with the message
             waited = time.monotonic() - start
             if waited >= grace:
                 raise CriticalStop(
@@ -90,17 +109,22 @@ def start_crawl(frontier: Frontier, spec: Spec, spec_text: str) -> CrawlInfo:
     return crawl
 
 
-def build_fetchers(spec: Spec, policy: AddressPolicy) -> dict[str, Fetcher]:
-    """The HTTP fetcher, plus the browser fetcher when a rule renders with a browser."""
-    fetchers: dict[str, Fetcher] = {
-        "http": HttpFetcher(
-            policy,
-            user_agent=spec.politeness.user_agent,
-            max_body_bytes=spec.limits.max_body_bytes,
-            connect_timeout=spec.limits.connect_timeout,
-            concurrency=spec.worker.concurrency,
-        )
-    }
+def http_fetcher(spec: Spec, policy: AddressPolicy) -> HttpFetcher:
+    """The HTTP fetcher of a crawl: the spec's User-Agent, caps, timeouts and concurrency."""
+    return HttpFetcher(
+        policy,
+        user_agent=spec.politeness.user_agent,
+        max_body_bytes=spec.limits.max_body_bytes,
+        connect_timeout=spec.limits.connect_timeout,
+        concurrency=spec.worker.concurrency,
+    )
+
+
+def build_fetchers(
+    spec: Spec, policy: AddressPolicy, http: HttpFetcher | None = None
+) -> dict[str, Fetcher]:
+    """The HTTP fetcher (``http``, or one made for the spec), plus the browser fetcher when a rule renders with a browser."""
+    fetchers: dict[str, Fetcher] = {"http": http or http_fetcher(spec, policy)}
     if any(r.render == "browser" for r in spec.rules):
         try:
             from shoal.fetch.browser.fetcher import BrowserFetcher
@@ -169,9 +193,8 @@ async def run_async(
     if released:
         log.info("%d URL(s) leased by a dead worker on this machine are pending again", released)
     policy = AddressPolicy(spec.scope.allow_private, spec.scope.allow_cidrs)
-    fetchers = build_fetchers(spec, policy)
-    http = fetchers["http"]
-    assert isinstance(http, HttpFetcher)
+    http = http_fetcher(spec, policy)
+    fetchers = build_fetchers(spec, policy, http)
     holder: list[Worker] = []
 
     async def before_robots(url: str) -> None:
