@@ -100,9 +100,8 @@ def main() -> None:
             elapsed = time.monotonic() - t0
             code = os.waitstatus_to_exitcode(status)
             if code != 0:
-                raise SystemExit(
-                    f"shoal crawl exited {code}: {proc.stderr.read().decode()[-2000:]}"
-                )  # type: ignore[union-attr]
+                err = proc.stderr.read().decode() if proc.stderr is not None else ""
+                raise SystemExit(f"shoal crawl exited {code}: {err[-2000:]}")
             with sqlite3.connect(data / "frontier.sqlite") as db:
                 stored = db.execute("SELECT count(*) FROM urls").fetchone()[0]
                 cut = db.execute(

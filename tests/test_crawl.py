@@ -67,10 +67,14 @@ def outcome_sets(rows: dict[str, Any]) -> dict[str, Any]:
 
 
 def crawl_here(spec: Spec, text: str) -> tuple[Any, bool]:
+    """Run the crawl of ``spec`` in this process to its end; returns (worker stats, finished)."""
     frontier = SqlFrontier(spec.frontier_url())
     try:
         crawl = start_crawl(frontier, spec, text)
-        return run_loop(run_async(spec, frontier, crawl, progress=False, install_signals=False))
+        stats, finished = run_loop(
+            run_async(spec, frontier, crawl, progress=False, install_signals=False)
+        )
+        return stats, bool(finished)
     finally:
         frontier.close()
 
@@ -287,3 +291,27 @@ def test_max_pages_stops_the_crawl_and_skips_the_rest(demo_server: Any, tmp_path
         set(got["skipped"].values()) <= {"max_pages", "robots"}
         and "max_pages" in got["skipped"].values()
     )
+
+
+def test_refused_loopback_seed_says_which_setting_allows_it(tmp_path: Path) -> None:
+    """A loopback seed refused by the default address policy ends skipped, and the log names allow_private."""
+    from tests.graph_site import GraphSite
+
+    site = GraphSite(n=3).start()
+    try:
+        spec = tmp_path / "refused.toml"
+        spec.write_text(
+            f'[crawl]\nname = "refused"\nseeds = ["{site.url()}"]\n'
+            f'[storage]\nfrontier = "sqlite:///{tmp_path}/f.sqlite"\narchive = "{tmp_path}/warc"\n',
+            "utf-8",
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "shoal", "crawl", str(spec), "--no-progress"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    finally:
+        site.stop()
+    assert site.hits == []  # nothing was sent to the refused address
+    assert "allow_private" in run.stderr, run.stderr
+    rows = final_rows(f"sqlite:///{tmp_path}/f.sqlite")
+    assert {r.skip_reason for r in rows.values()} == {"address_policy"}
