@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, Insert, Table, create_engine, event, text
+from sqlalchemy import ColumnElement, Engine, Insert, Select, Table, create_engine, event, text
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -22,6 +22,7 @@ __all__ = [
     "IDLE_IN_TRANSACTION_S",
     "LOCK_TIMEOUT_S",
     "clock_sql",
+    "has_row",
     "insert_ignore",
     "is_full",
     "is_retryable",
@@ -164,6 +165,20 @@ def snapshot_options(engine: Engine) -> dict[str, Any]:
     if engine.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     return options
+
+
+def has_row(engine: Engine, q: Select[Any]) -> ColumnElement[bool]:
+    """True where the correlated query ``q`` finds a row, probed through an index per outer row.
+
+    MariaDB flattens a correlated ``EXISTS`` into a semi-join and may
+    materialize every matching inner row first: the claim's "has this host a
+    due URL?" then scanned the whole ``urls`` table (0.75 s per claim at a
+    million URLs). A scalar subquery with ``LIMIT 1`` is not flattened and
+    stays one index probe per host. PostgreSQL and SQLite plan ``EXISTS`` well.
+    """
+    if engine.dialect.name == "mysql":
+        return q.limit(1).scalar_subquery().is_not(None)
+    return q.exists()
 
 
 def uses_skip_locked(engine: Engine) -> bool:

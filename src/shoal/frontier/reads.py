@@ -232,7 +232,13 @@ def snapshot(
             func.coalesce(func.sum(_W.retries), 0),
         ).where(_W.crawl_id == crawl_id)
     ).one()
-    counts = status_counts(conn, crawl_id)
+    # One pass over the URLs by host and status gives both the per-host rows and the
+    # totals (a second pass for the totals alone cost as much at a million URLs).
+    per = _per_host(conn, crawl_id)
+    counts = dict.fromkeys(STATUSES, 0)
+    for by_status in per.values():
+        for s, n in by_status.items():
+            counts[s] += n
     failed = {
         (k or "unknown"): n for k, n in _counts_by(conn, _U.error_class, crawl_id, "failed").items()
     }
@@ -287,7 +293,7 @@ def snapshot(
         due_now=int(due[0]),
         next_due_ms=None if due[1] is None else int(due[1]),
         throughput=throughput(conn, crawl_id, now, minutes),
-        hosts=host_rows(conn, crawl_id, top_hosts),
+        hosts=host_rows(conn, crawl_id, top_hosts, per),
         workers=worker_rows(conn, crawl_id),
         last_errors=last_errors(conn, crawl_id, errors),
         revisits=_revisits(conn, crawl_id, now),
@@ -323,8 +329,8 @@ def throughput(conn: Connection, crawl_id: int, now: int, minutes: int) -> list[
     return [ThroughputBucket(m, d, f, e) for m, (d, f, e) in sorted(buckets.items())]
 
 
-def host_rows(conn: Connection, crawl_id: int, limit: int) -> list[HostRow]:
-    """The ``limit`` hosts with most URLs, with their URLs by status (served by ``ix_urls_claim``)."""
+def _per_host(conn: Connection, crawl_id: int) -> dict[int, dict[str, int]]:
+    """Every host's URLs by status (served by ``ix_urls_claim``, whose prefix is exactly that)."""
     per: dict[int, dict[str, int]] = {}
     for hk, status, n in conn.execute(
         select(_U.host_key, _U.status, func.count())
@@ -332,6 +338,15 @@ def host_rows(conn: Connection, crawl_id: int, limit: int) -> list[HostRow]:
         .group_by(_U.host_key, _U.status)
     ):
         per.setdefault(int(hk), dict.fromkeys(STATUSES, 0))[status] = int(n)
+    return per
+
+
+def host_rows(
+    conn: Connection, crawl_id: int, limit: int, per: dict[int, dict[str, int]] | None = None
+) -> list[HostRow]:
+    """The ``limit`` hosts with most URLs, with their URLs by status (``per``: already counted)."""
+    if per is None:
+        per = _per_host(conn, crawl_id)
     top = sorted(per, key=lambda k: (-sum(per[k].values()), k))[:limit]
     if not top:
         return []

@@ -692,16 +692,15 @@ class SqlFrontier:
     ) -> list[ClaimedURL]:
         # With the page budget spent, only pages fetched before (revisits) may be claimed.
         budget_ok = _U.first_fetched_at.is_not(None) if refetch_only else true()
-        due = (
-            select(_U.id)
-            .where(
+        due = dialects.has_row(
+            self.engine,
+            select(_U.id).where(
                 _U.crawl_id == _H.crawl_id,
                 _U.host_key == _H.host_key,
                 _U.status == "pending",
                 _U.next_attempt_at <= now,
                 budget_ok,
-            )
-            .exists()
+            ),
         )
         hq = (
             select(_H.host_key, _H.min_delay_ms, _H.next_fetch_at)
