@@ -46,9 +46,12 @@ def open_target(
     ``db`` overrides the target's database, ``crawl`` its crawl name. The
     caller closes the frontier.
     """
-    url, name, report = resolve_target(target)
-    if db is not None:
-        url = db
+    if target is None and db is not None:
+        url, name, report = db, None, None
+    else:
+        url, name, report = resolve_target(target)
+        if db is not None:
+            url = db
     if url.startswith("sqlite") and not Path(url.split("///", 1)[-1]).exists():
         raise FrontierError(
             f"no frontier database at {url}: has the crawl been started? (`shoal crawl SPEC`)"
