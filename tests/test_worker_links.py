@@ -9,9 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from shoal.exchange import FetchResult
 from shoal.frontier import SqlFrontier
+from shoal.frontier.contract import ClaimedURL
 from shoal.frontier.tables import events, urls
-from shoal.worker.links import page_print, url_shape
+from shoal.spec import LimitsSpec
+from shoal.urls import HostScope
+from shoal.worker.links import READ_LINKS_PER_CAP, LinkExtractor, Router, page_print, url_shape
 from tests.hostile_site import (
     BLOG_PAGES,
     FLOOD_LINKS,
@@ -127,3 +131,22 @@ def test_no_link_is_stored_that_max_pages_can_never_reach(
         ("f1", "robots"),
         ("f5000", "max_links"),
     ]
+
+
+def test_a_cut_past_the_parsed_part_is_still_recorded() -> None:
+    """When every link tag read is known, the first tag left unread becomes the max_links marker and the rest are counted."""
+    cap = 10
+    read = READ_LINKS_PER_CAP * cap
+    tags = ['<a href="/same">s</a>'] * read + [f'<a href="/d{i}">d</a>' for i in range(20)]
+    body = ("<html><body>" + "\n".join(tags) + "</body></html>").encode()
+    page = FetchResult(
+        "http://h.test/", 200, "OK", "1.1", [("Content-Type", "text/html")], body, []
+    )
+    ex = LinkExtractor(Router([]), HostScope(["h.test"]), LimitsSpec(max_links_per_page=cap))
+    c = ClaimedURL(1, "http://h.test/", 0, -1, "list", 0, 0, 1, 7, 0)
+    got = ex.extract(c, None, page)
+    assert [(n.url, n.skip_reason) for n in got.links] == [
+        ("http://h.test/same", None),
+        ("http://h.test/d0", "max_links"),
+    ]
+    assert got.cut == 20

@@ -207,6 +207,25 @@ READ_LINKS_PER_CAP = 4
 _LINK_TAG_STR = re.compile(r"<(?:a|area)[\s/>]", re.IGNORECASE)
 _LINK_TAG_BYTES = re.compile(rb"<(?:a|area)[\s/>]", re.IGNORECASE)
 
+_HREF_STR = re.compile(r"""href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_HREF_BYTES = re.compile(rb"""href\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+
+
+def _first_href(tag: str | bytes) -> str | None:
+    """The href of the first link tag at the start of ``tag`` (raw, not unescaped), if any."""
+    if isinstance(tag, bytes):
+        end = tag.find(b">")
+        mb = _HREF_BYTES.search(tag, 0, end if end >= 0 else len(tag))
+        return (
+            next((g for g in mb.groups() if g is not None), b"").decode("utf-8", "replace")
+            if mb
+            else None
+        )
+    end = tag.find(">")
+    m = _HREF_STR.search(tag, 0, end if end >= 0 else len(tag))
+    return next((g for g in m.groups() if g is not None), "") if m else None
+
+
 _DIGITS = re.compile(r"[0-9]+")
 _DIGITS_B = re.compile(rb"[0-9]+")
 _TAGS_B = re.compile(rb"<[^>]*>")
@@ -371,7 +390,8 @@ class LinkExtractor:
         a later page must be free to bring them again.
         """
         html = self.html_of(res)
-        hrefs, base, unread = self._bounded_hrefs(html, rule.follow if rule is not None else None)
+        selectors = rule.follow if rule is not None else None
+        hrefs, base, unread, first_unread = self._bounded_hrefs(html, selectors)
         base_url = c.url
         if base:
             with contextlib.suppress(URLError):
@@ -399,6 +419,13 @@ class LinkExtractor:
                 break
             targets.append((canon, target))
         over += unread
+        if marker is None and first_unread is not None:
+            # Every tag read was taken or known: the cut is at the first tag left unread.
+            canon = self.resolve(first_unread, base_url, origin)
+            if canon is not None and canon.url_key not in seen and canon.url_key not in page:
+                target = self._target(canon)
+                if target is not None:
+                    marker = (canon, target)
         del hrefs
         if len(seen) > 2_000_000:
             seen.clear()
@@ -431,16 +458,18 @@ class LinkExtractor:
 
     def _bounded_hrefs(
         self, html: str | bytes, selectors: list[str] | None
-    ) -> tuple[list[str], str | None, int]:
+    ) -> tuple[list[str], str | None, int, str | None]:
         """:meth:`hrefs` of the document up to its :data:`READ_LINKS_PER_CAP` × cap-th link tag.
 
         A parsed document costs memory in proportion to its tags (a 19 MB
         page of 560,000 links takes about 340 MB as a tree), so a page with
         far more link tags than ``max_links_per_page`` is read only that far;
-        the third value counts the link tags left unread (they are cut).
+        the third value counts the link tags left unread (they are cut), the
+        fourth is the href of the first of them.
         """
         limit = READ_LINKS_PER_CAP * self.limits.max_links_per_page
         unread = 0
+        first: str | None = None
         if len(html) > limit * 8:  # a page this long may hold more link tags than the limit
             pattern: re.Pattern[Any] = _LINK_TAG_BYTES if isinstance(html, bytes) else _LINK_TAG_STR
             end = None
@@ -451,10 +480,11 @@ class LinkExtractor:
                     unread = i - limit + 1
             if end is not None:
                 unread = max(unread, 1)
+                first = _first_href(html[end : end + 4096])
                 html = html[:end]
         tree = LexborHTMLParser(_tamed(html))
         hrefs, base = self._select(tree, selectors)
-        return hrefs, base, unread
+        return hrefs, base, unread, first
 
     def _select(
         self, tree: LexborHTMLParser, selectors: list[str] | None

@@ -163,9 +163,10 @@ class Worker:
         """Stop sooner: fetches in flight are abandoned and their URLs given back too.
 
         The stop stays clean (outcomes written, leases released, the worker's
-        row marked stopped); only the wait for slow fetches is cut.
+        row marked stopped); only the wait for slow fetches, and for a database
+        that is unreachable, is cut.
         """
-        self.sync.stop()
+        self.sync.stop(hurry=True)
         for t in self._fetch_tasks:
             t.cancel()
 

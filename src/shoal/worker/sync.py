@@ -104,6 +104,7 @@ class FrontierSync:
         self.finished = False
         """True once the crawl had nothing left to do (this worker marked or found it finished)."""
         self.stopping = asyncio.Event()
+        self.hurried = False
         self.keeps_open = RevisitPlan.of(spec).keeps_open
         """A crawl with revisit rules is never finished: the loop waits for the next due page."""
         self._wake = asyncio.Event()
@@ -153,7 +154,7 @@ class FrontierSync:
                 # A transaction whose commit was not acknowledged may have leased URLs we never saw.
                 self._orphans_possible = True
                 waited = time.monotonic() - start
-                if waited >= grace or self._db_gave_up:
+                if waited >= grace or self._db_gave_up or self.hurried:
                     self._db_gave_up = (
                         True  # the clean stop that follows does not wait a second grace
                     )
@@ -189,8 +190,12 @@ class FrontierSync:
         self._db_back_at = time.monotonic()
         self._fetched_base = await self.retry(self.frontier.count_done, self.crawl_id)
 
-    def stop(self) -> None:
-        """Ask the sync loop to stop claiming and end once nothing is in flight."""
+    def stop(self, hurry: bool = False) -> None:
+        """Ask the sync loop to stop claiming and end once nothing is in flight.
+
+        With ``hurry`` an unreachable database is no longer waited for either.
+        """
+        self.hurried = self.hurried or hurry
         self.stopping.set()
         self._wake.set()
 
