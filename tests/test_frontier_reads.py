@@ -146,7 +146,7 @@ def test_a_status_frame_is_consistent_under_concurrent_writes(frontier: SqlFront
 
 def test_status_queries_are_served_by_indexes(frontier: SqlFrontier) -> None:
     """Every query of a status frame on ``urls`` reads an index: no full table scan on any backend."""
-    from sqlalchemy import event, text
+    from sqlalchemy import event
 
     cid = frontier.open_crawl("c", "s").id
     frontier.add_urls(cid, [new(f"http://h{i % 40}.test/{i}") for i in range(3000)], 0)
@@ -164,6 +164,35 @@ def test_status_queries_are_served_by_indexes(frontier: SqlFrontier) -> None:
     finally:
         event.remove(frontier.engine, "before_cursor_execute", grab)
     assert len(seen) >= 8, seen
+    assert_no_full_scan_of_urls(frontier, seen)
+
+
+def test_claim_and_complete_queries_are_served_by_indexes(frontier: SqlFrontier) -> None:
+    """Every SELECT of a sync (complete, claim) that reads ``urls`` probes an index: no full scan (MariaDB's EXISTS semi-join was one)."""
+    from sqlalchemy import event
+
+    cid = frontier.open_crawl("c", "s").id
+    frontier.add_urls(cid, [new(f"http://h{i % 40}.test/{i}") for i in range(3000)], 0)
+    held = [done(c) for c in sync(frontier, cid, "w", claim=32).claimed]
+    seen: list[tuple[str, object]] = []
+
+    def grab(conn, cursor, statement, parameters, context, executemany) -> None:
+        if " urls" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, parameters))
+
+    event.listen(frontier.engine, "before_cursor_execute", grab)
+    try:
+        sync(frontier, cid, "w", held, claim=32, reap=True)
+    finally:
+        event.remove(frontier.engine, "before_cursor_execute", grab)
+    assert any("hosts" in st for st, _ in seen), seen
+    assert_no_full_scan_of_urls(frontier, seen)
+
+
+def assert_no_full_scan_of_urls(frontier: SqlFrontier, seen: list[tuple[str, object]]) -> None:
+    """EXPLAIN each statement with its parameters: no plan reads the whole ``urls`` table."""
+    from sqlalchemy import text
+
     with frontier.engine.connect() as conn:
         if frontier.dialect == "postgresql":
             conn.execute(text("ANALYZE urls"))
