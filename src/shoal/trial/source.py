@@ -44,18 +44,17 @@ class Fetched:
 async def fetch_page(spec: Spec, c: Canonical, rule: Rule | None, steps: list[Step]) -> Fetched:
     """Fetch ``c`` as a crawl of ``spec`` would with ``rule`` (see the module docstring)."""
     from shoal.content.charset import decode_html
-    from shoal.crawl import _robots_getter, build_fetchers
+    from shoal.crawl import _robots_getter, build_fetchers, http_fetcher
     from shoal.fetch.address import AddressPolicy
-    from shoal.fetch.http import HostHeaders, HttpFetcher
+    from shoal.fetch.http import HostHeaders
     from shoal.fetch.robots import RobotsCache
 
     policy = AddressPolicy(spec.scope.allow_private, spec.scope.allow_cidrs)
     render = rule.render if rule is not None else "http"
     only = spec.model_copy(update={"rules": [rule]} if rule is not None else {"rules": []})
-    fetchers = build_fetchers(only, policy)
+    http = http_fetcher(only, policy)
+    fetchers = build_fetchers(only, policy, http)
     try:
-        http = fetchers["http"]
-        assert isinstance(http, HttpFetcher)
         with timed(steps, "address policy"):
             try:
                 await http.check_address(c.url)
