@@ -2,6 +2,7 @@
 
 - :mod:`~shoal.worker.loop`: :class:`Worker`, the fetch tasks and the response decision carried out.
 - :mod:`~shoal.worker.sync`: :class:`~shoal.worker.sync.FrontierSync`, outcomes out and claims in, batched; heartbeats.
+- :mod:`~shoal.worker.hosts`: politeness as one worker carries it out (robots.txt, slots, Crawl-delay).
 - :mod:`~shoal.worker.links`: links found on a page, routed to rules, checked against the trap limits.
 - :mod:`~shoal.worker.stats`: :class:`WorkerStats`, what this worker did.
 """

@@ -25,7 +25,6 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 
 from shoal import __version__
@@ -55,6 +54,7 @@ from shoal.secrets import redact_text, redact_url
 from shoal.spec import Rule, Spec
 from shoal.urls import HostScope, canonicalize, host_of
 from shoal.worker import revisits
+from shoal.worker.hosts import HostMemory, Politeness
 from shoal.worker.links import LinkExtractor, Router
 from shoal.worker.stats import WorkerStats
 from shoal.worker.sync import FrontierSync, LeaseLost
@@ -80,19 +80,6 @@ def _local_ip() -> str | None:
             return str(s.getsockname()[0])
     except OSError:
         return None
-
-
-@dataclass
-class _HostMemory:
-    """What this worker remembers of a host between fetches (not shared)."""
-
-    refusal_logged: bool = False
-    block_streak: int = 0
-    robots_delay_ms: int | None = None
-    next_start: float = 0.0
-    """Monotonic time before which this worker starts no request to the host (Crawl-delay)."""
-    sitemaps: list[str] | None = None
-    """The host's robots.txt ``Sitemap:`` URLs not yet added (``sitemaps = "robots"``)."""
 
 
 class Worker:
@@ -132,7 +119,6 @@ class Worker:
         self.links = LinkExtractor(self.router, self.scope, spec.limits)
         self.host_headers = HostHeaders(spec.scope.resolved_headers(), spec.crawl.seeds)
         self.concurrency = spec.worker.concurrency
-        self.delay_ms = int(spec.politeness.delay * 1000)
         self.revisits = revisits.RevisitPlan.of(spec)
         self.host_map = HostMap(spec.crawl.host_map)
         self._io = ThreadPoolExecutor(1, thread_name_prefix="shoal-warc")
@@ -147,7 +133,9 @@ class Worker:
             exit_when_idle=exit_when_idle,
             notifier=notifier,
         )
-        self._hosts: dict[int, _HostMemory] = {}
+        self.polite = Politeness(
+            spec=spec, frontier=frontier, crawl_id=crawl_id, robots=robots, retry=self.sync.retry
+        )
         self._signatures: set[str] = set()
         self._unsynced_writes = 0
         self._critical: str | None = None
@@ -271,12 +259,6 @@ class Worker:
             self.stats.count(outcome)
             sync.put(outcome)
 
-    def _host(self, key: int) -> _HostMemory:
-        m = self._hosts.get(key)
-        if m is None:
-            m = self._hosts[key] = _HostMemory()
-        return m
-
     async def _process(self, c: ClaimedURL) -> Outcome:
         """Fetch one leased URL and decide its outcome; never raises but CriticalStop and LeaseLost."""
         try:
@@ -370,61 +352,9 @@ class Worker:
             )
         return o
 
-    async def _robots_ok(
-        self, c: ClaimedURL, mem: _HostMemory
-    ) -> tuple[bool | None, HostUpdate | None, str]:
-        """What robots.txt says of ``c``: ``(True, crawl-delay update, "")`` allowed, ``(False, ...)``
-        disallowed, ``(None, None, why)`` robots.txt could not be read (5xx, 429, timeout,
-        unreachable): disallowed for now, the URL is retried once the cache may ask again."""
-        if self.robots is None:
-            return True, None, ""
-        robots = await self.robots.robots(c.url)
-        if self.spec.crawl.sitemaps == "robots" and mem.sitemaps is None:
-            mem.sitemaps = robots.sitemaps()
-        if not robots.allowed(c.url):
-            if robots.temporary:
-                why = f"HTTP {robots.status}" if robots.status is not None else "unreachable"
-                return None, None, f"robots.txt unavailable ({why}): disallowed for now"
-            return False, None, ""
-        delay = robots.crawl_delay()
-        update = None
-        if delay is not None:
-            ms = int(min(delay, self.spec.politeness.max_crawl_delay) * 1000)
-            if ms > self.delay_ms and mem.robots_delay_ms != ms:
-                mem.robots_delay_ms = ms
-                update = HostUpdate(c.host_key, min_delay_ms=ms)
-        return True, update, ""
-
-    async def _wait_slot(self, not_before_ms: int, host_key: int) -> None:
-        """Wait for a politeness slot; a slot missed by more than the tolerance is reserved anew.
-
-        Slots are one interval apart, so starting late would bring this request
-        closer to the next worker's; a late start takes a fresh slot instead.
-        """
-        tolerance = min(250, max(10, self.delay_ms // 20))
-        for _ in range(5):
-            wait = not_before_ms - self.frontier.now_ms()
-            if wait > 0:
-                await asyncio.sleep(wait / 1000)
-                wait = not_before_ms - self.frontier.now_ms()
-            if self.delay_ms <= 0 or -wait <= tolerance:
-                return
-            not_before_ms = await self.sync.retry(
-                self.frontier.reserve_slot, self.crawl_id, host_key, self.spec.politeness.jitter
-            )
-
     async def wait_host_slot(self, url: str) -> None:
         """Take a politeness slot of ``url``'s host outside a claim (robots.txt fetches)."""
-        if self.delay_ms <= 0:
-            return
-        try:
-            key = canonicalize(url).host_key
-        except URLError:
-            return
-        slot = await self.sync.retry(
-            self.frontier.reserve_slot, self.crawl_id, key, self.spec.politeness.jitter
-        )
-        await self._wait_slot(slot, key)
+        await self.polite.wait_host_slot(url)
 
     @staticmethod
     def _skipped(
@@ -455,7 +385,7 @@ class Worker:
         response that is not HTML is ``skipped`` ``content_type`` without being
         read or archived when ``limits.archive_non_html`` is off.
         """
-        mem = self._host(c.host_key)
+        mem = self.polite.host(c.host_key)
         rule = self.router.rule(c.rule)
         render = rule.render if rule is not None else "http"
         fetcher = self.fetchers.get(render)
@@ -471,21 +401,14 @@ class Worker:
         try:
             if self.address_check is not None:
                 await self.address_check(c.url)
-            ok, robots_update, why = await self._robots_ok(c, mem)
+            ok, robots_update, why = await self.polite.robots_ok(c, mem)
             if ok is False:
                 return self._skipped(c, SkipReason.ROBOTS.value)
             if ok is None:
                 ttl = self.robots.temporary_ttl if self.robots is not None else 300.0
                 return self._failure(c, ErrorClass.TRANSIENT, why, retry_after=ttl)
-            await self._wait_slot(c.not_before, c.host_key)
-            if mem.robots_delay_ms is not None:
-                # URLs claimed before robots.txt was read hold slots at the old interval:
-                # space them by the Crawl-delay here (later claims get it from the hosts table).
-                now = time.monotonic()
-                start = max(now, mem.next_start)
-                mem.next_start = start + mem.robots_delay_ms / 1000
-                if start > now:
-                    await asyncio.sleep(start - now)
+            await self.polite.wait_slot(c.not_before, c.host_key)
+            await self.polite.pace(mem)
             request = FetchRequest(
                 c.url,
                 rule,
@@ -535,7 +458,7 @@ class Worker:
         res: FetchResult,
         ref: WarcRef,
         host_update: HostUpdate | None,
-        mem: _HostMemory,
+        mem: HostMemory,
         archived: revisits.Archived | None = None,
     ) -> Outcome:
         """Carry out :func:`~shoal.fetch.classify.decide`: outcome, host update, event, links.
