@@ -254,7 +254,10 @@ async def run_async(
         try:
             stats = await worker.run()
         finally:
-            # The last file is closed by the worker; wait here until every file is shipped.
+            # The last file is closed by the worker; wait here until every file is shipped
+            # (not when the database is gone past its grace: the next worker here ships them).
+            if worker.sync.db_gave_up:
+                sink.grace = 0.0
             await loop.run_in_executor(None, sink.close)
     finally:
         if stopper is not None:

@@ -171,6 +171,11 @@ class FrontierSync:
             return result
 
     @property
+    def db_gave_up(self) -> bool:
+        """True once the database stayed unreachable past the grace (the worker stops critically)."""
+        return self._db_gave_up
+
+    @property
     def db_lost(self) -> bool:
         """True while the last frontier call failed and no call got through since."""
         return self._db_failed_at > self._db_back_at
