@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -179,6 +180,7 @@ class SqlFrontier:
         self._upd_outcome = (
             update(urls).where(_U.id == bindparam("_id")).values(**self._outcome_values)
         )
+        self._batch_updates: dict[tuple[tuple[str, ...], int], tuple[str, dict[str, Any]]] = {}
 
     # -- crawls -----------------------------------------------------------
 
@@ -637,23 +639,38 @@ class SqlFrontier:
         if self.dialect != "mysql" or len(params) == 1:
             conn.execute(self._upd_outcome, params)
             return
+        keys = list(params[0])
         for i in range(0, len(params), 200):
             part = params[i : i + 200]
-            keys = list(part[0])
+            sql, constants = self._batch_update(keys, len(part))
             binds = {f"o{j}_{n}": p[k] for j, p in enumerate(part) for n, k in enumerate(keys)}
-            first = ", ".join(f":o0_{n} AS {k}" for n, k in enumerate(keys))
-            more = ", ".join(
-                "(" + ", ".join(f":o{j}_{n}" for n in range(len(keys))) + ")"
-                for j in range(1, len(part))
-            )
-            sql = f"SELECT {first}" + (f" UNION ALL VALUES {more}" if more else "")
-            rows = text(sql).bindparams(**binds).columns(*[column(k) for k in keys]).subquery("o")
+            conn.exec_driver_sql(sql, {**constants, **binds})
 
-            values = {
-                k: v if v is None else replacement_traverse(v, {}, _from_columns(rows.c))
-                for k, v in self._outcome_values.items()
-            }
-            conn.execute(update(urls).where(_U.id == rows.c._id).values(**values))
+    def _batch_update(self, keys: list[str], n: int) -> tuple[str, dict[str, Any]]:
+        """The batched outcome UPDATE for ``n`` rows, compiled once per size (compiling a
+        statement of a thousand parameters on every sync cost the worker more than it saved)."""
+        cached = self._batch_updates.get((tuple(keys), n))
+        if cached is not None:
+            return cached
+        first = ", ".join(f":o0_{i} AS {k}" for i, k in enumerate(keys))
+        more = ", ".join(
+            "(" + ", ".join(f":o{j}_{i}" for i in range(len(keys))) + ")" for j in range(1, n)
+        )
+        sql = f"SELECT {first}" + (f" UNION ALL VALUES {more}" if more else "")
+        rows = text(sql).columns(*[column(k) for k in keys]).subquery("o")
+        values = {
+            k: v if v is None else replacement_traverse(v, {}, _from_columns(rows.c))
+            for k, v in self._outcome_values.items()
+        }
+        compiled = (
+            update(urls)
+            .where(_U.id == rows.c._id)
+            .values(**values)
+            .compile(dialect=self.engine.dialect)
+        )
+        constants = {k: v for k, v in compiled.params.items() if not _ROW_PARAM.match(k)}
+        self._batch_updates[(tuple(keys), n)] = (str(compiled), constants)
+        return str(compiled), constants
 
     def _apply_host_update(self, conn: Connection, crawl_id: int, hu: Any) -> None:
         values: dict[str, Any] = {}
@@ -1178,6 +1195,9 @@ class SqlFrontier:
         it calls the named methods above.
         """
         return self._tx(lambda c: list(c.execute(q).all()), readonly=True)
+
+
+_ROW_PARAM = re.compile(r"o\d+_\d+$")
 
 
 def _from_columns(cols: Any) -> Any:
