@@ -42,6 +42,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'shoal.frontier' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
 
+
 __all__ = [
     "CaptureRow",
     "ClaimedURL",
