@@ -19,7 +19,7 @@ from scrapy.linkextractors import LinkExtractor
 from scrapy.spiders import CrawlSpider, Rule
 
 
-class BenchSpider(CrawlSpider):
+class BenchSpider(CrawlSpider):  # type: ignore[misc]  # scrapy lives in its own venv (bench/run.py)
     """Follows every in-site link from ``start_url``; optionally writes Scrapy's stats as JSON."""
 
     name = "bench"

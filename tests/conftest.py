@@ -79,7 +79,7 @@ def _mysql_create() -> tuple[str, str]:
 
     name = f"shoal_t_{uuid.uuid4().hex[:12]}"
     try:
-        conn = pymysql.connect(connect_timeout=5, **_mysql_params())  # type: ignore[arg-type]
+        conn = pymysql.connect(connect_timeout=5, **_mysql_params())
     except pymysql.err.OperationalError as exc:
         missing(
             "MariaDB/MySQL",
@@ -94,7 +94,7 @@ def _mysql_create() -> tuple[str, str]:
 def _mysql_drop(name: str) -> None:
     import pymysql
 
-    conn = pymysql.connect(connect_timeout=5, **_mysql_params())  # type: ignore[arg-type]
+    conn = pymysql.connect(connect_timeout=5, **_mysql_params())
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()

@@ -156,7 +156,7 @@ class FreshSite:
         await site.start()
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         ready.set()
         await self._stopping.wait()
         await runner.cleanup()

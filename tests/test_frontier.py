@@ -6,11 +6,12 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text
 
-from shoal.frontier import NewURL, Outcome, SqlFrontier, Status
+from shoal.frontier import ClaimedURL, NewURL, Outcome, SqlFrontier, Status, SyncResult
 from shoal.frontier.tables import urls
 from shoal.urls import canonicalize
 
@@ -45,7 +46,7 @@ def sync(
     delay_ms: int = 0,
     horizon_ms: int = 2000,
     reap: bool = False,
-):
+) -> SyncResult:
     return f.sync(
         cid,
         owner,
@@ -60,7 +61,7 @@ def sync(
     )
 
 
-def done(c, links: list[NewURL] | None = None) -> Outcome:
+def done(c: ClaimedURL, links: list[NewURL] | None = None) -> Outcome:
     return Outcome(
         c.id,
         c.lease_token,
@@ -82,7 +83,7 @@ def rows(f: SqlFrontier, cid: int) -> dict[str, tuple[str, int]]:
 
 
 @pytest.fixture
-def frontier(db_url: str):
+def frontier(db_url: str) -> Iterator[SqlFrontier]:
     f = SqlFrontier(db_url)
     yield f
     f.close()

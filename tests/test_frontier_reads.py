@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +16,7 @@ from tests.test_frontier import done, new, sync
 
 
 @pytest.fixture
-def frontier(db_url: str):
+def frontier(db_url: str) -> Iterator[SqlFrontier]:
     f = SqlFrontier(db_url)
     yield f
     f.close()
@@ -152,9 +154,11 @@ def test_status_queries_are_served_by_indexes(frontier: SqlFrontier) -> None:
     frontier.add_urls(cid, [new(f"http://h{i % 40}.test/{i}") for i in range(3000)], 0)
     claimed = sync(frontier, cid, "w", claim=400).claimed
     sync(frontier, cid, "w", [done(c) for c in claimed], claim=0)
-    seen: list[tuple[str, object]] = []
+    seen: list[tuple[str, Any]] = []
 
-    def grab(conn, cursor, statement, parameters, context, executemany) -> None:
+    def grab(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         if " urls" in statement and statement.lstrip().upper().startswith("SELECT"):
             seen.append((statement, parameters))
 
@@ -174,9 +178,11 @@ def test_claim_and_complete_queries_are_served_by_indexes(frontier: SqlFrontier)
     cid = frontier.open_crawl("c", "s").id
     frontier.add_urls(cid, [new(f"http://h{i % 40}.test/{i}") for i in range(3000)], 0)
     held = [done(c) for c in sync(frontier, cid, "w", claim=32).claimed]
-    seen: list[tuple[str, object]] = []
+    seen: list[tuple[str, Any]] = []
 
-    def grab(conn, cursor, statement, parameters, context, executemany) -> None:
+    def grab(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         if " urls" in statement and statement.lstrip().upper().startswith("SELECT"):
             seen.append((statement, parameters))
 
@@ -189,7 +195,7 @@ def test_claim_and_complete_queries_are_served_by_indexes(frontier: SqlFrontier)
     assert_no_full_scan_of_urls(frontier, seen)
 
 
-def assert_no_full_scan_of_urls(frontier: SqlFrontier, seen: list[tuple[str, object]]) -> None:
+def assert_no_full_scan_of_urls(frontier: SqlFrontier, seen: list[tuple[str, Any]]) -> None:
     """EXPLAIN each statement with its parameters: no plan reads the whole ``urls`` table."""
     from sqlalchemy import text
 
@@ -201,18 +207,21 @@ def assert_no_full_scan_of_urls(frontier: SqlFrontier, seen: list[tuple[str, obj
             conn.execute(text("ANALYZE TABLE urls"))
         for statement, params in seen:
             if frontier.dialect == "sqlite":
-                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
-                plan = [str(r[-1]) for r in rows]
+                plan = [
+                    str(r[-1])
+                    for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+                ]
                 bare = [p for p in plan if p.startswith("SCAN urls") and "INDEX" not in p]
                 assert not bare, (statement, plan)
             elif frontier.dialect == "postgresql":
-                rows = conn.exec_driver_sql("EXPLAIN " + statement, params).all()
-                plan = " ".join(r[0] for r in rows)
-                assert "Seq Scan on urls" not in plan, (statement, plan)
+                text_plan = " ".join(
+                    r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, params).all()
+                )
+                assert "Seq Scan on urls" not in text_plan, (statement, text_plan)
             else:
-                rows = conn.exec_driver_sql("EXPLAIN " + statement, params).mappings().all()
-                full = [r for r in rows if r["table"] == "urls" and r["type"] == "ALL"]
-                assert not full, (statement, rows)
+                maps = conn.exec_driver_sql("EXPLAIN " + statement, params).mappings().all()
+                full = [r for r in maps if r["table"] == "urls" and r["type"] == "ALL"]
+                assert not full, (statement, maps)
 
 
 def test_max_pages_is_a_crawl_wide_budget(frontier: SqlFrontier) -> None:

@@ -20,7 +20,7 @@ from shoal.archive import WarcRef, WarcWriter, iter_records, read_record
 from shoal.crawl import run_async, start_crawl
 from shoal.errors import ArchiveError
 from shoal.exchange import FetchResult
-from shoal.frontier import NewURL, Outcome, SqlFrontier, Status
+from shoal.frontier import NewURL, Outcome, SqlFrontier, Status, SyncResult
 from shoal.frontier.revisit import (
     PayloadRef,
     Previous,
@@ -106,7 +106,9 @@ def _new(url: str) -> NewURL:
     return NewURL(c.url, c.url_key, c.host, c.host_key, 0, "list", 0)
 
 
-def _sync(f: SqlFrontier, cid: int, outcomes: list[Outcome] | None = None, claim: int = 10):
+def _sync(
+    f: SqlFrontier, cid: int, outcomes: list[Outcome] | None = None, claim: int = 10
+) -> SyncResult:
     return f.sync(
         cid,
         "w1",
