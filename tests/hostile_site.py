@@ -58,14 +58,28 @@ bad-bytes|options``            under a declared charset, a ``<select>`` of 100,0
 ``/echo``                      200; the request headers are in :attr:`HostileSite.log`
 ``/ra/{503|429}``              first request per host: that status with Retry-After: 2
 ``/blocked/{n}``               403
+``/page/{name}``               ``site.pages[name]``: HTML and response headers (placeholders
+                               filled), for ``<base>``, ``<area>``, refresh and ``Link`` cases
+``/redir/code/{code}?u=URL``   that redirect status (301, 302, 303, 307, 308) to any URL
+``/z/bomb-gzip2``              a two-layer bomb: 64 MiB of zeros, gzip inside gzip
+``/endless/plain|gzip``        a chunked body that never ends (zeros; gzip-coded or not);
+                               ``?pause=S`` sleeps S seconds between 64 KiB chunks
 =============================  ==========================================================
 
 robots.txt by host name (:data:`ROBOTS`): ``r404.test`` 404, ``r503.test`` 503,
 ``rlater.test`` 503 once then allow-all, ``rhang.test`` no answer,
 ``rredir5.test``/``rredir6.test`` 5 or 6 redirects to rules that disallow
 ``/ok/private``, ``rdelay.test`` Crawl-delay 100, ``rbig.test`` 600 KiB that
-disallows ``/ok/before-mark`` at its start and ``/ok/after-mark`` past 500 KiB; any other host gets
+disallows ``/ok/before-mark`` at its start and ``/ok/after-mark`` past 500 KiB,
+``r10m.test`` the same in 10 MB, ``rbomb.test`` the gzip bomb as robots.txt,
+``rtobad.test``/``rtoevil.test`` a redirect to ``127.0.0.2`` / ``evil.test`` (same port),
+``ronly.test`` a group that disallows ``/ok/`` to shoal only; any other host gets
 :data:`DEFAULT_ROBOTS`.
+
+Raw routes (:data:`RAW_ROUTES`) also include ``/cl-larger-hold`` (Content-Length 1000, 30
+bytes, then silence), ``/cl-overflow`` (Content-Length 99999999999999999999),
+``/big-header`` (one 1 MiB header), ``/many-headers`` (10,000 headers) and ``/header-drip``
+(the head sent a byte every 0.2 s).
 
 :func:`run_crawl` runs one crawl against it the way ``shoal crawl`` does, with
 a static resolver (names such as ``evil.test``) and a short robots.txt retry.
@@ -76,10 +90,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,10 +166,10 @@ def _months(ym: str, delta: int) -> str:
     return f"{n // 12:04d}-{n % 12 + 1:02d}"
 
 
-def _big_robots() -> str:
+def _big_robots(size: int = 600 * 1024) -> str:
     head = "User-agent: *\nDisallow: /ok/before-mark\n"
     pad = "# padding line to push the next rule past the 500 KiB that RFC 9309 asks a crawler to read\n"
-    body = head + pad * (600 * 1024 // len(pad))
+    body = head + pad * (size // len(pad))
     return body + "Disallow: /ok/after-mark\n"
 
 
@@ -164,7 +180,15 @@ class _Robots:
     redirects: int = 0
     hang: bool = False
     first_status: int | None = None
+    location: str | None = None
+    """A redirect of robots.txt to this URL (``{port}``: the site's first port)."""
+    sample: str | None = None
+    """Serve this compression sample (with its Content-Encoding) as the body."""
+    size: int = 0
+    """Serve :func:`_big_robots` of this many bytes as the body."""
 
+
+_BIG_ROBOTS: dict[int, bytes] = {}
 
 ROBOTS: dict[str, _Robots] = {
     "r404.test": _Robots(status=404, body="not here"),
@@ -175,6 +199,14 @@ ROBOTS: dict[str, _Robots] = {
     "rredir6.test": _Robots(redirects=6, body="User-agent: *\nDisallow: /ok/private\n"),
     "rdelay.test": _Robots(body="User-agent: *\nCrawl-delay: 100\nDisallow: /private/\n"),
     "rbig.test": _Robots(body=_big_robots()),
+    "r10m.test": _Robots(size=10 * 1024 * 1024),
+    "rbomb.test": _Robots(sample="bomb-gzip"),
+    "rtobad.test": _Robots(location="http://127.0.0.2:{port}/robots.txt"),
+    "rtoevil.test": _Robots(location="http://evil.test:{port}/robots.txt"),
+    "ronly.test": _Robots(
+        body="User-agent: otherbot\nDisallow:\n\nUser-agent: shoal\nDisallow: /ok/\n\n"
+        "User-agent: *\nAllow: /\n"
+    ),
 }
 """robots.txt behaviour per host name; other names get :data:`DEFAULT_ROBOTS`."""
 
@@ -185,6 +217,8 @@ class HostileSite:
 
     hubs: dict[str, list[str]] = field(default_factory=dict)
     """``/hub/{name}`` links these (placeholders ``{base}``, ``{alt}``, ``{raw}``, ``{refused}``)."""
+    pages: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    """``/page/{name}`` serves this HTML with these response headers (placeholders filled)."""
     log: list[Hit] = field(default_factory=list)
     port: int = 0
     alt_port: int = 0
@@ -376,12 +410,25 @@ class HostileSite:
         r.add_get("/echo", _ok)
         r.add_get("/ra/{code}", self._retry_after)
         r.add_get("/blocked/{n}", _blocked)
+        r.add_get("/page/{name}", self._page_route)
+        r.add_get("/endless/{kind}", _endless)
 
     async def _hub(self, request: web.Request) -> web.StreamResponse:
         links = self.hubs.get(request.match_info["name"])
         if links is None:
             return _page("no such hub", status=404)
         return _page("hub", _links([self.fill(p) for p in links]))
+
+    async def _page_route(self, request: web.Request) -> web.StreamResponse:
+        page = self.pages.get(request.match_info["name"])
+        if page is None:
+            return _page("no such page", status=404)
+        html, headers = page
+        return web.Response(
+            text=self.fill(html),
+            content_type="text/html",
+            headers={k: self.fill(v) for k, v in headers.items()},
+        )
 
     def _robots_of(self, request: web.Request) -> _Robots:
         return ROBOTS.get(request.host.rsplit(":", 1)[0].lower(), _Robots())
@@ -390,6 +437,18 @@ class HostileSite:
         rb = self._robots_of(request)
         if rb.hang:
             await asyncio.sleep(60)
+        if rb.location is not None:
+            raise web.HTTPMovedPermanently(rb.location.format(port=self.port))
+        if rb.sample is not None:
+            return web.Response(
+                body=(SAMPLES / f"{rb.sample}.bin").read_bytes(),
+                headers={"Content-Type": "text/plain", "Content-Encoding": CODINGS[rb.sample]},
+            )
+        if rb.size:
+            body = _BIG_ROBOTS.get(rb.size)
+            if body is None:
+                body = _BIG_ROBOTS[rb.size] = _big_robots(rb.size).encode()
+            return web.Response(body=body, content_type="text/plain")
         if rb.redirects:
             raise web.HTTPMovedPermanently(
                 "/robots-hop/1" if rb.redirects > 1 else "/robots-final.txt"
@@ -470,6 +529,11 @@ async def _compressed(request: web.Request) -> web.StreamResponse:
             body=b'<html><body><a href="/ok/after-mislabel">x</a></body></html>',
             headers={"Content-Type": "text/html", "Content-Encoding": "gzip"},
         )
+    if name == "bomb-gzip2":
+        return web.Response(
+            body=_gzip2_bomb(),
+            headers={"Content-Type": "text/html", "Content-Encoding": "gzip, gzip"},
+        )
     if name == "unknown-coding":
         return web.Response(
             body=b"<html><body>plain</body></html>",
@@ -484,6 +548,43 @@ async def _compressed(request: web.Request) -> web.StreamResponse:
         status=int(request.query.get("status", "200")),
         headers={"Content-Type": "text/html", "Content-Encoding": coding},
     )
+
+
+GZIP2_BOMB_BYTES = 64 * 1024 * 1024
+"""What the two-layer bomb ``/z/bomb-gzip2`` expands to (zeros)."""
+_GZIP2: list[bytes] = []
+
+
+def _gzip2_bomb() -> bytes:
+    if not _GZIP2:
+        inner = zlib.compressobj(9, zlib.DEFLATED, 31)
+        block = bytes(1024 * 1024)
+        layer = b"".join(inner.compress(block) for _ in range(GZIP2_BOMB_BYTES // len(block)))
+        _GZIP2.append(gzip.compress(layer + inner.flush(), 9))
+    return _GZIP2[0]
+
+
+async def _endless(request: web.Request) -> web.StreamResponse:
+    kind = request.match_info["kind"]
+    pause = float(request.query.get("pause", "0"))
+    headers = {"Content-Type": "text/html"}
+    packer = None
+    if kind == "gzip":
+        headers["Content-Encoding"] = "gzip"
+        packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    resp = web.StreamResponse(headers=headers)
+    await resp.prepare(request)
+    chunk = b"<p>" + b"0" * (64 * 1024 - 3)
+    with contextlib.suppress(ConnectionError):
+        while True:  # ends when the client goes away (or the site stops)
+            data = (
+                chunk
+                if packer is None
+                else packer.compress(chunk) + packer.flush(zlib.Z_SYNC_FLUSH)
+            )
+            await resp.write(data)
+            await asyncio.sleep(pause)
+    return resp
 
 
 async def _drip(request: web.Request) -> web.StreamResponse:
@@ -520,6 +621,12 @@ async def _redirect(request: web.Request) -> web.StreamResponse:
         "ftp": f"ftp://{request.host.rsplit(':', 1)[0]}/pub/file",
         "to": request.query.get("u", "/"),
     }
+    if rest.startswith("code/"):
+        return web.Response(
+            status=int(rest.split("/")[1]),
+            headers={"Location": request.query.get("u", "/")},
+            text="moved",
+        )
     if rest.startswith("chain/"):
         raise web.HTTPFound(f"/redir/chain/{int(rest.split('/')[1]) + 1}")
     if rest.startswith("target-"):
@@ -800,6 +907,50 @@ async def _raw_empty(writer: asyncio.StreamWriter) -> None:
     )
 
 
+async def _raw_cl_larger_hold(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n"
+        b"<html><body>thirty bytes only",
+    )
+    await asyncio.sleep(30)
+
+
+async def _raw_cl_overflow(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+        b"Content-Length: 99999999999999999999\r\n\r\n<html><body>overflow",
+    )
+    await asyncio.sleep(5)
+
+
+async def _raw_big_header(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Big: "
+        + b"a" * (1024 * 1024)
+        + b"\r\nContent-Length: 5\r\n\r\nhello",
+    )
+
+
+async def _raw_many_headers(writer: asyncio.StreamWriter) -> None:
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+        + many
+        + b"Content-Length: 5\r\n\r\nhello",
+    )
+
+
+async def _raw_header_drip(writer: asyncio.StreamWriter) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: " + b"d" * 200
+    for i in range(len(head)):
+        await _raw_send(writer, head[i : i + 1])
+        await asyncio.sleep(0.2)
+
+
 RAW_ROUTES: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
     "/dup-cl": _raw_dup_cl,
     "/bad-chunk": _raw_bad_chunk,
@@ -809,6 +960,11 @@ RAW_ROUTES: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
     "/reset": _raw_reset,
     "/short": _raw_short,
     "/empty-200": _raw_empty,
+    "/cl-larger-hold": _raw_cl_larger_hold,
+    "/cl-overflow": _raw_cl_overflow,
+    "/big-header": _raw_big_header,
+    "/many-headers": _raw_many_headers,
+    "/header-drip": _raw_header_drip,
 }
 """Raw-server path → misbehaviour; any other path (robots.txt too) is a 404."""
 

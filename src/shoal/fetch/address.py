@@ -65,8 +65,10 @@ class AddressPolicy:
     ``allow_private`` allows every address (loopback included); ``allow_cidrs``
     allows the named networks only (``127.0.0.1/32`` lets tests reach a server
     on loopback while 127.0.0.2 and 169.254.169.254 stay refused). Networks
-    are compared with the unwrapped address, so ``::ffff:127.0.0.1`` is allowed
-    by ``127.0.0.1/32`` and refused by default.
+    are compared with the IPv4-mapped address unwrapped, so ``::ffff:127.0.0.1``
+    is allowed by ``127.0.0.1/32`` and refused by default; the 6to4 and NAT64
+    forms (``2002:7f00:1::``) are never allowed by an IPv4 network, only refused
+    when their IPv4 address is.
     """
 
     def __init__(self, allow_private: bool = False, allow_cidrs: Iterable[str] = ()) -> None:
@@ -92,15 +94,18 @@ class AddressPolicy:
             addr: IPAddress = ipaddress.ip_address(text.split("%", 1)[0])
         except ValueError:
             return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # the same destination: the kernel connects over IPv4
+        if any(addr in net for net in self.allowed):
+            return True
+        # 6to4 and NAT64 reach their IPv4 address through a relay elsewhere: they are refused
+        # when it is, but an allowed network never lets them through (allowing 127.0.0.1/32
+        # must not open 2002:7f00:1::, a real IPv6 destination).
         if isinstance(addr, ipaddress.IPv6Address):
-            if addr.ipv4_mapped is not None:
-                addr = addr.ipv4_mapped
-            elif addr.sixtofour is not None:
+            if addr.sixtofour is not None:
                 addr = addr.sixtofour
             elif addr in _NAT64:
                 addr = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
-        if any(addr in net for net in self.allowed):
-            return True
         if any(addr.version == net.version and addr in net for net in BLOCKED_NETWORKS):
             return False
         return addr.is_global

@@ -1,0 +1,136 @@
+"""More of the hostile web: address spellings, redirects and side doors to refused hosts, robots.txt abuse, protocol abuse.
+
+Every case is a real crawl (SQLite in ``tmp_path``) or a real fetch against
+:mod:`tests.hostile_site` on 127.0.0.1. The crawls allow ``127.0.0.1/32``
+only, so 127.0.0.2 (where the site also listens, as a canary) stays refused:
+each address case asserts that the canary saw no request at all. No address
+outside loopback is ever connected to; the IPv6 forms used here are refused
+before any connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.errors import SpecError
+from shoal.fetch.address import AddressPolicy
+from shoal.frontier.tables import workers
+from tests.hostile_site import HostileSite, run_crawl, spec_text
+from tests.test_hostile import outcome, rows_of, site, table
+
+__all__ = ["site"]  # the fixture, re-exported for pytest
+
+LOOPBACK_ONLY: dict[str, Any] = {
+    "allow_private": False,
+    "allow_cidrs": ["127.0.0.1/32"],
+    "allowed_hosts": ["*"],
+}
+"""Scope of every crawl here: 127.0.0.1 reachable, 127.0.0.2 and every other address refused."""
+
+HUB_RULES = [
+    {"name": "hub", "regex": "/(hub|page)/", "kind": "list"},
+    {"name": "other", "glob": "*", "kind": "detail"},
+]
+
+
+def crawl(
+    site: HostileSite,
+    tmp_path: Path,
+    seeds: list[str],
+    *,
+    rules: list[dict[str, Any]] | None = None,
+    sections: dict[str, dict[str, Any]] | None = None,
+    hosts: dict[str, list[str]] | None = None,
+) -> tuple[Any, Any, dict[str, tuple[str, str | None]]]:
+    """One crawl of ``seeds`` under :data:`LOOPBACK_ONLY`; returns ``(spec, stats, outcome by URL)``."""
+    merged: dict[str, dict[str, Any]] = {"scope": dict(LOOPBACK_ONLY)}
+    for key, values in (sections or {}).items():
+        merged.setdefault(key, {}).update(values)
+    text = spec_text("more", tmp_path, seeds, rules or HUB_RULES, merged)
+    spec, stats = run_crawl(text, hosts=hosts)
+    return spec, stats, {u: outcome(r) for u, r in rows_of(spec).items()}
+
+
+# -- address spellings -----------------------------------------------------------------------------
+
+SPELLINGS = {
+    "dec": "http://2130706434:{port}/ok/dec",
+    "hex": "http://0x7f000002:{port}/ok/hex",
+    "oct": "http://0177.0.0.2:{port}/ok/oct",
+    "short": "http://127.2:{port}/ok/short",
+    "dot": "http://127.0.0.2.:{port}/ok/dot",
+    "wide": "http://\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff12:{port}/ok/wide",
+    "pct": "http://%31%32%37.0.0.2:{port}/ok/pct",
+    "userinfo": "http://127.0.0.1:{port}@127.0.0.2:{port}/ok/userinfo",
+}
+"""Spellings of 127.0.0.2 that WHATWG parsing turns into ``127.0.0.2`` (path names the case)."""
+
+IPV6_FORMS = {
+    "http://0.0.0.0:{port}/ok/zero": "http://0.0.0.0:{port}/ok/zero",
+    "http://[::127.0.0.2]:{port}/ok/compat": "http://[::7f00:2]:{port}/ok/compat",
+    "http://[2002:7f00:2::]:{port}/ok/6to4": "http://[2002:7f00:2::]:{port}/ok/6to4",
+    "http://[64:ff9b::127.0.0.2]:{port}/ok/nat64": "http://[64:ff9b::7f00:2]:{port}/ok/nat64",
+    "http://[2002:7f00:1::]:{port}/ok/6to4-allowed": "http://[2002:7f00:1::]:{port}/ok/6to4-allowed",
+    "http://[64:ff9b::7f00:1]:{port}/ok/nat64-allowed": "http://[64:ff9b::7f00:1]:{port}/ok/nat64-allowed",
+}
+"""Other refused forms as linked → as stored; the ``-allowed`` ones carry the allowed 127.0.0.1."""
+
+
+def test_6to4_and_nat64_are_never_allowed_by_an_ipv4_network() -> None:
+    """Allowing 127.0.0.1/32 allows ::ffff:127.0.0.1 (same socket) but not 2002:7f00:1:: or 64:ff9b::7f00:1 (other hosts); global 6to4 stays allowed."""
+    policy = AddressPolicy(allow_cidrs=["127.0.0.1/32"])
+    assert policy.allows("::ffff:127.0.0.1")
+    assert not policy.allows("2002:7f00:1::") and not policy.allows("64:ff9b::7f00:1")
+    assert policy.allows("2002:808:808::") and policy.allows("64:ff9b::808:808")
+    assert not AddressPolicy().allows("2002:7f00:1::")
+
+
+def test_every_spelling_of_a_refused_address_is_skipped_in_a_crawl(
+    site: HostileSite, tmp_path: Path
+) -> None:
+    """Decimal, hex, octal, short, trailing-dot, full-width, percent-encoded, userinfo, 0.0.0.0, IPv4-compatible, 6to4 and NAT64 forms, linked or redirected to, end skipped address_policy with no request sent."""
+    p = site.port
+    linked = [u.format(port=p) for u in (*SPELLINGS.values(), *IPV6_FORMS)]
+    redirected = ["http://0x7f000002:{port}/ok/via-hex", "http://[::127.0.0.2]:{port}/ok/via-v6"]
+    site.hubs["forms"] = [
+        *linked,
+        *(f"/redir/to?u={u.format(port=p)}" for u in redirected),
+        f"http://127.0.0.1:{p}\\@127.0.0.2:{p}/ok/backslash",
+        f"/redir/to?u=http://127.0.0.256:{p}/ok/invalid",
+    ]
+    spec, _, got = crawl(site, tmp_path, [f"{site.base_url}/hub/forms"])
+    refused = {u for u, o in got.items() if o == ("skipped", "address_policy")}
+    assert refused == {
+        *(f"http://127.0.0.2:{p}/ok/{n}" for n in SPELLINGS),
+        *(u.format(port=p) for u in IPV6_FORMS.values()),
+        f"http://127.0.0.2:{p}/ok/via-hex",
+        f"http://[::7f00:2]:{p}/ok/via-v6",
+    }
+    # A backslash is a slash to WHATWG: the link stays on 127.0.0.1 (a 404 there).
+    assert got[f"http://127.0.0.1:{p}/@127.0.0.2:{p}/ok/backslash"] == ("failed", "permanent")
+    invalid = f"{site.base_url}/redir/to?u=http://127.0.0.256:{p}/ok/invalid"
+    assert got[invalid] == ("failed", "permanent")
+    assert "uncrawlable URL" in rows_of(spec)[invalid].error_detail
+    assert site.hits_on("127.0.0.2") == []
+    assert [h.path_qs for h in site.hits("/ok/")] == []  # 0.0.0.0 would have reached 127.0.0.1
+    assert [w.state for w in table(spec, workers)] == ["stopped"]
+
+
+def test_a_seed_spelling_a_refused_address_is_skipped_and_an_invalid_one_is_a_spec_error(
+    site: HostileSite, tmp_path: Path
+) -> None:
+    """Seeds in hex, decimal and short form are stored as 127.0.0.2 and skipped unsent; an unparsable seed stops the crawl with a SpecError naming it."""
+    p = site.port
+    seeds = [f"http://0x7f000002:{p}/ok/s1", f"http://2130706434:{p}/ok/s2", f"http://127.2:{p}/"]
+    _, _, got = crawl(site, tmp_path, seeds)
+    assert got == {
+        f"http://127.0.0.2:{p}/ok/s1": ("skipped", "address_policy"),
+        f"http://127.0.0.2:{p}/ok/s2": ("skipped", "address_policy"),
+        f"http://127.0.0.2:{p}/": ("skipped", "address_policy"),
+    }
+    assert site.hits_on("127.0.0.2") == []
+    with pytest.raises(SpecError, match=r"127\.0\.0\.256"):
+        crawl(site, tmp_path / "bad", [f"http://127.0.0.256:{p}/"])
