@@ -18,6 +18,7 @@ import pytest
 from shoal.errors import SpecError
 from shoal.fetch.address import AddressPolicy
 from shoal.frontier.tables import workers
+from shoal.urls import canonicalize
 from tests.hostile_site import HostileSite, run_crawl, spec_text
 from tests.test_hostile import outcome, rows_of, site, table
 
@@ -134,3 +135,113 @@ def test_a_seed_spelling_a_refused_address_is_skipped_and_an_invalid_one_is_a_sp
     assert site.hits_on("127.0.0.2") == []
     with pytest.raises(SpecError, match=r"127\.0\.0\.256"):
         crawl(site, tmp_path / "bad", [f"http://127.0.0.256:{p}/"])
+
+
+# -- redirects ------------------------------------------------------------------------------------
+
+CODES = (301, 302, 303, 307, 308)
+BAD_SCHEMES = {
+    "gopher": "gopher://127.0.0.2:{port}/1",
+    "data": "data:text/plain,http://127.0.0.2:{port}/ok/data",
+    "javascript": "javascript:fetch('http://127.0.0.2:{port}/ok/js')",
+    "ws": "ws://127.0.0.2:{port}/ok/ws",
+}
+"""Redirect targets that are not http(s) (each would reach 127.0.0.2 if followed)."""
+
+
+def test_every_redirect_code_to_a_refused_address_or_scheme_fetches_nothing_there(
+    site: HostileSite, tmp_path: Path
+) -> None:
+    """301, 302, 303, 307 and 308 to 127.0.0.2 (literal or by name) leave the target skipped address_policy; to gopher:, data:, javascript: or ws: the redirect fails permanent as uncrawlable."""
+    p = site.port
+    hub = []
+    for code in CODES:
+        hub.append(f"/redir/code/{code}?u=http://127.0.0.2:{p}/ok/lit{code}")
+        hub.append(f"/redir/code/{code}?u=http://evil.test:{p}/ok/name{code}")
+        hub += [f"/redir/code/{code}?u={u.format(port=p)}" for u in BAD_SCHEMES.values()]
+    site.hubs["redirects"] = hub
+    spec, _, got = crawl(
+        site, tmp_path, [f"{site.base_url}/hub/redirects"], hosts={"evil.test": ["127.0.0.2"]}
+    )
+    rows = rows_of(spec)
+    for code in CODES:
+        for target in (f"http://127.0.0.2:{p}/ok/lit{code}", f"http://evil.test:{p}/ok/name{code}"):
+            assert got[f"{site.base_url}/redir/code/{code}?u={target}"] == ("done", None), target
+            assert got[target] == ("skipped", "address_policy"), target
+            assert rows[target].redirects == 1
+        for scheme, u in BAD_SCHEMES.items():
+            # The hub's href is stored in its WHATWG form (quotes and spaces escaped).
+            row = rows[canonicalize(f"{site.base_url}/redir/code/{code}?u={u.format(port=p)}").url]
+            assert outcome(row) == ("failed", "permanent"), (code, scheme)
+            assert (
+                "uncrawlable URL" in row.error_detail and "only http and https" in row.error_detail
+            )
+    assert len(got) == 1 + len(hub) + 2 * len(CODES)  # the hub, each source, each http target
+    assert len(site.hits("/redir/code/")) == len(hub)
+    assert site.hits_on("127.0.0.2") == [] and site.hits("/ok/") == []
+
+
+# -- side doors: <base>, <area>, refresh, Link, images --------------------------------------------
+
+
+def test_base_area_refresh_and_link_headers_never_reach_a_refused_host(
+    site: HostileSite, tmp_path: Path
+) -> None:
+    """A <base href> on 127.0.0.2 makes relative links refused; an <area> to it is refused; meta refresh, Refresh and Link headers to it are never fetched."""
+    canary = "http://127.0.0.2:{port}"
+    site.pages["base"] = (
+        f'<html><head><base href="{canary}/ok/"></head><body><a href="base-rel">r</a>'
+        '<a href="/ok/base-abs">a</a></body></html>',
+        {},
+    )
+    site.pages["area"] = (
+        f'<html><body><map name="m"><area href="{canary}/ok/area" shape="rect" coords="0,0,1,1">'
+        '<area href="/ok/area-home"></map></body></html>',
+        {},
+    )
+    site.pages["refresh"] = (
+        f'<html><head><meta http-equiv="refresh" content="0; url={canary}/ok/meta"></head>'
+        '<body><a href="/ok/refresh-home">home</a></body></html>',
+        {
+            "Refresh": f"0; url={canary}/ok/refresh-header",
+            "Link": f'<{canary}/ok/link-header>; rel="preload", <{canary}/ok/link-next>; rel="next"',
+        },
+    )
+    seeds = [f"{site.base_url}/page/{n}" for n in ("base", "area", "refresh")]
+    _, _, got = crawl(site, tmp_path, seeds)
+    p = site.port
+    assert got == {
+        **{s: ("done", None) for s in seeds},
+        f"http://127.0.0.2:{p}/ok/base-rel": ("skipped", "address_policy"),
+        f"http://127.0.0.2:{p}/ok/base-abs": ("skipped", "address_policy"),
+        f"http://127.0.0.2:{p}/ok/area": ("skipped", "address_policy"),
+        f"{site.base_url}/ok/area-home": ("done", None),
+        f"{site.base_url}/ok/refresh-home": ("done", None),
+    }
+    assert site.hits_on("127.0.0.2") == []
+    assert sorted(h.path_qs for h in site.hits("/ok/")) == ["/ok/area-home", "/ok/refresh-home"]
+
+
+def test_images_on_refused_hosts_are_not_fetched(site: HostileSite, tmp_path: Path) -> None:
+    """An images = rule asks for assets on 127.0.0.2 (literal, hex and by name) and on 127.0.0.1: only the allowed one is fetched."""
+    site.pages["gallery"] = (
+        '<html><body><img src="http://127.0.0.2:{port}/files/pic.png?lit">'
+        '<img src="http://0x7f000002:{port}/files/pic.png?hex">'
+        '<img src="http://evil.test:{port}/files/pic.png?name">'
+        '<img src="/files/pic.png?home"></body></html>',
+        {},
+    )
+    seed = f"{site.base_url}/page/gallery"
+    rules = [{"name": "gallery", "regex": "/page/", "kind": "detail", "images": "img"}]
+    spec, _, got = crawl(site, tmp_path, [seed], rules=rules, hosts={"evil.test": ["127.0.0.2"]})
+    p = site.port
+    assert got == {
+        seed: ("done", None),
+        f"http://127.0.0.2:{p}/files/pic.png?lit": ("skipped", "address_policy"),
+        f"http://127.0.0.2:{p}/files/pic.png?hex": ("skipped", "address_policy"),
+        f"http://evil.test:{p}/files/pic.png?name": ("skipped", "address_policy"),
+        f"{site.base_url}/files/pic.png?home": ("done", None),
+    }
+    assert {r.kind for u, r in rows_of(spec).items() if u != seed} == {"asset"}
+    assert site.hits_on("127.0.0.2") == []
+    assert [h.path_qs for h in site.hits("/files/")] == ["/files/pic.png?home"]
