@@ -10,6 +10,8 @@ before any connection.
 
 from __future__ import annotations
 
+import asyncio
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ import pytest
 
 from shoal.errors import SpecError
 from shoal.fetch.address import AddressPolicy
+from shoal.fetch.http import StaticResolver
 from shoal.frontier.tables import workers
 from shoal.urls import canonicalize
 from tests.hostile_site import HostileSite, run_crawl, spec_text
-from tests.test_hostile import outcome, rows_of, site, table
+from tests.test_hostile import MIB, fetcher, outcome, rows_of, site, table
 
 __all__ = ["site"]  # the fixture, re-exported for pytest
 
@@ -245,3 +248,74 @@ def test_images_on_refused_hosts_are_not_fetched(site: HostileSite, tmp_path: Pa
     assert {r.kind for u, r in rows_of(spec).items() if u != seed} == {"asset"}
     assert site.hits_on("127.0.0.2") == []
     assert [h.path_qs for h in site.hits("/files/")] == ["/files/pic.png?home"]
+
+
+# -- robots.txt abuse -----------------------------------------------------------------------------
+
+
+def test_robots_txt_redirects_bombs_giant_files_and_groups_for_shoal_only(
+    site: HostileSite, tmp_path: Path
+) -> None:
+    """robots.txt redirecting to 127.0.0.2 (literal or by name) is unreachable, never fetched there; a gzip bomb as robots.txt allows all; a 10 MB one is read to 500 KiB; a group for shoal alone is obeyed."""
+    p = site.port
+    names = ["rtobad.test", "rtoevil.test", "rbomb.test", "r10m.test", "ronly.test"]
+    seeds = [
+        f"http://rtobad.test:{p}/ok/a",
+        f"http://rtoevil.test:{p}/ok/b",
+        f"http://rbomb.test:{p}/ok/c",
+        f"http://r10m.test:{p}/ok/before-mark",
+        f"http://r10m.test:{p}/ok/after-mark",
+        f"http://ronly.test:{p}/ok/x",
+        f"http://ronly.test:{p}/echo",
+    ]
+    hosts = {n: ["127.0.0.1"] for n in names} | {"evil.test": ["127.0.0.2"]}
+    spec, _, got = crawl(site, tmp_path, seeds, hosts=hosts)
+    assert got == {
+        f"http://rtobad.test:{p}/ok/a": ("failed", "transient"),
+        f"http://rtoevil.test:{p}/ok/b": ("failed", "transient"),
+        f"http://rbomb.test:{p}/ok/c": ("done", None),
+        f"http://r10m.test:{p}/ok/before-mark": ("skipped", "robots"),
+        f"http://r10m.test:{p}/ok/after-mark": ("done", None),
+        f"http://ronly.test:{p}/ok/x": ("skipped", "robots"),
+        f"http://ronly.test:{p}/echo": ("done", None),
+    }
+    rows = rows_of(spec)
+    for seed in seeds[:2]:
+        assert rows[seed].error_detail.startswith("robots.txt unavailable (unreachable)")
+    assert site.hits_on("127.0.0.2") == []
+    assert (
+        site.hits("/ok/", host="rtobad.test") == [] and site.hits("/ok/", host="ronly.test") == []
+    )
+    assert len(site.hits("/robots.txt", host="r10m.test")) == 1
+
+
+def test_a_gzip_bomb_as_robots_txt_is_decoded_to_500_kib_with_bounded_memory(
+    site: HostileSite,
+) -> None:
+    """The robots.txt getter of a crawl decodes an 11.5 MB gzip bomb to at most 512 KiB, its memory bounded by the caps, and the rules allow everything."""
+    from shoal.crawl import _robots_getter
+    from shoal.fetch.robots import Robots
+
+    async def go() -> tuple[int, bytes, int]:
+        f = fetcher(resolver=StaticResolver({"rbomb.test": ["127.0.0.1"]}))
+
+        async def before(url: str) -> None:
+            return None
+
+        tracemalloc.start()
+        try:
+            status, body, _ = await _robots_getter(f, 5.0, before)(
+                f"http://rbomb.test:{site.port}/robots.txt"
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            await f.close()
+        return status, body, peak
+
+    status, body, peak = asyncio.run(go())
+    assert status == 200 and len(body) == 512 * 1024
+    assert body.startswith(b"This is a compression bomb.\n")
+    assert peak < 8 * MIB, f"peak {peak / MIB:.1f} MiB"
+    robots = Robots.from_response(status, body, "shoal/1.0")
+    assert robots.allowed(f"http://rbomb.test:{site.port}/anything")
