@@ -531,7 +531,7 @@ async def _compressed(request: web.Request) -> web.StreamResponse:
         )
     if name == "bomb-gzip2":
         return web.Response(
-            body=_gzip2_bomb(),
+            body=gzip2_bomb(),
             headers={"Content-Type": "text/html", "Content-Encoding": "gzip, gzip"},
         )
     if name == "unknown-coding":
@@ -555,7 +555,7 @@ GZIP2_BOMB_BYTES = 64 * 1024 * 1024
 _GZIP2: list[bytes] = []
 
 
-def _gzip2_bomb() -> bytes:
+def gzip2_bomb() -> bytes:
     if not _GZIP2:
         inner = zlib.compressobj(9, zlib.DEFLATED, 31)
         block = bytes(1024 * 1024)

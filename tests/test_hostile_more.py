@@ -11,19 +11,23 @@ before any connection.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shoal.errors import SpecError
+from shoal.archive import WarcRef, read_record
+from shoal.errors import ErrorClass, FetchError, SpecError
+from shoal.exchange import FetchRequest
 from shoal.fetch.address import AddressPolicy
 from shoal.fetch.http import StaticResolver
 from shoal.frontier.tables import workers
 from shoal.urls import canonicalize
-from tests.hostile_site import HostileSite, run_crawl, spec_text
-from tests.test_hostile import MIB, fetcher, outcome, rows_of, site, table
+from tests.hostile_site import GZIP2_BOMB_BYTES, HostileSite, gzip2_bomb, run_crawl, spec_text
+from tests.test_hostile import MIB, fetch, fetcher, outcome, rows_of, site, table
 
 __all__ = ["site"]  # the fixture, re-exported for pytest
 
@@ -319,3 +323,122 @@ def test_a_gzip_bomb_as_robots_txt_is_decoded_to_500_kib_with_bounded_memory(
     assert peak < 8 * MIB, f"peak {peak / MIB:.1f} MiB"
     robots = Robots.from_response(status, body, "shoal/1.0")
     assert robots.allowed(f"http://rbomb.test:{site.port}/anything")
+
+
+# -- protocol abuse -------------------------------------------------------------------------------
+
+
+def test_a_two_layer_gzip_bomb_stops_at_the_cap_with_bounded_memory(site: HostileSite) -> None:
+    """64 MiB of zeros in gzip inside gzip (about 300 bytes sent) stops at the 1 MiB cap, truncated 'length', memory bounded."""
+    raw = gzip2_bomb()
+    assert len(raw) < 4096 and len(gzip.decompress(gzip.decompress(raw))) == GZIP2_BOMB_BYTES
+
+    async def go() -> tuple[Any, int]:
+        # Measured inside the loop: asyncio.run's teardown reprs the result (4 bytes per zero).
+        f = fetcher()
+        tracemalloc.start()
+        try:
+            got = await f.fetch(
+                FetchRequest(f"{site.base_url}/z/bomb-gzip2", None, time.monotonic() + 5)
+            )
+            return got, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            await f.close()
+
+    res, peak = asyncio.run(go())
+    assert res.status == 200 and res.truncated == "length" and res.body == raw
+    assert res.decoded is not None and len(res.decoded) == MIB and set(res.decoded) == {0}
+    assert peak < 6 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+@pytest.mark.parametrize(
+    ("path", "cap", "truncated", "body"),
+    [
+        ("/endless/plain", MIB, "length", MIB),
+        ("/endless/gzip", MIB, "length", None),
+        ("/endless/plain?pause=0.2", 64 * MIB, "time", None),
+        ("/endless/gzip?pause=0.2", 64 * MIB, "time", None),
+    ],
+)
+def test_endless_streams_are_cut_by_the_size_cap_or_the_deadline(
+    site: HostileSite, path: str, cap: int, truncated: str, body: int | None
+) -> None:
+    """A body that never ends, plain or gzip, is cut at the cap (fast) or at the deadline (slow), keeping what arrived."""
+    res = fetch(site.base_url + path, timeout=1.0, max_body_bytes=cap)
+    assert not isinstance(res, FetchError), res
+    assert res.status == 200 and res.truncated == truncated
+    assert res.decoded is not None and 0 < len(res.decoded) <= cap
+    assert res.decoded.startswith(b"<p>000")
+    if truncated == "length":
+        assert len(res.decoded) == cap
+    if body is not None:
+        assert len(res.body) == body
+
+
+@pytest.mark.parametrize(
+    ("path", "want", "detail"),
+    [
+        ("/cl-larger-hold", "time", None),
+        ("/cl-overflow", ErrorClass.PERMANENT, "Content-Length"),
+        ("/big-header", ErrorClass.PERMANENT, "8190 bytes"),
+        ("/many-headers", ErrorClass.PERMANENT, "Too many headers"),
+        ("/header-drip", ErrorClass.TRANSIENT, "deadline"),
+    ],
+)
+def test_header_and_length_abuse_is_classified(
+    site: HostileSite, path: str, want: ErrorClass | str, detail: str | None
+) -> None:
+    """A Content-Length past the body (then silence), an overflowing Content-Length, a 1 MiB header, 10,000 headers and a header drip each get their class; the fetcher still works after."""
+    res = fetch(site.raw_url + path, timeout=1.0)
+    if isinstance(want, ErrorClass):
+        assert isinstance(res, FetchError) and res.error_class is want, res
+        assert detail is not None and detail in str(res)
+    else:
+        assert not isinstance(res, FetchError), res
+        assert res.status == 200 and res.truncated == want
+        assert res.body == b"<html><body>thirty bytes only"
+    assert fetch(f"{site.base_url}/ok/after").status == 200
+
+
+PROTOCOL_EXPECTED: dict[str, tuple[tuple[str, str | None], str | None]] = {
+    "{base}/z/bomb-gzip2": (("failed", "permanent"), "length"),
+    "{base}/endless/plain": (("failed", "permanent"), "length"),
+    "{base}/endless/gzip": (("failed", "permanent"), "length"),
+    "{base}/endless/plain?pause=0.5": (("failed", "transient"), "time"),
+    "{raw}/cl-larger-hold": (("failed", "transient"), "time"),
+    "{raw}/cl-overflow": (("failed", "permanent"), None),
+    "{raw}/big-header": (("failed", "permanent"), None),
+    "{raw}/many-headers": (("failed", "permanent"), None),
+    "{raw}/header-drip": (("failed", "transient"), None),
+}
+"""Each protocol case in a crawl: its outcome (README failure table) and its WARC-Truncated reason."""
+
+
+def test_protocol_abuse_in_a_crawl_is_classified_archived_and_survived(
+    site: HostileSite, tmp_path: Path
+) -> None:
+    """In one crawl every protocol case ends with its class, truncated bodies are archived with WARC-Truncated, and the worker stops cleanly."""
+    site.hubs["protocol"] = list(PROTOCOL_EXPECTED)
+    spec, stats, got = crawl(
+        site,
+        tmp_path,
+        [f"{site.base_url}/hub/protocol"],
+        sections={"scope": {"allowed_hosts": ["127.0.0.1"]}},
+    )
+    rows = rows_of(spec)
+    assert got == {
+        f"{site.base_url}/hub/protocol": ("done", None),
+        **{site.fill(p): o for p, (o, _) in PROTOCOL_EXPECTED.items()},
+    }
+    for p, (_, reason) in PROTOCOL_EXPECTED.items():
+        r = rows[site.fill(p)]
+        if reason is None:
+            assert r.warc_file is None, p
+            continue
+        rec = read_record(
+            spec.archive_dir(), WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id)
+        )
+        assert rec.truncated == reason, p
+    assert [w.state for w in table(spec, workers)] == ["stopped"]
+    assert stats.failed.get("unknown", 0) == 0
