@@ -73,6 +73,12 @@ SPELLINGS = {
     "wide": "http://\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff12:{port}/ok/wide",
     "pct": "http://%31%32%37.0.0.2:{port}/ok/pct",
     "userinfo": "http://127.0.0.1:{port}@127.0.0.2:{port}/ok/userinfo",
+    "upper": "http://0X7F000002:{port}/ok/upper",
+    "mixed": "http://0x7f.0.0x0.02:{port}/ok/mixed",
+    "ideo": "http://127\u30020\u30020\u30022:{port}/ok/ideo",
+    "pctdot": "http://127.0.0.2%2e:{port}/ok/pctdot",
+    "tab": "http://127.0.0.\t2:{port}/ok/tab",
+    "newline": "http://127.0\n.0.2:{port}/ok/newline",
 }
 """Spellings of 127.0.0.2 that WHATWG parsing turns into ``127.0.0.2`` (path names the case)."""
 
@@ -99,10 +105,16 @@ def test_6to4_and_nat64_are_never_allowed_by_an_ipv4_network() -> None:
 def test_every_spelling_of_a_refused_address_is_skipped_in_a_crawl(
     site: HostileSite, tmp_path: Path
 ) -> None:
-    """Decimal, hex, octal, short, trailing-dot, full-width, percent-encoded, userinfo, 0.0.0.0, IPv4-compatible, 6to4 and NAT64 forms, linked or redirected to, end skipped address_policy with no request sent."""
+    """Decimal, hex, octal, short, mixed, trailing-dot, full-width, ideographic-dot, percent-encoded, tab/newline, userinfo, 0.0.0.0, IPv4-compatible, 6to4 and NAT64 forms, linked or redirected to, end skipped address_policy with no request sent."""
     p = site.port
     linked = [u.format(port=p) for u in (*SPELLINGS.values(), *IPV6_FORMS)]
-    redirected = ["http://0x7f000002:{port}/ok/via-hex", "http://[::127.0.0.2]:{port}/ok/via-v6"]
+    redirected = [
+        "http://0x7f000002:{port}/ok/via-hex",
+        "http://2130706434:{port}/ok/via-dec",
+        "http://127.0.0.1:{port}@127.0.0.2:{port}/ok/via-userinfo",
+        "http://[::127.0.0.2]:{port}/ok/via-v6",
+        "http://[2002:7f00:1::]:{port}/ok/via-6to4",
+    ]
     site.hubs["forms"] = [
         *linked,
         *(f"/redir/to?u={u.format(port=p)}" for u in redirected),
@@ -114,8 +126,9 @@ def test_every_spelling_of_a_refused_address_is_skipped_in_a_crawl(
     assert refused == {
         *(f"http://127.0.0.2:{p}/ok/{n}" for n in SPELLINGS),
         *(u.format(port=p) for u in IPV6_FORMS.values()),
-        f"http://127.0.0.2:{p}/ok/via-hex",
+        *(f"http://127.0.0.2:{p}/ok/via-{n}" for n in ("hex", "dec", "userinfo")),
         f"http://[::7f00:2]:{p}/ok/via-v6",
+        f"http://[2002:7f00:1::]:{p}/ok/via-6to4",
     }
     # A backslash is a slash to WHATWG: the link stays on 127.0.0.1 (a 404 there).
     assert got[f"http://127.0.0.1:{p}/@127.0.0.2:{p}/ok/backslash"] == ("failed", "permanent")
