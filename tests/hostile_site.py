@@ -503,7 +503,7 @@ class HostileSite:
                         )
                     )
                 await RAW_ROUTES.get(path, _raw_404)(writer)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, asyncio.CancelledError):  # the site stopping ends it quietly
             pass
         finally:
             with contextlib.suppress(OSError, RuntimeError):
