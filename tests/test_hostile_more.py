@@ -453,5 +453,8 @@ def test_protocol_abuse_in_a_crawl_is_classified_archived_and_survived(
             spec.archive_dir(), WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id)
         )
         assert rec.truncated == reason, p
+    # A 1 MiB header does not become a 1 MiB error message.
+    assert "8190 bytes" in rows[site.fill("{raw}/big-header")].error_detail
+    assert max(len(r.error_detail or "") for r in rows.values()) <= 1000
     assert [w.state for w in table(spec, workers)] == ["stopped"]
     assert stats.failed.get("unknown", 0) == 0
