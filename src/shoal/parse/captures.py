@@ -28,6 +28,7 @@ from shoal.archive import (
 )
 from shoal.errors import ArchiveError, SpecError, URLError
 from shoal.frontier.contract import Frontier
+from shoal.frontier.reads import CaptureRow
 from shoal.frontier.sql import SqlFrontier
 from shoal.parse.config import ParseError, ParseSpec, TableSpec
 from shoal.parse.load import AssetRef, Capture, FrameRef, NotParsed, load_page, media_type
@@ -39,11 +40,13 @@ __all__ = [
     "Capture",
     "FrameRef",
     "NotParsed",
+    "capture_of",
     "load_page",
     "media_type",
     "open_frontier",
     "read_assets",
     "read_captures",
+    "rendered_dom",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +112,78 @@ class _Rendered:
     """Response record id → the frames' HTML records."""
 
 
+def _response_of(row: CaptureRow, rule: str | None, feeds: tuple[str, ...]) -> _Response:
+    """The archived response a frontier capture row points at, feeding ``feeds``."""
+    return _Response(
+        row.id,
+        row.url,
+        row.final_url or row.url,
+        rule,
+        row.kind,
+        row.http_status,
+        row.fetched_at,
+        row.content_type,
+        WarcRef(row.warc_file, row.warc_offset, row.warc_length, row.warc_record_id),
+        feeds,
+    )
+
+
+def _capture(
+    seq: int,
+    resp: _Response,
+    record: WarcRef,
+    record_type: str | None,
+    tables: tuple[str, ...],
+    **plan: Any,
+) -> Capture:
+    """The capture of ``resp`` that reads ``record`` for ``tables`` (``plan``: source, encoding, ...)."""
+    return Capture(
+        seq,
+        resp.url_id,
+        resp.url,
+        resp.final_url,
+        resp.rule,
+        resp.kind,
+        resp.http_status,
+        resp.fetched_at,
+        record_type,
+        record.file,
+        record.offset,
+        record.length,
+        record.record_id,
+        tables,
+        **plan,
+    )
+
+
+def capture_of(row: CaptureRow, rule: str | None) -> Capture:
+    """The response capture of one frontier capture row (of rule ``rule``), feeding no table."""
+    resp = _response_of(row, rule, ())
+    return _capture(0, resp, resp.ref, resp.content_type, ())
+
+
+def _conversion_of(rec: Any) -> str | None:
+    """The response record id a ``conversion`` record (a rendered DOM) refers to; None for other records."""
+    if rec.record_type != "conversion":
+        return None
+    refers: str | None = rec.warc_headers.get("WARC-Refers-To") or None
+    return refers
+
+
+def rendered_dom(location: Path | S3Location, name: str, response_id: str) -> str | None:
+    """The DOM a browser rendered for the response ``response_id`` (its ``conversion`` record in
+    file ``name``), if archived; None when it is not, or the local file is not there."""
+    if isinstance(location, Path) and not (
+        (location / name).exists() or (location / f"{name}.open").exists()
+    ):
+        return None
+    for _ref, rec in iter_archive_file(location, name):
+        if _conversion_of(rec) == response_id:
+            body: bytes = rec.body
+            return body.decode("utf-8", "replace")
+    return None
+
+
 NO_RENDERED = (
     'no rendered DOM in the archive for this page (source = "rendered" needs a '
     'render = "browser" rule; set source = "response" to parse the HTTP body)'
@@ -143,18 +218,7 @@ def read_captures(
         )
         if not feeds:
             continue
-        resp = _Response(
-            r.id,
-            r.url,
-            r.final_url or r.url,
-            rule,
-            r.kind,
-            r.http_status,
-            r.fetched_at,
-            r.content_type,
-            WarcRef(r.warc_file, r.warc_offset, r.warc_length, r.warc_record_id),
-            feeds,
-        )
+        resp = _response_of(r, rule, feeds)
         responses.append(resp)
         by_key[r.url_key] = resp
     dom_files = {
@@ -212,8 +276,9 @@ def _scan(
             for ref, rec in iter_archive_file(location, name):
                 refers = rec.warc_headers.get("WARC-Refers-To")
                 ctype = rec.warc_headers.get("Content-Type") or ""
-                if rec.record_type == "conversion" and refers:
-                    rendered.dom.setdefault(refers, (ref, ctype))
+                dom_of = _conversion_of(rec)
+                if dom_of is not None:
+                    rendered.dom.setdefault(dom_of, (ref, ctype))
                     continue
                 if rec.record_type == "resource" and refers:
                     if media_type(ctype) in ("text/html", "application/xhtml+xml"):
@@ -317,20 +382,11 @@ def _captures(
     out: list[Capture] = []
     for record, record_type, (source, encoding, frames, problem), resp, names in planned:
         out.append(
-            Capture(
+            _capture(
                 len(out),
-                resp.url_id,
-                resp.url,
-                resp.final_url,
-                resp.rule,
-                resp.kind,
-                resp.http_status,
-                resp.fetched_at,
+                resp,
+                record,
                 record_type,
-                record.file,
-                record.offset,
-                record.length,
-                record.record_id,
                 names,
                 source=source,
                 encoding=encoding,

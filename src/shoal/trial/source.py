@@ -176,7 +176,13 @@ def read_archived(
     A table's page is what ``shoal parse`` reads for it (the rendered DOM of a
     browser rule, by default), or the reason it cannot be parsed.
     """
-    from shoal.parse.captures import Capture, NotParsed, load_page, open_frontier
+    from shoal.parse.captures import (
+        NotParsed,
+        capture_of,
+        load_page,
+        open_frontier,
+        rendered_dom,
+    )
 
     with timed(steps, "find capture"):
         frontier = open_frontier(db_url or spec.frontier_url())
@@ -193,22 +199,7 @@ def read_archived(
     r = max(rows, key=lambda r: (r.fetched_at or 0, r.warc_file, r.warc_offset))
     names = [x.name for x in spec.rules]
     rule = names[r.rule] if 0 <= r.rule < len(names) else None
-    cap = Capture(
-        0,
-        r.id,
-        r.url,
-        r.final_url or r.url,
-        rule,
-        r.kind,
-        r.http_status,
-        r.fetched_at,
-        r.content_type,
-        r.warc_file,
-        r.warc_offset,
-        r.warc_length,
-        r.warc_record_id or "",
-        (),
-    )
+    cap = capture_of(r, rule)
     with timed(steps, "read archive", [f"{r.warc_file}@{r.warc_offset}"]):
         try:
             page = load_page(cap, spec.archive_dir(), spec.limits.max_body_bytes)
@@ -225,24 +216,7 @@ def read_archived(
     if rule_spec is not None and rule_spec.render == "browser" and r.warc_record_id:
         # Links of a browser rule come from the rendered DOM, in a crawl too.
         with timed(steps, "read rendered DOM"):
-            dom = _rendered_dom(Path(spec.archive_dir()) / r.warc_file, r.warc_record_id)
+            dom = rendered_dom(Path(spec.archive_dir()), r.warc_file, r.warc_record_id)
         if dom is not None:
             fetched.html = dom
     return fetched, rule, r.kind, tables
-
-
-def _rendered_dom(path: Path, response_id: str) -> str | None:
-    """The DOM a browser rendered for the response ``response_id`` (its ``conversion`` record), if archived."""
-    from shoal.archive import iter_records
-
-    for p in (path, Path(str(path) + ".open")):
-        if not p.exists():
-            continue
-        for _ref, rec in iter_records(p):
-            if (
-                rec.record_type == "conversion"
-                and rec.warc_headers.get("WARC-Refers-To") == response_id
-            ):
-                body: bytes = rec.body
-                return body.decode("utf-8", "replace")
-    return None
