@@ -86,22 +86,6 @@ def _plan(ps: ParseSpec, table: str, rule: str | None, browser: set[str]) -> tup
     return source, encoding
 
 
-@dataclass(frozen=True, slots=True)
-class _Response:
-    """One archived response of a URL the tables want, before it becomes captures."""
-
-    url_id: int
-    url: str
-    final_url: str
-    rule: str | None
-    kind: str
-    http_status: int | None
-    fetched_at: int | None
-    content_type: str | None
-    ref: WarcRef
-    feeds: tuple[str, ...]
-
-
 @dataclass
 class _Rendered:
     """What a browser fetch archived beside a response: its DOM and its frames."""
@@ -112,9 +96,10 @@ class _Rendered:
     """Response record id → the frames' HTML records."""
 
 
-def _response_of(row: CaptureRow, rule: str | None, feeds: tuple[str, ...]) -> _Response:
-    """The archived response a frontier capture row points at, feeding ``feeds``."""
-    return _Response(
+def _response_of(row: CaptureRow, rule: str | None, feeds: tuple[str, ...]) -> Capture:
+    """The archived response a frontier capture row points at, feeding ``feeds`` (planned later)."""
+    return Capture(
+        0,
         row.id,
         row.url,
         row.final_url or row.url,
@@ -123,43 +108,34 @@ def _response_of(row: CaptureRow, rule: str | None, feeds: tuple[str, ...]) -> _
         row.http_status,
         row.fetched_at,
         row.content_type,
-        WarcRef(row.warc_file, row.warc_offset, row.warc_length, row.warc_record_id),
+        row.warc_file,
+        row.warc_offset,
+        row.warc_length,
+        row.warc_record_id,
         feeds,
-    )
-
-
-def _capture(
-    seq: int,
-    resp: _Response,
-    record: WarcRef,
-    record_type: str | None,
-    tables: tuple[str, ...],
-    **plan: Any,
-) -> Capture:
-    """The capture of ``resp`` that reads ``record`` for ``tables`` (``plan``: source, encoding, ...)."""
-    return Capture(
-        seq,
-        resp.url_id,
-        resp.url,
-        resp.final_url,
-        resp.rule,
-        resp.kind,
-        resp.http_status,
-        resp.fetched_at,
-        record_type,
-        record.file,
-        record.offset,
-        record.length,
-        record.record_id,
-        tables,
-        **plan,
     )
 
 
 def capture_of(row: CaptureRow, rule: str | None) -> Capture:
     """The response capture of one frontier capture row (of rule ``rule``), feeding no table."""
-    resp = _response_of(row, rule, ())
-    return _capture(0, resp, resp.ref, resp.content_type, ())
+    return _response_of(row, rule, ())
+
+
+def _ref(cap: Capture) -> WarcRef:
+    return WarcRef(cap.file, cap.offset, cap.length, cap.record_id)
+
+
+def _reading(cap: Capture, record: WarcRef, content_type: str | None, **changes: Any) -> Capture:
+    """``cap`` pointed at ``record`` (of ``content_type``), with ``changes``."""
+    return replace(
+        cap,
+        content_type=content_type,
+        file=record.file,
+        offset=record.offset,
+        length=record.length,
+        record_id=record.record_id,
+        **changes,
+    )
 
 
 def _conversion_of(rec: Any) -> str | None:
@@ -205,8 +181,8 @@ def read_captures(
     rules = _stored_rules(spec, stored_spec)
     names = [r.name for r in rules]
     browser = {r.name for r in rules if r.render == "browser" and r.name}
-    responses: list[_Response] = []
-    by_key: dict[int, _Response] = {}
+    responses: list[Capture] = []
+    by_key: dict[int, Capture] = {}
     latest: set[str] = set()
     for r in frontier.captures(crawl_id):
         latest.add(r.latest_record_id or r.warc_record_id)
@@ -222,9 +198,9 @@ def read_captures(
         responses.append(resp)
         by_key[r.url_key] = resp
     dom_files = {
-        resp.ref.file
+        resp.file
         for resp in responses
-        if any(_plan(ps, t, resp.rule, browser)[0] != "response" for t in resp.feeds)
+        if any(_plan(ps, t, resp.rule, browser)[0] != "response" for t in resp.tables)
     }
     wants_dom = bool(dom_files)
     rendered = _Rendered({}, {})
@@ -247,12 +223,12 @@ def _scan(
     location: Path | S3Location,
     files: Sequence[str],
     rendered: _Rendered,
-    by_key: dict[int, _Response] | None,
+    by_key: dict[int, Capture] | None,
     ps: ParseSpec,
     tables: Sequence[str],
     spec: Spec,
     latest: set[str] | None = None,
-) -> list[_Response]:
+) -> list[Capture]:
     """Read ``files`` once: the rendered DOMs and frames by response, and (with ``by_key``) older responses.
 
     An older ``revisit`` record (a 304, an unchanged payload) is a capture at its
@@ -261,12 +237,12 @@ def _scan(
     its payload, so that payload's own capture still counts as an older one).
     """
     strip = HostScope([], spec.scope.strip_query_params).strip
-    known = {r.ref.record_id for r in by_key.values()} if by_key is not None else set()
+    known = {r.record_id for r in by_key.values()} if by_key is not None else set()
     if latest is not None:
         known = latest
     payloads: dict[str, tuple[WarcRef, int | None, str | None]] = {}
     revisits: list[Any] = []
-    out: list[_Response] = []
+    out: list[Capture] = []
     for name in files:
         if isinstance(location, Path) and not (
             (location / name).exists() or (location / f"{name}.open").exists()
@@ -309,14 +285,14 @@ def _scan(
                 )
                 if feeds:
                     out.append(
-                        replace(
+                        _reading(
                             hit,
+                            ref,
+                            rec.header("content-type"),
                             final_url=rec.url,
                             http_status=rec.http_status,
                             fetched_at=int(rec.date.timestamp() * 1000),
-                            content_type=rec.header("content-type"),
-                            ref=ref,
-                            feeds=feeds,
+                            tables=feeds,
                         )
                     )
         except ArchiveError as exc:
@@ -339,41 +315,41 @@ def _scan(
         )
         if feeds:
             out.append(
-                replace(
+                _reading(
                     hit,
+                    pay_ref,
+                    pay_type,
                     final_url=rec.url,
                     http_status=status,
                     fetched_at=int(rec.date.timestamp() * 1000),
-                    content_type=pay_type,
-                    ref=pay_ref,
-                    feeds=feeds,
+                    tables=feeds,
                 )
             )
     return out
 
 
 def _captures(
-    responses: list[_Response], rendered: _Rendered, ps: ParseSpec, browser: set[str]
+    responses: list[Capture], rendered: _Rendered, ps: ParseSpec, browser: set[str]
 ) -> list[Capture]:
     """One capture per record to parse and the tables that read it, in archive order."""
-    planned: list[tuple[WarcRef, str | None, tuple[Any, ...], _Response, tuple[str, ...]]] = []
+    planned: list[tuple[WarcRef, str | None, tuple[Any, ...], Capture, tuple[str, ...]]] = []
     for resp in responses:
         groups: dict[tuple[Any, ...], list[str]] = {}
         refs: dict[tuple[Any, ...], tuple[WarcRef, str | None]] = {}
-        for t in resp.feeds:
+        for t in resp.tables:
             source, encoding = _plan(ps, t, resp.rule, browser)
-            dom = rendered.dom.get(resp.ref.record_id)
+            dom = rendered.dom.get(resp.record_id)
             frames: tuple[FrameRef, ...] = ()
             problem = None
             if source != "response" and dom is not None:
-                frames = tuple(rendered.frames.get(resp.ref.record_id, ()))
+                frames = tuple(rendered.frames.get(resp.record_id, ()))
                 key: tuple[Any, ...] = ("rendered", None, frames, None)
                 refs[key] = dom
             else:
                 if source == "rendered":
                     problem = NO_RENDERED
                 key = ("response", encoding, (), problem)
-                refs[key] = (resp.ref, resp.content_type)
+                refs[key] = (_ref(resp), resp.content_type)
             groups.setdefault(key, []).append(t)
         for key, tables in groups.items():
             record, record_type = refs[key]
@@ -382,12 +358,12 @@ def _captures(
     out: list[Capture] = []
     for record, record_type, (source, encoding, frames, problem), resp, names in planned:
         out.append(
-            _capture(
-                len(out),
+            _reading(
                 resp,
                 record,
                 record_type,
-                names,
+                seq=len(out),
+                tables=names,
                 source=source,
                 encoding=encoding,
                 frames=frames,
