@@ -5,7 +5,10 @@ Claims lease a batch of due URLs with ``SELECT ... FOR UPDATE SKIP LOCKED``
 ``BEGIN IMMEDIATE`` transaction (SQLite). Host rows are locked together with
 their URLs, so the minimum interval per host holds for the whole fleet.
 Outcomes are fenced by the lease token. Dialect differences live in
-:mod:`shoal.frontier.dialects`.
+:mod:`shoal.frontier.dialects`; the claim query and reaper in
+:mod:`shoal.frontier.claim`, the ``workers`` and ``events`` writes in
+:mod:`shoal.frontier.workers` and :mod:`shoal.frontier.events` (all run inside
+this class's transactions).
 """
 
 from __future__ import annotations
@@ -24,20 +27,20 @@ from sqlalchemy import (
     bindparam,
     case,
     column,
-    func,
     select,
     text,
-    true,
     update,
 )
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.visitors import replacement_traverse
 
-from shoal.errors import DatabaseFull, DatabaseUnavailable, FrontierError, SkipReason
+from shoal.errors import DatabaseFull, DatabaseUnavailable, FrontierError
+from shoal.frontier import claim as claim_sql
 from shoal.frontier import dialects, policy, reads, warc_files
 from shoal.frontier import due as revisit_sql
+from shoal.frontier import events as event_sql
+from shoal.frontier import workers as worker_sql
 from shoal.frontier.contract import (
-    ClaimedURL,
     CrawlInfo,
     Frontier,
     NewURL,
@@ -46,7 +49,7 @@ from shoal.frontier.contract import (
     SyncResult,
 )
 from shoal.frontier.schema import ensure_schema
-from shoal.frontier.tables import crawls, events, hosts, urls, workers
+from shoal.frontier.tables import crawls, hosts, urls
 from shoal.secrets import redact_url
 
 __all__ = ["SqlFrontier"]
@@ -290,7 +293,7 @@ class SqlFrontier:
             # URL), which deadlocks against a worker completing it. Rows that
             # already exist are known from a plain (non-waiting) read first.
             existing: set[int] = set()
-            for chunk in _chunks(keys, 500):
+            for chunk in claim_sql.chunks(keys, 500):
                 existing.update(
                     r[0]
                     for r in conn.execute(
@@ -381,7 +384,7 @@ class SqlFrontier:
 
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
             now = self.now_ms()
-            reaped = self._reap(conn, crawl_id, now, lease_ms) if reap else 0
+            reaped = claim_sql.reap(conn, crawl_id, now, lease_ms, self._lock) if reap else 0
             accepted, added, fresh, done, found = self._complete(
                 conn, crawl_id, owner, outcomes, default_delay_ms, now
             )
@@ -393,13 +396,18 @@ class SqlFrontier:
                 if o.status is Status.PENDING and o.error_class and not o.refund_attempt
             )
             want, refetch_only = (
-                self._budget(conn, crawl_id, claim, done) if claim > 0 else (0, False)
+                claim_sql.budget(conn, crawl_id, claim, done, self._lock)
+                if claim > 0
+                else (0, False)
             )
             # Revisits that came due go back to pending first, so this very claim may take them.
             promoted = revisit_sql.promote(conn, crawl_id, now, self._lock) if claim > 0 else 0
             claimed = (
-                self._claim(
+                claim_sql.lease_due(
                     conn,
+                    self.engine,
+                    self._rng,
+                    self._lock,
                     crawl_id,
                     owner,
                     want,
@@ -421,7 +429,7 @@ class SqlFrontier:
                     .values(leases_reaped=crawls.c.leases_reaped + reaped)
                 )
             if applied:
-                self._count(
+                worker_sql.count(
                     conn,
                     crawl_id,
                     owner,
@@ -441,124 +449,6 @@ class SqlFrontier:
         self._known_hosts.update(fresh)
         return result
 
-    def _count(
-        self, conn: Connection, crawl_id: int, owner: str, now: int, counts: dict[str, int]
-    ) -> None:
-        """Add a sync's applied outcomes to its worker's counters (the crawl's are their sums).
-
-        Each worker writes only its own row, so no sync of the fleet waits on
-        another's. An owner that never registered (a tool, a test) gets a row
-        in state ``unregistered``, which the reaper does not count as alive.
-        """
-        w = workers.c
-        res = conn.execute(
-            update(workers)
-            .where(w.id == owner, w.crawl_id == crawl_id)
-            .values({k: getattr(w, k) + v for k, v in counts.items()})
-        )
-        if not res.rowcount:
-            conn.execute(
-                workers.insert().values(
-                    id=owner,
-                    crawl_id=crawl_id,
-                    hostname="",
-                    pid=0,
-                    version="",
-                    state="unregistered",
-                    started_at=now,
-                    heartbeat_at=now,
-                    concurrency=0,
-                    **counts,
-                )
-            )
-
-    def _budget(
-        self, conn: Connection, crawl_id: int, want: int, done_now: int
-    ) -> tuple[int, bool]:
-        """How many URLs this claim may lease under the crawl's ``max_pages``, and whether only refetches.
-
-        The budget counts first fetches: pages fetched plus first fetches in
-        flight never exceed it, fleet-wide (the claim holds the crawl row while
-        it counts, so two workers cannot both spend the last pages). Once it is
-        spent, claims take only refetches of pages already fetched (revisits),
-        and the sync that finds it spent marks every pending first fetch
-        ``skipped`` (``max_pages``), including links found by pages still in flight.
-        """
-        c = crawls.c
-        budget = conn.execute(select(c.max_pages).where(c.id == crawl_id)).scalar()
-        if budget is None:
-            return want, False
-        # Claims of a budgeted crawl take turns on its row while they count.
-        conn.execute(self._lock(select(c.id).where(c.id == crawl_id), skip=False)).one()
-        fetched = conn.execute(reads.pages_fetched(crawl_id)).scalar_one()
-        first_in_flight = conn.execute(
-            select(func.count())
-            .select_from(urls)
-            .where(
-                _U.crawl_id == crawl_id,
-                _U.status == Status.LEASED.value,
-                _U.first_fetched_at.is_(None),
-            )
-        ).scalar_one()
-        spent = int(fetched) + done_now
-        if spent >= int(budget):
-            conn.execute(
-                update(urls)
-                .where(
-                    _U.crawl_id == crawl_id,
-                    _U.status == Status.PENDING.value,
-                    _U.first_fetched_at.is_(None),
-                )
-                .values(status=Status.SKIPPED.value, skip_reason=SkipReason.MAX_PAGES.value)
-            )
-        left = int(budget) - spent - int(first_in_flight)
-        if left <= 0:
-            return want, True
-        return min(want, left), False
-
-    def _reap(self, conn: Connection, crawl_id: int, now: int, lease_ms: int) -> int:
-        """Return to pending the URLs whose lease expired and whose owner stopped heartbeating.
-
-        A live worker's heartbeat touches only its ``workers`` row, never the URL
-        rows, so heartbeats take no row locks that claims or completions wait on.
-        """
-        alive = (
-            select(workers.c.id)
-            .where(
-                workers.c.id == _U.lease_owner,
-                workers.c.state == "running",
-                workers.c.heartbeat_at >= now - lease_ms,
-            )
-            .exists()
-        )
-        # Rows another transaction holds (a frozen worker's completion, say) are
-        # skipped, not waited for: one stopped process must not stall the fleet.
-        expired = select(_U.id).where(
-            _U.crawl_id == crawl_id, _U.status == "leased", _U.lease_expires_at < now, ~alive
-        )
-        ids = sorted(r[0] for r in conn.execute(self._lock(expired.limit(5000))))
-        n = 0
-        for chunk in _chunks(ids, 500):
-            res = conn.execute(
-                update(urls)
-                .where(_U.id.in_(chunk), _U.status == "leased")
-                .values(
-                    status="pending",
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    lease_lost=_U.lease_lost + 1,
-                    next_attempt_at=now,
-                )
-            )
-            n += max(res.rowcount or 0, 0)
-        if n:
-            log.info("returned %d URL(s) to pending from a dead worker (lease expired)", n)
-        lost = warc_files.release_lost(conn, crawl_id, now, lease_ms, self._lock)
-        if lost:
-            log.warning("returned %d URL(s) to pending: their WARC file was never uploaded", lost)
-        return n
-
     def _complete(
         self,
         conn: Connection,
@@ -572,7 +462,7 @@ class SqlFrontier:
             return [], 0, [], 0, {}
         ids = sorted({o.url_id for o in outcomes})
         held: dict[int, int] = {}
-        for chunk in _chunks(ids, 500):
+        for chunk in claim_sql.chunks(ids, 500):
             q = select(_U.id, _U.lease_token).where(_U.id.in_(chunk), _U.status == "leased")
             for row in conn.execute(self._lock(q, skip=False)):
                 held[row.id] = row.lease_token
@@ -693,128 +583,6 @@ class SqlFrontier:
                 .values(**values)
             )
 
-    def _claim(
-        self,
-        conn: Connection,
-        crawl_id: int,
-        owner: str,
-        want: int,
-        lease_ms: int,
-        per_host: int,
-        jitter: float,
-        horizon_ms: int,
-        now: int,
-        *,
-        refetch_only: bool = False,
-    ) -> list[ClaimedURL]:
-        # With the page budget spent, only pages fetched before (revisits) may be claimed.
-        budget_ok = _U.first_fetched_at.is_not(None) if refetch_only else true()
-        due = dialects.has_row(
-            self.engine,
-            select(_U.id).where(
-                _U.crawl_id == _H.crawl_id,
-                _U.host_key == _H.host_key,
-                _U.status == "pending",
-                _U.next_attempt_at <= now,
-                budget_ok,
-            ),
-        )
-        hq = (
-            select(_H.host_key, _H.min_delay_ms, _H.next_fetch_at)
-            .where(
-                _H.crawl_id == crawl_id,
-                _H.paused_until <= now,
-                _H.next_fetch_at <= now + horizon_ms,
-                due,
-            )
-            .order_by(_H.next_fetch_at)
-            .limit(min(max(want, 1), 256))
-        )
-        host_rows = conn.execute(self._lock(hq)).all()
-        token = self._rng.getrandbits(62)
-        expires = now + lease_ms
-        out: list[ClaimedURL] = []
-        for hrow in host_rows:
-            if len(out) >= want:
-                break
-            leased = 0
-            if per_host < want:
-                leased = conn.execute(
-                    select(func.count())
-                    .select_from(urls)
-                    .where(
-                        _U.crawl_id == crawl_id, _U.host_key == hrow.host_key, _U.status == "leased"
-                    )
-                ).scalar_one()
-            quota = policy.host_quota(
-                per_host, leased, hrow.min_delay_ms, horizon_ms, want - len(out)
-            )
-            if quota <= 0:
-                continue
-            uq = (
-                select(
-                    _U.id,
-                    _U.url,
-                    _U.rule,
-                    _U.kind,
-                    _U.depth,
-                    _U.redirects,
-                    _U.attempts,
-                    *revisit_sql.PREVIOUS_COLUMNS,
-                )
-                .where(
-                    _U.crawl_id == crawl_id,
-                    _U.host_key == hrow.host_key,
-                    _U.status == "pending",
-                    _U.next_attempt_at <= now,
-                    budget_ok,
-                )
-                .order_by(_U.priority, _U.id)
-                .limit(quota)
-            )
-            rows = conn.execute(self._lock(uq)).all()
-            if not rows:
-                continue
-            slots, next_free = policy.assign_slots(
-                now, hrow.next_fetch_at, hrow.min_delay_ms, jitter, len(rows), self._rng
-            )
-            ids = [r.id for r in rows]
-            for chunk in _chunks(ids, 500):
-                conn.execute(
-                    update(urls)
-                    .where(_U.id.in_(chunk))
-                    .values(
-                        status="leased",
-                        lease_owner=owner,
-                        lease_token=token,
-                        lease_expires_at=expires,
-                        attempts=_U.attempts + 1,
-                    )
-                )
-            if hrow.min_delay_ms > 0:
-                conn.execute(
-                    update(hosts)
-                    .where(_H.crawl_id == crawl_id, _H.host_key == hrow.host_key)
-                    .values(next_fetch_at=next_free)
-                )
-            for r, slot in zip(rows, slots, strict=True):
-                out.append(
-                    ClaimedURL(
-                        r.id,
-                        r.url,
-                        hrow.host_key,
-                        r.rule,
-                        r.kind,
-                        r.depth,
-                        r.redirects,
-                        r.attempts + 1,
-                        token,
-                        slot,
-                        revisit_sql.previous_of(r),
-                    )
-                )
-        return out
-
     def reserve_slot(self, crawl_id: int, host_key: int, jitter: float) -> int:
         """Reserve the next politeness slot of a host outside a claim (redirect hops, robots)."""
 
@@ -850,17 +618,7 @@ class SqlFrontier:
         the reaper takes a URL only when its lease time passed *and* its owner's
         heartbeat is older than ``lease_ms``.
         """
-
-        def run(conn: Connection) -> int:
-            values: dict[str, Any] = {"heartbeat_at": self.now_ms()}
-            res = conn.execute(
-                update(workers)
-                .where(workers.c.id == owner, workers.c.crawl_id == crawl_id)
-                .values(**values)
-            )
-            return max(res.rowcount or 0, 0)
-
-        return self._tx(run)
+        return self._now_tx(worker_sql.heartbeat, crawl_id, owner)
 
     def leases_held(self, crawl_id: int, owner: str) -> dict[int, int]:
         """The leases ``owner`` holds now: url id -> lease token (the leased rows, by ``ix_urls_status``)."""
@@ -873,69 +631,16 @@ class SqlFrontier:
 
     def release(self, crawl_id: int, owner: str) -> int:
         """Give back every lease ``owner`` holds without charging an attempt; returns how many."""
-
-        def run(conn: Connection) -> int:
-            res = conn.execute(
-                update(urls)
-                .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == owner)
-                .values(
-                    status="pending",
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    attempts=_U.attempts - 1,
-                    next_attempt_at=self.now_ms(),
-                )
-            )
-            return max(res.rowcount or 0, 0)
-
-        return self._tx(run)
+        return self._now_tx(worker_sql.release, crawl_id, owner)
 
     def release_dead_local(self, crawl_id: int, hostname: str, alive: Callable[[int], bool]) -> int:
         """Return the leases of workers on this machine whose process is gone (after kill -9)."""
-        rows = self._tx(
-            lambda c: c.execute(
-                select(workers.c.id, workers.c.pid).where(
-                    workers.c.crawl_id == crawl_id,
-                    workers.c.hostname == hostname,
-                    workers.c.state == "running",
-                )
-            ).all(),
-            readonly=True,
-        )
+        rows = self._tx(lambda c: worker_sql.running_on(c, crawl_id, hostname), readonly=True)
         total = 0
         for r in rows:
             if alive(r.pid):
                 continue
-
-            def run(conn: Connection, wid: str = r.id) -> int:
-                res = conn.execute(
-                    update(urls)
-                    .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == wid)
-                    .values(
-                        status="pending",
-                        lease_owner=None,
-                        lease_token=None,
-                        lease_expires_at=None,
-                        lease_lost=_U.lease_lost + 1,
-                        next_attempt_at=self.now_ms(),
-                    )
-                )
-                conn.execute(
-                    update(workers)
-                    .where(workers.c.id == wid)
-                    .values(state="dead", stopped_at=self.now_ms())
-                )
-                n = max(res.rowcount or 0, 0)
-                if n:
-                    conn.execute(
-                        update(crawls)
-                        .where(crawls.c.id == crawl_id)
-                        .values(leases_reaped=crawls.c.leases_reaped + n)
-                    )
-                return n
-
-            total += self._tx(run)
+            total += self._now_tx(worker_sql.release_dead, crawl_id, r.id)
         return total
 
     def pending_left(self, crawl_id: int, lease_ms: int | None = None) -> bool:
@@ -1038,19 +743,16 @@ class SqlFrontier:
         """Record a worker as running."""
         now = self.now_ms()
         self._tx(
-            lambda c: c.execute(
-                workers.insert().values(
-                    id=worker_id,
-                    crawl_id=crawl_id,
-                    hostname=hostname,
-                    ip=ip,
-                    pid=pid,
-                    version=version,
-                    state="running",
-                    started_at=now,
-                    heartbeat_at=now,
-                    concurrency=concurrency,
-                )
+            lambda c: worker_sql.register(
+                c,
+                crawl_id,
+                worker_id,
+                now,
+                hostname=hostname,
+                ip=ip,
+                pid=pid,
+                version=version,
+                concurrency=concurrency,
             )
         )
 
@@ -1059,18 +761,7 @@ class SqlFrontier:
     ) -> None:
         """Record a worker as stopped (or ``failed`` with a detail)."""
         now = self.now_ms()
-        self._tx(
-            lambda c: c.execute(
-                update(workers)
-                .where(workers.c.id == worker_id)
-                .values(
-                    state=state,
-                    stopped_at=now,
-                    heartbeat_at=now,
-                    detail=detail,
-                )
-            )
-        )
+        self._tx(lambda c: worker_sql.stop(c, worker_id, state, detail, now))
 
     def record_event(
         self,
@@ -1088,34 +779,24 @@ class SqlFrontier:
         """Append an event (finished, critical, new_error, blocked, quality, ...)."""
         now = self.now_ms()
         self._tx(
-            lambda c: c.execute(
-                events.insert().values(
-                    crawl_id=crawl_id,
-                    at=now,
-                    kind=kind,
-                    severity=severity,
-                    worker_id=worker_id,
-                    url=url,
-                    host=host,
-                    error_class=error_class,
-                    signature=signature,
-                    message=message[:4000],
-                )
+            lambda c: event_sql.record(
+                c,
+                crawl_id,
+                now,
+                kind,
+                message,
+                severity=severity,
+                worker_id=worker_id,
+                url=url,
+                host=host,
+                error_class=error_class,
+                signature=signature,
             )
         )
 
     def has_signature(self, crawl_id: int, signature: str) -> bool:
         """True when an error of this signature was already recorded for the crawl."""
-        q = (
-            select(events.c.id)
-            .where(
-                events.c.crawl_id == crawl_id,
-                events.c.kind == "new_error",
-                events.c.signature == signature,
-            )
-            .limit(1)
-        )
-        return self._tx(lambda c: c.execute(q).first() is not None, readonly=True)
+        return self._tx(lambda c: event_sql.has_signature(c, crawl_id, signature), readonly=True)
 
     def pending_events(
         self, crawl_id: int | None = None, kinds: Iterable[str] | None = None
@@ -1126,14 +807,7 @@ class SqlFrontier:
 
     def claim_event(self, event_id: int) -> bool:
         """Mark an event as being sent; True for the one caller of the fleet that claimed it."""
-        res = self._tx(
-            lambda c: c.execute(
-                update(events)
-                .where(events.c.id == event_id, events.c.notified == 0)
-                .values(notified=1)
-            )
-        )
-        return bool(res.rowcount)
+        return self._tx(lambda c: event_sql.claim(c, event_id))
 
     # -- reading for status and parse ---------------------------------------
 
@@ -1158,23 +832,23 @@ class SqlFrontier:
 
     # -- WARC files -----------------------------------------------------------------------------
 
+    def _now_tx(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args, now)`` in one transaction, ``now`` read inside it."""
+        return self._tx(lambda c: fn(c, *args, self.now_ms()))
+
     def warc_file_opened(
         self, crawl_id: int, name: str, worker_id: str, hostname: str, location: str
     ) -> None:
         """Record a WARC file its writer just created, bound for ``location``."""
-        self._tx(
-            lambda c: warc_files.opened(
-                c, crawl_id, name, worker_id, hostname, location, self.now_ms()
-            )
-        )
+        self._now_tx(warc_files.opened, crawl_id, name, worker_id, hostname, location)
 
     def warc_file_closed(self, crawl_id: int, name: str, size: int, sha256: str) -> None:
         """A WARC file is complete on its worker's disk."""
-        self._tx(lambda c: warc_files.closed(c, crawl_id, name, size, sha256, self.now_ms()))
+        self._now_tx(warc_files.closed, crawl_id, name, size, sha256)
 
     def warc_file_uploaded(self, crawl_id: int, name: str, location: str) -> None:
         """A WARC file is uploaded and verified at ``location``: its captures are safe."""
-        self._tx(lambda c: warc_files.uploaded(c, crawl_id, name, location, self.now_ms()))
+        self._now_tx(warc_files.uploaded, crawl_id, name, location)
 
     def unsafe_warc_files(
         self, crawl_id: int, hostname: str | None = None
@@ -1209,11 +883,6 @@ def _from_columns(cols: Any) -> Any:
         return None
 
     return swap
-
-
-def _chunks(seq: Sequence[int], n: int) -> Iterable[Sequence[int]]:
-    for i in range(0, len(seq), n):
-        yield seq[i : i + n]
 
 
 _satisfies_contract: type[Frontier] = SqlFrontier
