@@ -36,7 +36,8 @@ from shoal.frontier.tables import events, hosts, urls, workers
 from shoal.secrets import RedactingFilter, redact_headers, redact_text, redact_url
 from shoal.spec import LimitsSpec
 from shoal.urls import HostScope
-from shoal.worker.links import MAX_NESTING, MAX_OPTIONS, LinkExtractor, Router, tame_html
+from shoal.worker.links import LinkExtractor, Router
+from shoal.worker.markup import MAX_NESTING, MAX_OPTIONS, tame_html
 from tests.hostile_site import (
     BOARD_PAGES,
     BOARD_WINDOW,

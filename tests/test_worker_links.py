@@ -15,7 +15,8 @@ from shoal.frontier.contract import ClaimedURL
 from shoal.frontier.tables import events, urls
 from shoal.spec import LimitsSpec
 from shoal.urls import HostScope
-from shoal.worker.links import READ_LINKS_PER_CAP, LinkExtractor, Router, page_print, url_shape
+from shoal.worker.links import LinkExtractor, Router, page_print, url_shape
+from shoal.worker.markup import READ_LINKS_PER_CAP
 from tests.hostile_site import (
     BLOG_PAGES,
     FLOOD_LINKS,
