@@ -209,6 +209,25 @@ def _request_target(url: str) -> str:
     return target
 
 
+def _exchange_head(
+    result: FetchResult, fetched_at: float | None
+) -> tuple[str, list[tuple[str, str]], _HttpHeaders]:
+    """The ``WARC-Date``, the WARC fields every record of ``result`` shares, and its HTTP head.
+
+    The head leaves out ``Transfer-Encoding``: the body is already de-chunked.
+    """
+    date = _warc_date(time.time() if fetched_at is None else fetched_at)
+    common: list[tuple[str, str]] = [
+        ("WARC-Date", date),
+        ("WARC-Target-URI", _target_uri(result.url)),
+    ]
+    if result.peer_ip:
+        common.append(("WARC-IP-Address", _field(result.peer_ip)))
+    status = f"{result.status} {_one_line(result.reason)}" if result.reason else str(result.status)
+    headers = [(k, v) for k, v in result.headers if k.lower() != "transfer-encoding"]
+    return date, common, _HttpHeaders(status, headers, _http_version(result.http_version))
+
+
 class WarcWriter:
     """Writes fetched exchanges into rotating, gzip-per-record WARC 1.1 files.
 
@@ -312,38 +331,11 @@ class WarcWriter:
         :class:`~shoal.errors.ArchiveError` when the file cannot be written
         (its ``__cause__`` is the ``OSError``; ``errno.ENOSPC`` means disk full).
         """
-        date = _warc_date(time.time() if fetched_at is None else fetched_at)
-        uri = _target_uri(result.url)
+        date, common, http = _exchange_head(result, fetched_at)
         response_id = _record_id()
-        request_id = _record_id()
-        version = _http_version(result.http_version)
-        common: list[tuple[str, str]] = [("WARC-Date", date), ("WARC-Target-URI", uri)]
-        if result.peer_ip:
-            common.append(("WARC-IP-Address", _field(result.peer_ip)))
-
-        status = (
-            f"{result.status} {_one_line(result.reason)}" if result.reason else str(result.status)
-        )
-        headers = [(k, v) for k, v in result.headers if k.lower() != "transfer-encoding"]
         extra = [("WARC-Truncated", _field(result.truncated))] if result.truncated else []
-        members = [
-            self._http_record(
-                "response",
-                response_id,
-                common + extra,
-                _HttpHeaders(status, headers, version),
-                result.body,
-            )
-        ]
-        request_line = f"{_target_uri(_request_target(result.url))} {version}"
-        request = _HttpHeaders(
-            request_line, list(result.request_headers), _one_line(result.method or "GET")
-        )
-        members.append(
-            self._http_record(
-                "request", request_id, [*common, ("WARC-Concurrent-To", response_id)], request, b""
-            )
-        )
+        members = [self._http_record("response", response_id, common + extra, http, result.body)]
+        members.append(self._request_record(result, common, response_id))
         for item in result.rendered:
             if item.kind not in ("conversion", "resource"):
                 raise ArchiveError(f"rendered item {item.url!r} has unknown kind {item.kind!r}")
@@ -408,18 +400,8 @@ class WarcWriter:
         """
         if profile not in _REVISIT_PROFILES:
             raise ArchiveError(f"unknown revisit profile {profile!r}")
-        date = _warc_date(time.time() if fetched_at is None else fetched_at)
-        uri = _target_uri(result.url)
+        _date, common, http = _exchange_head(result, fetched_at)
         revisit_id = _record_id()
-        version = _http_version(result.http_version)
-        common: list[tuple[str, str]] = [("WARC-Date", date), ("WARC-Target-URI", uri)]
-        if result.peer_ip:
-            common.append(("WARC-IP-Address", _field(result.peer_ip)))
-        status = (
-            f"{result.status} {_one_line(result.reason)}" if result.reason else str(result.status)
-        )
-        headers = [(k, v) for k, v in result.headers if k.lower() != "transfer-encoding"]
-        http = _HttpHeaders(status, headers, version)
         http.compute_headers_buffer()
         assert http.headers_buff is not None
         fields = [
@@ -441,16 +423,7 @@ class WarcWriter:
             warc_headers=_Headers("", fields, _WARC_VERSION),
             http_headers=http,
         )
-        members = [self._encoder.encode(record)]
-        request_line = f"{_target_uri(_request_target(result.url))} {version}"
-        request = _HttpHeaders(
-            request_line, list(result.request_headers), _one_line(result.method or "GET")
-        )
-        members.append(
-            self._http_record(
-                "request", _record_id(), [*common, ("WARC-Concurrent-To", revisit_id)], request, b""
-            )
-        )
+        members = [self._encoder.encode(record), self._request_record(result, common, revisit_id)]
         name, offset = self._append(members)
         return WarcRef(name, offset, len(members[0]), revisit_id)
 
@@ -515,6 +488,18 @@ class WarcWriter:
         self.close()
 
     # -- records ---------------------------------------------------------------------------------
+
+    def _request_record(
+        self, result: FetchResult, common: list[tuple[str, str]], concurrent_to: str
+    ) -> bytes:
+        """The ``request`` record of ``result``, concurrent to record ``concurrent_to``."""
+        version = _http_version(result.http_version)
+        request_line = f"{_target_uri(_request_target(result.url))} {version}"
+        request = _HttpHeaders(
+            request_line, list(result.request_headers), _one_line(result.method or "GET")
+        )
+        fields = [*common, ("WARC-Concurrent-To", concurrent_to)]
+        return self._http_record("request", _record_id(), fields, request, b"")
 
     def _http_record(
         self,
