@@ -444,12 +444,55 @@ def capture_rows(conn: Connection, crawl_id: int, *, assets: bool) -> list[Captu
     return rows
 
 
+_CAPTURE = (
+    _U.id,
+    _U.url,
+    _U.final_url,
+    _U.url_key,
+    _U.rule,
+    _U.kind,
+    _U.http_status,
+    _U.fetched_at,
+    _U.content_type,
+    _U.warc_file,
+    _U.warc_offset,
+    _U.warc_length,
+    _U.warc_record_id,
+)
 _PAYLOAD = (
     _U.payload_file,
     _U.payload_offset,
     _U.payload_length,
     _U.payload_record_id,
 )
+
+
+def _capture_row(
+    r: Any,
+    http_status: int | None,
+    file: str,
+    offset: int,
+    length: int,
+    record_id: str,
+    latest_record_id: str | None = None,
+) -> CaptureRow:
+    """The capture of URL row ``r`` (selected with :data:`_CAPTURE`) whose response is that record."""
+    return CaptureRow(
+        int(r.id),
+        r.url,
+        r.final_url,
+        int(r.url_key),
+        int(r.rule),
+        r.kind,
+        http_status,
+        r.fetched_at,
+        r.content_type,
+        file,
+        int(offset),
+        int(length),
+        record_id,
+        latest_record_id,
+    )
 
 
 def _payload_row(r: Any) -> CaptureRow:
@@ -471,37 +514,19 @@ def _payload_row(r: Any) -> CaptureRow:
 
 def _revisiting_captures(conn: Connection, crawl_id: int) -> list[CaptureRow]:
     """Pages pending or leased again for a revisit: their last full capture."""
-    q = select(
-        _U.id,
-        _U.url,
-        _U.final_url,
-        _U.url_key,
-        _U.rule,
-        _U.kind,
-        _U.fetched_at,
-        _U.content_type,
-        _U.warc_record_id,
-        *_PAYLOAD,
-    ).where(
+    q = select(*_CAPTURE, *_PAYLOAD).where(
         _U.crawl_id == crawl_id,
         _U.status.in_((Status.PENDING.value, Status.LEASED.value)),
         _U.payload_record_id.is_not(None),
         _U.kind != "asset",
     )
     return [
-        CaptureRow(
-            int(r.id),
-            r.url,
-            r.final_url,
-            int(r.url_key),
-            int(r.rule),
-            r.kind,
+        _capture_row(
+            r,
             200,
-            r.fetched_at,
-            r.content_type,
             r.payload_file,
-            int(r.payload_offset),
-            int(r.payload_length),
+            r.payload_offset,
+            r.payload_length,
             r.payload_record_id,
             r.warc_record_id if r.warc_record_id != r.payload_record_id else None,
         )
@@ -512,22 +537,7 @@ def _revisiting_captures(conn: Connection, crawl_id: int) -> list[CaptureRow]:
 def _done_captures(conn: Connection, crawl_id: int, *, assets: bool) -> list[Any]:
     kind = _U.kind == "asset" if assets else _U.kind != "asset"
     q = (
-        select(
-            _U.id,
-            _U.url,
-            _U.final_url,
-            _U.url_key,
-            _U.rule,
-            _U.kind,
-            _U.http_status,
-            _U.fetched_at,
-            _U.content_type,
-            _U.warc_file,
-            _U.warc_offset,
-            _U.warc_length,
-            _U.warc_record_id,
-            *_PAYLOAD,
-        )
+        select(*_CAPTURE, *_PAYLOAD)
         .where(
             _U.crawl_id == crawl_id,
             _U.status == Status.DONE.value,
@@ -538,19 +548,12 @@ def _done_captures(conn: Connection, crawl_id: int, *, assets: bool) -> list[Any
     )
     return [
         (
-            CaptureRow(
-                int(r.id),
-                r.url,
-                r.final_url,
-                int(r.url_key),
-                int(r.rule),
-                r.kind,
+            _capture_row(
+                r,
                 r.http_status,
-                r.fetched_at,
-                r.content_type,
                 r.warc_file,
-                int(r.warc_offset),
-                int(r.warc_length),
+                r.warc_offset,
+                r.warc_length,
                 r.warc_record_id or "",
             ),
             r.payload_file,
