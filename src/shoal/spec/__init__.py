@@ -25,21 +25,9 @@ Where each part lives:
 
 from __future__ import annotations
 
+from shoal.spec import models
 from shoal.spec.load import format_validation_error, load_spec, parse_spec, refused_seeds
-from shoal.spec.models import (
-    BROWSER_KEYS,
-    CrawlSpec,
-    EnvSecret,
-    LimitsSpec,
-    NotifySpec,
-    PolitenessSpec,
-    Rule,
-    ScopeSpec,
-    SeedSource,
-    Spec,
-    StorageSpec,
-    WorkerSpec,
-)
+from shoal.spec.models import *  # noqa: F403 (every model is public here: models.__all__)
 from shoal.spec.patterns import (
     UrlPattern,
     check_browser_css,
@@ -49,19 +37,7 @@ from shoal.spec.patterns import (
 )
 
 __all__ = [
-    "BROWSER_KEYS",
-    "CrawlSpec",
-    "EnvSecret",
-    "LimitsSpec",
-    "NotifySpec",
-    "PolitenessSpec",
-    "Rule",
-    "ScopeSpec",
-    "SeedSource",
-    "Spec",
-    "StorageSpec",
     "UrlPattern",
-    "WorkerSpec",
     "check_browser_css",
     "check_link_css",
     "compile_regex",
@@ -71,3 +47,4 @@ __all__ = [
     "parse_spec",
     "refused_seeds",
 ]
+__all__ += models.__all__
