@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from shoal.archive.names import FINAL_SUFFIX, OPEN_SUFFIX, final_name, host_tag, parse_name
-from shoal.archive.reader import MAX_RECORD_BYTES, scan
+from shoal.archive.records import MAX_RECORD_BYTES
+from shoal.archive.scan import scan
 from shoal.archive.writer import fsync_dir
 from shoal.errors import ArchiveError
 
