@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any
 
 from shoal import __version__
 from shoal.archive import WarcRef, WarcWriter
@@ -327,11 +328,9 @@ class Worker:
             ErrorClass.BLOCKED,
         )
         max_tries = lim.max_retries if cls is not ErrorClass.MISSING else min(lim.max_retries, 2)
-        o = Outcome(
-            c.id,
-            c.lease_token,
+        o = _outcome(
+            c,
             Status.FAILED,
-            host_key=c.host_key,
             error_class=cls.value,
             error_detail=detail,
             http_status=http_status,
@@ -365,11 +364,9 @@ class Worker:
         result: FetchResult | None = None,
         host_update: HostUpdate | None = None,
     ) -> Outcome:
-        return Outcome(
-            c.id,
-            c.lease_token,
+        return _outcome(
+            c,
             Status.SKIPPED,
-            host_key=c.host_key,
             skip_reason=reason,
             error_detail=detail,
             http_status=result.status if result is not None else None,
@@ -525,11 +522,9 @@ class Worker:
                 result=res,
                 host_update=host_update,
             )
-        o = Outcome(
-            c.id,
-            c.lease_token,
+        o = _outcome(
+            c,
             Status.DONE,
-            host_key=c.host_key,
             http_status=res.status,
             fetched_at=now,
             host_update=host_update,
@@ -655,6 +650,11 @@ class Worker:
         new.depth = c.depth  # a redirect is the same page moved, not one hop deeper
         o.links = [new]
         return o
+
+
+def _outcome(c: ClaimedURL, status: Status, **fields: Any) -> Outcome:
+    """The outcome ``status`` of the claimed URL ``c`` (its lease and host), with ``fields``."""
+    return Outcome(c.id, c.lease_token, status, host_key=c.host_key, **fields)
 
 
 def _attach(o: Outcome, ref: WarcRef, result: FetchResult) -> None:
