@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from shoal.content.charset import LABELS, decode_html, lookup_label, prescan, sniff
+from shoal.content.charset import decode_html, prescan, sniff
+from shoal.content.encodings import LABELS, lookup_label
 from tests.vectors import TESTDATA
 
 HTML5LIB = TESTDATA / "html5lib-encoding"

@@ -50,7 +50,7 @@ import jmespath
 import jmespath.exceptions
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shoal.content.charset import lookup_label
+from shoal.content.encodings import lookup_label
 from shoal.errors import ShoalError, SpecError
 from shoal.parse.pii import KINDS
 from shoal.spec import Spec, format_validation_error

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.archive import S3Location, WarcRef, read_record
-from shoal.content.charset import lookup_label, sniff
+from shoal.content.charset import sniff
 from shoal.content.codings import content_decode
+from shoal.content.encodings import lookup_label
 from shoal.parse.config import content_kind
 from shoal.parse.extract import Page, fetched_datetime
 
