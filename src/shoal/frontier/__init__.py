@@ -2,8 +2,12 @@
 
 Open one with :class:`SqlFrontier` (a SQLAlchemy URL: ``sqlite:///path``,
 ``postgresql://...``, ``mysql://...``); type against :class:`Frontier`. Every
-SQL statement of shoal lives in this package: ``sql.py`` (the claim/complete
-cycle), ``reads.py`` (status, parse captures, events).
+SQL statement of shoal lives in this package: ``sql.py`` (:class:`SqlFrontier`,
+the sync: outcomes written, links added), ``claim.py`` (the claim query, the
+page budget, the lease reaper), ``workers.py`` (worker rows, heartbeats),
+``events.py`` (event writes), ``warc_files.py`` (the WARC file registry),
+``due.py`` (revisits coming due), ``reads.py`` (status, parse captures,
+unsent events); ``dialects.py`` holds each database's differences.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 - :mod:`~shoal.worker.sync`: :class:`~shoal.worker.sync.FrontierSync`, outcomes out and claims in, batched; heartbeats.
 - :mod:`~shoal.worker.hosts`: politeness as one worker carries it out (robots.txt, slots, Crawl-delay).
 - :mod:`~shoal.worker.links`: links found on a page, routed to rules, checked against the trap limits.
+- :mod:`~shoal.worker.markup`: reading hrefs and srcs out of (hostile) HTML with lexbor, bounded.
+- :mod:`~shoal.worker.revisits`: conditional-request headers and revisit outcomes.
 - :mod:`~shoal.worker.stats`: :class:`WorkerStats`, what this worker did.
 """
 
