@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from shoal.archive import WarcRef, WarcWriter
 from shoal.errors import ListingError, URLError
@@ -202,18 +203,7 @@ def listing_links(
         if listing.kind == "sitemapindex":
             if not in_scope(canon.host):
                 continue
-            out.append(
-                NewURL(
-                    canon.url,
-                    canon.url_key,
-                    canon.host,
-                    canon.host_key,
-                    -1,
-                    "sitemap",
-                    c.depth,
-                    parent_id=c.id,
-                )
-            )
+            out.append(_source_url(canon, "sitemap", c.depth, parent_id=c.id))
             continue
         new = make_page(canon, c)
         if new is None:
@@ -222,6 +212,11 @@ def listing_links(
         if e.lastmod is not None and new.status is Status.PENDING:
             dated.append((canon.url_key, e.lastmod))
     return out, dated, None
+
+
+def _source_url(canon: Canonical, kind: str, depth: int, **fields: Any) -> NewURL:
+    """A frontier row of ``kind`` (sitemap or feed) for ``canon``, under no rule (rule -1)."""
+    return NewURL(canon.url, canon.url_key, canon.host, canon.host_key, -1, kind, depth, **fields)
 
 
 def source_urls(spec: Spec, extra: list[tuple[str, str]] | None = None) -> list[NewURL]:
@@ -233,9 +228,7 @@ def source_urls(spec: Spec, extra: list[tuple[str, str]] | None = None) -> list[
             canon = canonicalize(url)
         except URLError:
             continue
-        out.append(
-            NewURL(canon.url, canon.url_key, canon.host, canon.host_key, -1, kind, 0, priority=-1)
-        )
+        out.append(_source_url(canon, kind, 0, priority=-1))
     return out
 
 
@@ -248,18 +241,7 @@ def source_urls_of(urls: list[str], base: str, host_map: HostMap, scope: HostSco
         except URLError:
             continue
         if scope.allows(canon.host):
-            out.append(
-                NewURL(
-                    canon.url,
-                    canon.url_key,
-                    canon.host,
-                    canon.host_key,
-                    -1,
-                    "sitemap",
-                    0,
-                    priority=-1,
-                )
-            )
+            out.append(_source_url(canon, "sitemap", 0, priority=-1))
     return out
 
 
