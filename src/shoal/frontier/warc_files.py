@@ -116,10 +116,15 @@ def uploaded(conn: Connection, crawl_id: int, name: str, location: str, now: int
     )
 
 
+def _unsafe_s3(crawl_id: int) -> tuple[Any, ...]:
+    """The conditions of a file of the crawl bound for S3 and not uploaded yet."""
+    return (_W.crawl_id == crawl_id, _W.state.in_(UNSAFE), _W.location.like("s3://%"))
+
+
 def unsafe_files(conn: Connection, crawl_id: int, hostname: str | None = None) -> list[WarcFileRow]:
     """Files bound for S3 that are not uploaded yet (of one host, or all)."""
     q = select(_W.name, _W.worker_id, _W.hostname, _W.state, _W.size, _W.sha256, _W.location).where(
-        _W.crawl_id == crawl_id, _W.state.in_(UNSAFE), _W.location.like("s3://%")
+        *_unsafe_s3(crawl_id)
     )
     if hostname is not None:
         q = q.where(_W.hostname == hostname)
@@ -154,9 +159,7 @@ def lost_files_waiting(conn: Connection, crawl_id: int, now: int, silent_ms: int
     q = (
         select(_W.id)
         .where(
-            _W.crawl_id == crawl_id,
-            _W.state.in_(UNSAFE),
-            _W.location.like("s3://%"),
+            *_unsafe_s3(crawl_id),
             ~_alive(now, silent_ms),
         )
         .limit(1)
@@ -184,9 +187,7 @@ def release_lost(
             lock(
                 select(_W.name)
                 .where(
-                    _W.crawl_id == crawl_id,
-                    _W.state.in_(UNSAFE),
-                    _W.location.like("s3://%"),
+                    *_unsafe_s3(crawl_id),
                     ~_alive(now, lease_ms),
                 )
                 .limit(100)
