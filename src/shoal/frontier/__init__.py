@@ -15,16 +15,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from shoal.frontier.contract import (
-    ClaimedURL,
-    CrawlInfo,
-    Frontier,
-    HostUpdate,
-    NewURL,
-    Outcome,
-    Status,
-    SyncResult,
-)
+from shoal.frontier import contract
+from shoal.frontier.contract import *  # noqa: F403 (the contract is public here: contract.__all__)
 
 if TYPE_CHECKING:
     from shoal.frontier.reads import CaptureRow, StatusSnapshot, read_status
@@ -49,15 +41,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CaptureRow",
-    "ClaimedURL",
-    "CrawlInfo",
-    "Frontier",
-    "HostUpdate",
-    "NewURL",
-    "Outcome",
     "SqlFrontier",
-    "Status",
     "StatusSnapshot",
-    "SyncResult",
     "read_status",
 ]
+__all__ += contract.__all__
