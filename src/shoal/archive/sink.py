@@ -89,13 +89,7 @@ class ArchiveSink:
         self.keep_local = spec.storage.keep_local
         self.grace = grace
         self.hostname = socket.gethostname()
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ArchiveError(
-                f"cannot create archive folder {self.folder}: {exc}", errno=exc.errno
-            ) from exc
-        self.writer = WarcWriter(
+        self.writer = WarcWriter(  # it creates the folder (ArchiveError when it cannot)
             self.folder,
             prefix=spec.name,
             max_bytes=spec.storage.warc_max_bytes,
