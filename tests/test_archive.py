@@ -445,11 +445,9 @@ def test_sync_fsyncs_once_and_is_cheap_when_idle(
     writer.write_exchange(result())
     writer.sync()
     assert len(calls) == 3
-    started = time.perf_counter()
     for _ in range(10_000):
         writer.sync()
-    assert len(calls) == 3
-    assert time.perf_counter() - started < 0.5  # a lock round, no system call
+    assert len(calls) == 3  # nothing new written: a lock round, no system call
     writer.close()
     assert len(calls) == 5  # close: file and folder
     unsynced = WarcWriter(archive, prefix="nosync", fsync=False)
