@@ -11,7 +11,9 @@ From Python::
     posts = sp.read_table("demo.toml", "posts")  # what was written, as a DataFrame
     draft = sp.parse_table("demo.toml", "posts") # parse now, write nothing
 
-Modules: :mod:`~shoal.parse.config` (the section's models), :mod:`~shoal.parse.extract`
+Modules: :mod:`~shoal.parse.config` (the section's models), :mod:`~shoal.parse.checks`
+(selectors, expressions, labels checked), :mod:`~shoal.parse.section` (the section of a
+crawl spec read and cross-checked, functions imported), :mod:`~shoal.parse.extract`
 (page → rows), :mod:`~shoal.parse.values` (element text, casts, main text,
 language), :mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.pii`
 (personal data), :mod:`~shoal.parse.quality` (the report), :mod:`~shoal.parse.run`
@@ -24,7 +26,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shoal.parse.config import FieldSpec, ParseError, ParseSpec, TableSpec, parse_config
+    from shoal.parse.config import FieldSpec, ParseError, ParseSpec, TableSpec
     from shoal.parse.extract import Page, TableExtractor
     from shoal.parse.ocr import OcrUnavailable, check_tesseract, ocr_image
     from shoal.parse.pii import Redactor, redact_text
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
         run_parse,
         show_report,
     )
+    from shoal.parse.section import parse_config
 
 # Loaded on first use: a parse worker process imports shoal.parse.pool, which
 # must not drag in the frontier, SQLAlchemy and pandas through this package.
@@ -46,7 +49,7 @@ _LAZY = {
     "ParseError": "config",
     "ParseSpec": "config",
     "TableSpec": "config",
-    "parse_config": "config",
+    "parse_config": "section",
     "Page": "extract",
     "TableExtractor": "extract",
     "OcrUnavailable": "ocr",

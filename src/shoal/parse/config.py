@@ -1,9 +1,13 @@
-"""The ``[parse]`` section of a crawl spec: tables, their fields, OCR, redaction, dedup, thresholds.
+"""The models of the ``[parse]`` section of a crawl spec: tables, their fields, OCR, redaction, dedup, thresholds.
 
 The crawl spec keeps ``[parse]`` raw (:attr:`shoal.spec.Spec.parse`);
-:func:`parse_config` validates it once, at the edge, into a :class:`ParseSpec`
-or raises :class:`~shoal.errors.SpecError` naming each bad key by its full
-path (``parse.tables.posts.fields.title.css``) and its value. An example::
+:func:`~shoal.parse.section.parse_config` validates it once, at the edge, into
+a :class:`ParseSpec` or raises :class:`~shoal.errors.SpecError` naming each bad
+key by its full path (``parse.tables.posts.fields.title.css``) and its value.
+Each model checks itself: every selector, expression and charset label when it
+is read (by :mod:`shoal.parse.checks`), and how the keys fit together. What
+only the crawl spec can tell (rule names, importable functions) is checked by
+:mod:`shoal.parse.section`. An example::
 
     [parse]
     out = "shoal-data/{name}/tables"      # default output folder
@@ -31,29 +35,26 @@ path (``parse.tables.posts.fields.title.css``) and its value. An example::
     [parse.rules.app]                     # per rule: which capture, which charset
     source = "response"
     encoding = "cp949"
-
-Function modules are imported from the spec file's folder first, then from
-``sys.path``: a ``fields.py`` beside the spec works from any directory.
 """
 
 from __future__ import annotations
 
-import codecs
-import importlib
 import re
-import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
-import jmespath
-import jmespath.exceptions
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shoal.content.encodings import lookup_label
-from shoal.errors import ShoalError, SpecError
+from shoal.errors import ShoalError
+from shoal.parse.checks import (
+    NAME,
+    check_css,
+    check_encoding,
+    check_function,
+    check_jmespath,
+    check_regex,
+    check_xpath,
+)
 from shoal.parse.pii import KINDS
-from shoal.spec import Spec, format_validation_error
 
 __all__ = [
     "BUILTINS",
@@ -67,8 +68,6 @@ __all__ = [
     "RuleParse",
     "TableSpec",
     "content_kind",
-    "load_function",
-    "parse_config",
 ]
 
 BUILTINS: tuple[str, ...] = (
@@ -129,9 +128,6 @@ def content_kind(media: str) -> str | None:
     return None
 
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
-_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-
 FieldType = Literal["str", "int", "float", "bool", "date", "datetime"]
 RedactKind = Literal["email", "rrn", "card", "phone", "ip"]
 DedupKey = Literal["url", "content"]
@@ -143,59 +139,6 @@ class ParseError(ShoalError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def _check_css(css: str) -> str:
-    from parsel.csstranslator import HTMLTranslator
-
-    try:
-        HTMLTranslator().css_to_xpath(css)
-    except Exception as exc:  # cssselect raises SelectorSyntaxError / ExpressionError
-        raise ValueError(f"not a valid CSS selector: {exc}") from None
-    return css
-
-
-def _check_xpath(xpath: str) -> str:
-    from lxml import etree
-
-    try:
-        etree.XPath(xpath)
-    except etree.XPathSyntaxError as exc:
-        raise ValueError(f"not a valid XPath expression: {exc}") from None
-    return xpath
-
-
-def _check_regex(regex: str) -> str:
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise ValueError(f"regex does not compile: {exc}") from None
-    return regex
-
-
-def _check_jmespath(expr: str) -> str:
-    try:
-        jmespath.compile(expr)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise ValueError(f"not a valid JMESPath expression: {exc}") from None
-    return expr
-
-
-def _check_encoding(label: str) -> str:
-    if lookup_label(label) is None:
-        try:
-            codecs.lookup(label)
-        except LookupError:
-            raise ValueError(
-                f"unknown encoding {label!r}: use a WHATWG label such as 'utf-8', 'euc-kr', 'shift_jis'"
-            ) from None
-    return label
-
-
-def _check_function(ref: str) -> str:
-    if not _FUNCTION.match(ref):
-        raise ValueError("expected 'module:function', e.g. 'mypkg.fields:summary'")
-    return ref
 
 
 class FieldSpec(_Model):
@@ -240,27 +183,27 @@ class FieldSpec(_Model):
     @field_validator("css")
     @classmethod
     def _css(cls, v: str | None) -> str | None:
-        return None if v is None else _check_css(v)
+        return None if v is None else check_css(v)
 
     @field_validator("xpath")
     @classmethod
     def _xpath(cls, v: str | None) -> str | None:
-        return None if v is None else _check_xpath(v)
+        return None if v is None else check_xpath(v)
 
     @field_validator("regex")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        return None if v is None else _check_regex(v)
+        return None if v is None else check_regex(v)
 
     @field_validator("jmespath")
     @classmethod
     def _jmespath(cls, v: str | None) -> str | None:
-        return None if v is None else _check_jmespath(v)
+        return None if v is None else check_jmespath(v)
 
     @field_validator("function")
     @classmethod
     def _function(cls, v: str | None) -> str | None:
-        return None if v is None else _check_function(v)
+        return None if v is None else check_function(v)
 
     @model_validator(mode="after")
     def _coherent(self) -> FieldSpec:
@@ -382,7 +325,7 @@ class TableSpec(_Model):
     @classmethod
     def _field_names(cls, v: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
         for name in v:
-            if not _NAME.match(name):
+            if not NAME.match(name):
                 raise ValueError(
                     f"field name {name!r} must be letters, digits and _ (not starting with a digit)"
                 )
@@ -391,22 +334,22 @@ class TableSpec(_Model):
     @field_validator("rows", "ocr")
     @classmethod
     def _css(cls, v: str | None) -> str | None:
-        return None if v is None else _check_css(v)
+        return None if v is None else check_css(v)
 
     @field_validator("rows_xpath")
     @classmethod
     def _xpath(cls, v: str | None) -> str | None:
-        return None if v is None else _check_xpath(v)
+        return None if v is None else check_xpath(v)
 
     @field_validator("rows_jmespath")
     @classmethod
     def _jmespath(cls, v: str | None) -> str | None:
-        return None if v is None else _check_jmespath(v)
+        return None if v is None else check_jmespath(v)
 
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, v: str | None) -> str | None:
-        return None if v is None else _check_encoding(v)
+        return None if v is None else check_encoding(v)
 
     @field_validator("content_types")
     @classmethod
@@ -429,7 +372,7 @@ class TableSpec(_Model):
     @field_validator("function")
     @classmethod
     def _function(cls, v: str | None) -> str | None:
-        return None if v is None else _check_function(v)
+        return None if v is None else check_function(v)
 
     @model_validator(mode="after")
     def _coherent(self) -> TableSpec:
@@ -445,7 +388,7 @@ class TableSpec(_Model):
             raise ValueError(
                 "JMESPath (rows_jmespath or a jmespath field) needs content_types to include 'json'"
             )
-        if not _NAME.match(self.ocr_column):
+        if not NAME.match(self.ocr_column):
             raise ValueError(f"ocr_column {self.ocr_column!r} must be letters, digits and _")
         if not re.fullmatch(r"[a-z_]+(\+[a-z_]+)*", self.ocr_lang):
             raise ValueError(f"ocr_lang {self.ocr_lang!r} must look like 'kor+eng'")
@@ -520,7 +463,7 @@ class RuleParse(_Model):
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, v: str | None) -> str | None:
-        return None if v is None else _check_encoding(v)
+        return None if v is None else check_encoding(v)
 
 
 class ParseSpec(_Model):
@@ -547,7 +490,7 @@ class ParseSpec(_Model):
     @classmethod
     def _table_names(cls, v: dict[str, TableSpec]) -> dict[str, TableSpec]:
         for name in v:
-            if not _NAME.match(name):
+            if not NAME.match(name):
                 raise ValueError(
                     f"table name {name!r} must be letters, digits and _ (not starting with a digit)"
                 )
@@ -570,88 +513,3 @@ class ParseSpec(_Model):
         if f.max_missing is not None:
             return f.max_missing
         return t.max_missing if t.max_missing is not None else self.max_missing
-
-
-def _format(exc: ValidationError, source: str) -> str:
-    return format_validation_error(exc, source, what="[parse] section", prefix=("parse",))
-
-
-def load_function(
-    ref: str, key: str = "function", base: str | Path | None = None
-) -> Callable[..., Any]:
-    """Import ``module:function``, from the folder ``base`` (the spec's) first; SpecError naming ``key`` when it cannot.
-
-    ``base`` goes to the front of ``sys.path`` for the import and stays there
-    (a module imported from it may import its neighbours later).
-    """
-    module_name, _, attr = ref.partition(":")
-    if base is not None:
-        folder = str(Path(base).resolve())
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-            importlib.invalidate_caches()
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except ImportError as exc:
-        raise SpecError(
-            f"{key}: cannot import module {module_name!r} ({exc}) (got {ref!r})"
-        ) from None
-    except AttributeError:
-        raise SpecError(f"{key}: module {module_name!r} has no {attr!r} (got {ref!r})") from None
-    if not callable(obj):
-        raise SpecError(f"{key}: {ref!r} is not callable")
-    return obj  # type: ignore[no-any-return]
-
-
-def parse_config(
-    spec: Spec,
-    *,
-    source: str = "spec",
-    import_functions: bool = True,
-    base: str | Path | None = None,
-) -> ParseSpec:
-    """Validate ``spec.parse`` into a :class:`ParseSpec`, or raise SpecError naming every bad key.
-
-    Table sources (``from``) and ``[parse.rules]`` must name rules of the spec
-    (or page kinds), and ``module:function`` references must import (unless
-    ``import_functions`` is false), from ``base`` (the spec file's folder) first.
-    """
-    try:
-        ps = ParseSpec.model_validate(spec.parse)
-    except ValidationError as exc:
-        raise SpecError(_format(exc, source)) from None
-    problems: list[str] = []
-    rule_names = {r.name for r in spec.rules if r.name}
-    for rname in ps.rules:
-        if rname not in rule_names:
-            known = ", ".join(sorted(rule_names)) or "none"
-            problems.append(f"  - parse.rules.{rname}: not a rule name (rules: {known})")
-    for tname, table in ps.tables.items():
-        for i, src in enumerate(table.from_):
-            if src not in rule_names and src not in PAGE_KINDS:
-                known = ", ".join(sorted(rule_names)) or "none"
-                problems.append(
-                    f"  - parse.tables.{tname}.from.{i}: not a rule name nor a page kind (rules: {known}; "
-                    f"kinds: list, detail) (got {src!r})"
-                )
-        if import_functions:
-            refs = [(f"parse.tables.{tname}.function", table.function)]
-            refs += [
-                (f"parse.tables.{tname}.fields.{n}.function", f.function)
-                for n, f in table.fields.items()
-            ]
-            for key, ref in refs:
-                if ref is None:
-                    continue
-                try:
-                    load_function(ref, key, base)
-                except SpecError as exc:
-                    problems.append(f"  - {exc}")
-    if problems:
-        raise SpecError(
-            f"{source}: the [parse] section is invalid ({len(problems)} problem(s)):\n"
-            + "\n".join(problems)
-        )
-    return ps

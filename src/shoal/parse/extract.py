@@ -40,7 +40,8 @@ from parsel import Selector
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from shoal.errors import CastError
-from shoal.parse.config import FieldSpec, TableSpec, load_function
+from shoal.parse.config import FieldSpec, TableSpec
+from shoal.parse.section import load_function
 from shoal.parse.values import (
     LANGUAGE_SAMPLE,
     cast_value,

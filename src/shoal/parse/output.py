@@ -23,9 +23,10 @@ from sqlalchemy import DateTime, Text, inspect, text
 from sqlalchemy.dialects import mysql
 
 from shoal.frontier.dialects import make_engine
-from shoal.parse.config import ParseError, ParseSpec, TableSpec, parse_config
+from shoal.parse.config import ParseError, ParseSpec, TableSpec
 from shoal.parse.pool import TablePart
 from shoal.parse.quality import REPORT_JSON, load_report
+from shoal.parse.section import parse_config
 from shoal.spec import Spec, load_spec
 
 if TYPE_CHECKING:  # pandas itself loads when a frame is built: `shoal report` does not need it

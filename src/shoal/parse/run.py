@@ -36,7 +36,7 @@ from rich.console import Console
 from shoal.archive.reader import archive_location
 from shoal.frontier.dialects import make_engine
 from shoal.parse.captures import open_frontier, read_assets, read_captures
-from shoal.parse.config import ParseError, ParseSpec, parse_config
+from shoal.parse.config import ParseError, ParseSpec
 from shoal.parse.incremental import incremental_parts
 from shoal.parse.ocr import check_tesseract
 from shoal.parse.output import (
@@ -63,6 +63,7 @@ from shoal.parse.quality import (
     now_iso,
     table_quality,
 )
+from shoal.parse.section import parse_config
 from shoal.secrets import redact_url
 from shoal.spec import Spec
 
