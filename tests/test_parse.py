@@ -36,8 +36,9 @@ from shoal.parse import (
     run_parse,
     show_report,
 )
+from shoal.parse.measure import field_quality
 from shoal.parse.pii import Redactor, luhn_ok
-from shoal.parse.quality import QualityReport, field_quality, load_report
+from shoal.parse.quality import QualityReport, load_report
 from shoal.parse.values import cast_value, element_text
 from shoal.spec import parse_spec
 from tests.conftest import missing

@@ -14,10 +14,10 @@ From Python::
 Modules: :mod:`~shoal.parse.config` (the section's models), :mod:`~shoal.parse.checks`
 (selectors, expressions, labels checked), :mod:`~shoal.parse.section` (the section of a
 crawl spec read and cross-checked, functions imported), :mod:`~shoal.parse.extract`
-(page → rows), :mod:`~shoal.parse.values` (element text, casts, main text,
-language), :mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.pii`
-(personal data), :mod:`~shoal.parse.quality` (the report), :mod:`~shoal.parse.run`
-(processes, dedup, outputs).
+(page → rows), :mod:`~shoal.parse.values` (element text, casts, main text, language),
+:mod:`~shoal.parse.ocr` (Tesseract), :mod:`~shoal.parse.pii` (personal data),
+:mod:`~shoal.parse.measure` (a table's numbers), :mod:`~shoal.parse.quality` (the report
+and its gate), :mod:`~shoal.parse.run` (processes, dedup, outputs).
 """
 
 from __future__ import annotations

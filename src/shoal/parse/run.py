@@ -38,6 +38,7 @@ from shoal.frontier.dialects import make_engine
 from shoal.parse.captures import open_frontier, read_assets, read_captures
 from shoal.parse.config import ParseError, ParseSpec
 from shoal.parse.incremental import incremental_parts
+from shoal.parse.measure import table_quality
 from shoal.parse.ocr import check_tesseract
 from shoal.parse.output import (
     FORMATS,
@@ -61,7 +62,6 @@ from shoal.parse.quality import (
     TableQuality,
     load_report,
     now_iso,
-    table_quality,
 )
 from shoal.parse.section import parse_config
 from shoal.secrets import redact_url
