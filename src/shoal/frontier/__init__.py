@@ -3,7 +3,8 @@
 Open one with :class:`SqlFrontier` (a SQLAlchemy URL: ``sqlite:///path``,
 ``postgresql://...``, ``mysql://...``); type against :class:`Frontier`. Every
 SQL statement of shoal lives in this package: ``sql.py`` (:class:`SqlFrontier`,
-the sync: outcomes written, links added), ``claim.py`` (the claim query, the
+the sync, URLs added), ``outcomes.py`` (outcomes written under their lease,
+with their links and host changes), ``claim.py`` (the claim query, the
 page budget, the lease reaper), ``workers.py`` (worker rows, heartbeats),
 ``events.py`` (event writes), ``warc_files.py`` (the WARC file registry),
 ``due.py`` (revisits coming due), ``reads.py`` (status, parse captures,

@@ -6,9 +6,9 @@ Claims lease a batch of due URLs with ``SELECT ... FOR UPDATE SKIP LOCKED``
 their URLs, so the minimum interval per host holds for the whole fleet.
 Outcomes are fenced by the lease token. Dialect differences live in
 :mod:`shoal.frontier.dialects`; the claim query and reaper in
-:mod:`shoal.frontier.claim`, the ``workers`` and ``events`` writes in
-:mod:`shoal.frontier.workers` and :mod:`shoal.frontier.events` (all run inside
-this class's transactions).
+:mod:`shoal.frontier.claim`, the outcome writer in :mod:`shoal.frontier.outcomes`,
+the ``workers`` and ``events`` writes in :mod:`shoal.frontier.workers` and
+:mod:`shoal.frontier.events` (all run inside this class's transactions).
 """
 
 from __future__ import annotations
@@ -16,38 +16,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    BindParameter,
-    Connection,
-    bindparam,
-    case,
-    column,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, case, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.sql.visitors import replacement_traverse
 
 from shoal.errors import DatabaseFull, DatabaseUnavailable, FrontierError
 from shoal.frontier import claim as claim_sql
 from shoal.frontier import dialects, policy, reads, warc_files
 from shoal.frontier import due as revisit_sql
 from shoal.frontier import events as event_sql
+from shoal.frontier import outcomes as outcome_sql
 from shoal.frontier import workers as worker_sql
-from shoal.frontier.contract import (
-    CrawlInfo,
-    Frontier,
-    NewURL,
-    Outcome,
-    Status,
-    SyncResult,
-)
+from shoal.frontier.contract import CrawlInfo, Frontier, NewURL, Outcome, SyncResult
 from shoal.frontier.schema import ensure_schema
 from shoal.frontier.tables import crawls, hosts, urls
 from shoal.secrets import redact_url
@@ -157,33 +140,7 @@ class SqlFrontier:
             self._ins_url.returning(_U.id) if self.dialect != "mysql" else self._ins_url
         )
         self._ins_host = dialects.insert_ignore(self.engine, hosts, ["crawl_id", "host_key"])
-        self._outcome_values: dict[str, Any] = dict(
-            status=bindparam("_status"),
-            error_class=bindparam("_error_class"),
-            error_detail=bindparam("_error_detail"),
-            skip_reason=bindparam("_skip_reason"),
-            http_status=bindparam("_http_status"),
-            final_url=bindparam("_final_url"),
-            content_type=bindparam("_content_type"),
-            body_bytes=bindparam("_body_bytes"),
-            fetched_at=bindparam("_fetched_at"),
-            fetch_ms=bindparam("_fetch_ms"),
-            fetched_by=bindparam("_owner"),
-            warc_file=bindparam("_warc_file"),
-            warc_offset=bindparam("_warc_offset"),
-            warc_length=bindparam("_warc_length"),
-            warc_record_id=bindparam("_warc_record_id"),
-            **revisit_sql.outcome_values(),
-            next_attempt_at=bindparam("_next_attempt_at"),
-            attempts=_U.attempts - bindparam("_refund"),
-            lease_owner=None,
-            lease_token=None,
-            lease_expires_at=None,
-        )
-        self._upd_outcome = (
-            update(urls).where(_U.id == bindparam("_id")).values(**self._outcome_values)
-        )
-        self._batch_updates: dict[tuple[tuple[str, ...], int], tuple[str, dict[str, Any]]] = {}
+        self._outcomes = outcome_sql.Writer(self.engine)
 
     # -- crawls -----------------------------------------------------------
 
@@ -388,13 +345,6 @@ class SqlFrontier:
             accepted, added, fresh, done, found = self._complete(
                 conn, crawl_id, owner, outcomes, default_delay_ms, now
             )
-            applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
-            archived = sum(o.warc_length or 0 for o in applied)
-            retries = sum(
-                1
-                for o in applied
-                if o.status is Status.PENDING and o.error_class and not o.refund_attempt
-            )
             want, refetch_only = (
                 claim_sql.budget(conn, crawl_id, claim, done, self._lock)
                 if claim > 0
@@ -428,20 +378,10 @@ class SqlFrontier:
                     .where(crawls.c.id == crawl_id)
                     .values(leases_reaped=crawls.c.leases_reaped + reaped)
                 )
+            applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
             if applied:
                 worker_sql.count(
-                    conn,
-                    crawl_id,
-                    owner,
-                    now,
-                    {
-                        "pages_done": sum(1 for o in applied if o.status is Status.DONE),
-                        "pages_new": done,
-                        "pages_failed": sum(1 for o in applied if o.status is Status.FAILED),
-                        "bytes_archived": archived,
-                        "retries": retries,
-                        **revisit_sql.revisit_counts(applied, found),
-                    },
+                    conn, crawl_id, owner, now, outcome_sql.worker_counts(applied, done, found)
                 )
             return SyncResult(accepted, claimed, added, reaped, found, promoted), fresh
 
@@ -458,130 +398,18 @@ class SqlFrontier:
         default_delay_ms: int,
         now: int,
     ) -> tuple[list[bool], int, list[tuple[int, int]], int, dict[int, int]]:
-        if not outcomes:
-            return [], 0, [], 0, {}
-        ids = sorted({o.url_id for o in outcomes})
-        held: dict[int, int] = {}
-        for chunk in claim_sql.chunks(ids, 500):
-            q = select(_U.id, _U.lease_token).where(_U.id.in_(chunk), _U.status == "leased")
-            for row in conn.execute(self._lock(q, skip=False)):
-                held[row.id] = row.lease_token
-        accepted: list[bool] = []
-        params = []
-        links: list[NewURL] = []
-        done = 0
-        host_updates = []
-        for o in outcomes:
-            ok = held.get(o.url_id) == o.lease_token
-            accepted.append(ok)
-            if not ok:
-                continue
-            del held[o.url_id]  # one outcome per lease: a second one for it is refused
-            if o.status is Status.DONE and not o.revisit:  # a refetch is not one more page
-                done += 1
-            params.append(
-                {
-                    "_id": o.url_id,
-                    "_status": o.status.value,
-                    "_error_class": o.error_class,
-                    "_error_detail": o.error_detail[:2000] if o.error_detail else None,
-                    "_skip_reason": o.skip_reason,
-                    "_http_status": o.http_status,
-                    "_final_url": o.final_url,
-                    "_content_type": o.content_type[:128] if o.content_type else None,
-                    "_body_bytes": o.body_bytes,
-                    "_fetched_at": o.fetched_at,
-                    "_fetch_ms": o.fetch_ms,
-                    "_owner": owner,
-                    "_warc_file": o.warc_file,
-                    "_warc_offset": o.warc_offset,
-                    "_warc_length": o.warc_length,
-                    "_warc_record_id": o.warc_record_id,
-                    "_next_attempt_at": o.next_attempt_at if o.next_attempt_at is not None else now,
-                    "_refund": 1 if o.refund_attempt else 0,
-                    **revisit_sql.outcome_params(o, now),
-                }
-            )
-            links.extend(o.links)
-            if o.host_update is not None:
-                host_updates.append(o.host_update)
-        if params:
-            self._write_outcomes(conn, params)
-        applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
-        found = revisit_sql.count_unknown(conn, crawl_id, applied)
-        revisit_sql.record_found(conn, found)
-        added, fresh = self._add(conn, crawl_id, links, default_delay_ms, now)
-        for hu in sorted(host_updates, key=lambda h: h.host_key):
-            self._apply_host_update(conn, crawl_id, hu)
-        return accepted, added, fresh, done, found
-
-    def _write_outcomes(self, conn: Connection, params: list[dict[str, Any]]) -> None:
-        """One UPDATE per outcome, or on MySQL/MariaDB one UPDATE per batch.
-
-        PostgreSQL's driver pipelines the per-row statements of an executemany;
-        PyMySQL sends them one by one, a round trip each. There the batch
-        becomes one multi-table UPDATE joined to a derived table of the
-        outcomes (``SELECT <first row> UNION ALL VALUES (...), ...``; a
-        ``UNION`` of one ``SELECT`` per row costs the server more to plan than
-        the single-row updates it replaces): the same SET clauses, each
-        parameter read from the derived table's column of that name.
-        """
-        if self.dialect != "mysql" or len(params) == 1:
-            conn.execute(self._upd_outcome, params)
-            return
-        keys = list(params[0])
-        for i in range(0, len(params), 200):
-            part = params[i : i + 200]
-            sql, constants = self._batch_update(keys, len(part))
-            binds = {f"o{j}_{n}": p[k] for j, p in enumerate(part) for n, k in enumerate(keys)}
-            conn.exec_driver_sql(sql, {**constants, **binds})
-
-    def _batch_update(self, keys: list[str], n: int) -> tuple[str, dict[str, Any]]:
-        """The batched outcome UPDATE for ``n`` rows, compiled once per size (compiling a
-        statement of a thousand parameters on every sync cost the worker more than it saved)."""
-        cached = self._batch_updates.get((tuple(keys), n))
-        if cached is not None:
-            return cached
-        first = ", ".join(f":o0_{i} AS {k}" for i, k in enumerate(keys))
-        more = ", ".join(
-            "(" + ", ".join(f":o{j}_{i}" for i in range(len(keys))) + ")" for j in range(1, n)
+        """Apply a sync's outcomes (:func:`shoal.frontier.outcomes.complete`) with this frontier's lock and insert."""
+        return outcome_sql.complete(
+            conn,
+            self._outcomes,
+            self._lock,
+            self._add,
+            crawl_id,
+            owner,
+            outcomes,
+            default_delay_ms,
+            now,
         )
-        sql = f"SELECT {first}" + (f" UNION ALL VALUES {more}" if more else "")
-        rows = text(sql).columns(*[column(k) for k in keys]).subquery("o")
-        values = {
-            k: v if v is None else replacement_traverse(v, {}, _from_columns(rows.c))
-            for k, v in self._outcome_values.items()
-        }
-        compiled = (
-            update(urls)
-            .where(_U.id == rows.c._id)
-            .values(**values)
-            .compile(dialect=self.engine.dialect)
-        )
-        constants = {k: v for k, v in compiled.params.items() if not _ROW_PARAM.match(k)}
-        self._batch_updates[(tuple(keys), n)] = (str(compiled), constants)
-        return str(compiled), constants
-
-    def _apply_host_update(self, conn: Connection, crawl_id: int, hu: Any) -> None:
-        values: dict[str, Any] = {}
-        if hu.min_delay_ms is not None:
-            values["robots_delay_ms"] = hu.min_delay_ms
-            values["min_delay_ms"] = case(
-                (_H.min_delay_ms < hu.min_delay_ms, hu.min_delay_ms), else_=_H.min_delay_ms
-            )
-        if hu.not_before is not None:
-            values["next_fetch_at"] = case(
-                (_H.next_fetch_at < hu.not_before, hu.not_before), else_=_H.next_fetch_at
-            )
-        if hu.pause_until is not None:
-            values["paused_until"] = hu.pause_until
-            values["pause_reason"] = hu.pause_reason
-        if values:
-            conn.execute(
-                update(hosts)
-                .where(_H.crawl_id == crawl_id, _H.host_key == hu.host_key)
-                .values(**values)
-            )
 
     def reserve_slot(self, crawl_id: int, host_key: int, jitter: float) -> int:
         """Reserve the next politeness slot of a host outside a claim (redirect hops, robots)."""
@@ -869,20 +697,6 @@ class SqlFrontier:
         it calls the named methods above.
         """
         return self._tx(lambda c: list(c.execute(q).all()), readonly=True)
-
-
-_ROW_PARAM = re.compile(r"o\d+_\d+$")
-
-
-def _from_columns(cols: Any) -> Any:
-    """A replacement for :func:`replacement_traverse`: each named parameter becomes that column."""
-
-    def swap(el: Any, **_: Any) -> Any:
-        if isinstance(el, BindParameter) and el.key in cols:
-            return cols[el.key]
-        return None
-
-    return swap
 
 
 _satisfies_contract: type[Frontier] = SqlFrontier
