@@ -38,7 +38,7 @@ import charset_normalizer
 
 from shoal.content.encodings import CODECS, lookup_label
 
-__all__ = ["Source", "decode_html", "prescan", "sniff"]
+__all__ = ["Source", "bom_codec", "decode_html", "prescan", "sniff"]
 
 Source = Literal["bom", "header", "meta", "detected", "default"]
 """Where the encoding came from, in the order they are tried."""
@@ -332,6 +332,20 @@ def _late_meta(body: bytes) -> str | None:
     return prescan(body, end.start() if end is not None else _LATE_META_LIMIT)
 
 
+def bom_codec(body: bytes) -> str | None:
+    """The codec a byte order mark at the start of ``body`` names (UTF-8, UTF-16BE, UTF-16LE), else None.
+
+    ``FF FE 00 00`` is UTF-16LE, as the HTML standard reads it (not UTF-32).
+    """
+    if body.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    if body.startswith(b"\xfe\xff"):
+        return "utf-16-be"
+    if body.startswith(b"\xff\xfe"):
+        return "utf-16-le"
+    return None
+
+
 def sniff(body: bytes, content_type: str | None) -> tuple[str, Source]:
     """The Python codec to decode an HTML ``body`` with, and where it came from.
 
@@ -340,12 +354,9 @@ def sniff(body: bytes, content_type: str | None) -> tuple[str, Source]:
     detector runs only when neither a BOM, the header nor a ``<meta>`` decides
     and the body is not plain ASCII.
     """
-    if body.startswith(b"\xef\xbb\xbf"):
-        return "utf-8", "bom"
-    if body.startswith(b"\xfe\xff"):
-        return "utf-16-be", "bom"
-    if body.startswith(b"\xff\xfe"):
-        return "utf-16-le", "bom"
+    codec = bom_codec(body)
+    if codec is not None:
+        return codec, "bom"
     if content_type:
         codec = _header_charset(content_type)
         if codec is not None:

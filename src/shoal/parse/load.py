@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.archive import S3Location, WarcRef, read_record
-from shoal.content.charset import sniff
+from shoal.content.charset import bom_codec, sniff
 from shoal.content.codings import content_decode
 from shoal.content.encodings import lookup_label
 from shoal.parse.config import content_kind
@@ -176,12 +176,9 @@ def decode_body(
 
 def _sniff_data(body: bytes, content_type: str | None, doc_type: str) -> tuple[str, str]:
     """(codec, where it came from) of an XML or JSON body."""
-    if body.startswith(b"\xef\xbb\xbf"):
-        return "utf-8", "bom"
-    if body.startswith(b"\xfe\xff"):
-        return "utf-16-be", "bom"
-    if body.startswith(b"\xff\xfe"):
-        return "utf-16-le", "bom"
+    codec = bom_codec(body)
+    if codec is not None:
+        return codec, "bom"
     for param in (content_type or "").split(";")[1:]:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset":
