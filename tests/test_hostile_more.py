@@ -310,7 +310,7 @@ def test_a_gzip_bomb_as_robots_txt_is_decoded_to_500_kib_with_bounded_memory(
     site: HostileSite,
 ) -> None:
     """The robots.txt getter of a crawl decodes an 11.5 MB gzip bomb to at most 512 KiB, its memory bounded by the caps, and the rules allow everything."""
-    from shoal.crawl import _robots_getter
+    from shoal.crawl import robots_getter
     from shoal.fetch.robots import Robots
 
     async def go() -> tuple[int, bytes, int]:
@@ -321,7 +321,7 @@ def test_a_gzip_bomb_as_robots_txt_is_decoded_to_500_kib_with_bounded_memory(
 
         tracemalloc.start()
         try:
-            status, body, _ = await _robots_getter(f, 5.0, before)(
+            status, body, _ = await robots_getter(f, 5.0, before)(
                 f"http://rbomb.test:{site.port}/robots.txt"
             )
             peak = tracemalloc.get_traced_memory()[1]

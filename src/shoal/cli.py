@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -23,9 +23,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from shoal import __version__
-from shoal.errors import ShoalError
+from shoal.errors import CriticalStop, ShoalError
 from shoal.fleet.cli import fleet_app
-from shoal.spec import Spec, load_spec, parse_spec
+from shoal.spec import Spec, load_spec
 
 app = typer.Typer(
     name="shoal",
@@ -150,51 +150,22 @@ def _print_summary(summary: dict[str, Any]) -> None:
     term.print(render_crawl_summary(summary))
 
 
-def _run_worker(
-    spec: Spec, frontier: Any, crawl: Any, progress: bool, every: float = 10.0
-) -> dict[str, Any]:
-    """One worker in this process until the crawl ends or is stopped; a critical stop exits 3."""
-    from shoal.crawl import run_async, run_loop
-    from shoal.errors import CriticalStop
-
+@contextmanager
+def _critical_exits_3() -> Iterator[None]:
+    """A worker that stopped on a critical error: its message, exit 3."""
     try:
-        stats, finished = run_loop(
-            run_async(
-                spec, frontier, crawl, console=console, progress=progress, progress_every=every
-            )
-        )
-    except CriticalStop as exc:
-        _fail(f"the worker stopped on a critical error: {exc.message}", 3)
-    from shoal.status.collect import crawl_summary
-
-    return crawl_summary(frontier, crawl, stats.summary(), finished)
-
-
-def _crawl(
-    spec: Spec,
-    spec_text: str,
-    db: str | None,
-    progress: bool,
-    summary_json: Path | None,
-    every: float = 10.0,
-) -> dict[str, Any]:
-    from shoal.crawl import open_frontier, start_crawl
-    from shoal.errors import CriticalStop
-
-    url = db or spec.frontier_url()
-    try:
-        frontier = open_frontier(url, create=True, grace=spec.worker.db_grace_seconds)
+        yield
     except CriticalStop as exc:
         _fail(exc.message, 3)
-    try:
-        _say_changes(frontier, spec, spec_text)
-        crawl = start_crawl(frontier, spec, spec_text)
-        summary = _run_worker(spec, frontier, crawl, progress, every)
-    finally:
-        frontier.close()
-    if summary_json is not None:
-        summary_json.write_text(json.dumps(summary, indent=2))
-    return summary
+
+
+def _finish(spec: Spec, summary: dict[str, Any]) -> None:
+    """Print a crawl's summary; an unfinished crawl exits 130 unless it never finishes (revisits)."""
+    from shoal.crawl import stays_open
+
+    _print_summary(summary)
+    if not summary["finished"] and not stays_open(spec):
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -218,11 +189,20 @@ def crawl(
     ] = None,
 ) -> None:
     """Run a crawl here: SQLite frontier and local WARC files by default. Rerun to resume."""
+    from shoal.crawl import crawl_here
+
     s, text = _load(spec)
-    summary = _crawl(s, text, db, progress, summary_json, progress_every)
-    _print_summary(summary)
-    if not summary["finished"] and not _stays_open(s):
-        raise typer.Exit(130)
+    with _critical_exits_3():
+        summary = crawl_here(
+            s,
+            text,
+            console=console,
+            db=db,
+            progress=progress,
+            summary_json=summary_json,
+            every=progress_every,
+        )
+    _finish(s, summary)
 
 
 @app.command()
@@ -239,41 +219,10 @@ def submit(
     ] = False,
 ) -> None:
     """Store a crawl, its spec and its seeds in a shared database for `shoal work` to run."""
-    from shoal.crawl import start_crawl
-    from shoal.frontier.sql import SqlFrontier
-    from shoal.resubmit import compare
+    from shoal.crawl import submit_crawl
 
     s, text = _load(spec)
-    frontier = SqlFrontier(db, create=True)
-    try:
-        again = compare(frontier, s, text)
-        if again.changes:
-            term.print(escape(f"the spec of crawl {s.name!r} differs from the stored one:"))
-            for line in again.changes:
-                term.print("  " + escape(line))
-            if not replace:
-                _fail(
-                    f"crawl {s.name!r} already exists with another spec: rerun with --replace "
-                    "to store this one (its URLs and archive are kept), or give the crawl a new name"
-                )
-        elif again.nothing_to_do:
-            term.print(
-                escape(
-                    f"crawl {s.name!r} is finished and its spec is unchanged: nothing to do "
-                    '(a rule with revisit = "..." keeps a crawl fresh; a new name starts over)'
-                )
-            )
-            return
-        c = start_crawl(frontier, s, text)
-        term.print(
-            "[green]submitted[/] "
-            + escape(
-                f"crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
-                f"start workers with: shoal work --db URL --crawl {c.name}"
-            )
-        )
-    finally:
-        frontier.close()
+    submit_crawl(db, s, text, replace=replace, out=term)
 
 
 @app.command()
@@ -300,7 +249,6 @@ def work(
 ) -> None:
     """Work on a submitted crawl until it is finished (any number of machines may do this at once)."""
     if db.startswith("ssm:"):
-        from shoal.errors import ShoalError
         from shoal.fleet.ec2 import resolve_db_url
 
         try:
@@ -308,17 +256,11 @@ def work(
         except ShoalError as exc:
             _fail(str(exc))
     if processes > 1:
-        # The URL (and its password) goes through the environment, never a command line `ps` shows.
-        args = [sys.executable, "-m", "shoal", "work"]
-        if crawl:
-            args += ["--crawl", crawl]
-        if concurrency:
-            args += ["--concurrency", str(concurrency)]
-        args += ["--db-grace", str(db_grace)]
-        procs = [
-            subprocess.Popen(args, env={**os.environ, "SHOAL_DB": db}) for _ in range(processes)
-        ]
-        codes = [p.wait() for p in procs]
+        from shoal.crawl import work_in_processes
+
+        codes = work_in_processes(
+            db, processes, crawl=crawl, concurrency=concurrency, grace=db_grace
+        )
         bad = [c for c in codes if c != 0]
         if bad:
             _fail(
@@ -326,44 +268,13 @@ def work(
                 bad[0],
             )
         return
-    from shoal.crawl import open_frontier
-    from shoal.errors import CriticalStop
+    from shoal.crawl import work_on
 
-    try:
-        frontier = open_frontier(db, create=False, grace=db_grace)
-    except CriticalStop as exc:
-        _fail(exc.message, 3)
-    try:
-        info = frontier.get_crawl(crawl)
-        spec = parse_spec(info.spec, f"crawl {info.name!r} in the database")
-        if concurrency:
-            spec = spec.model_copy(
-                update={"worker": spec.worker.model_copy(update={"concurrency": concurrency})}
-            )
-        summary = _run_worker(spec, frontier, info, progress)
-    finally:
-        frontier.close()
-    _print_summary(summary)
-    if not summary["finished"] and not _stays_open(spec):
-        raise typer.Exit(130)
-
-
-def _say_changes(frontier: Any, spec: Spec, spec_text: str) -> None:
-    """Before a crawl resumes with an edited spec, say what changed (it is stored and used)."""
-    from shoal.resubmit import compare
-
-    changes = compare(frontier, spec, spec_text).changes
-    if changes:
-        console.print(escape(f"the spec of crawl {spec.name!r} changed since its last run:"))
-        for line in changes:
-            console.print("  " + escape(line))
-
-
-def _stays_open(spec: Spec) -> bool:
-    """A crawl with revisit rules never finishes: a clean stop is its normal end."""
-    from shoal.worker.revisits import RevisitPlan
-
-    return RevisitPlan.of(spec).keeps_open
+    with _critical_exits_3():
+        s, summary = work_on(
+            db, crawl, console=console, concurrency=concurrency, grace=db_grace, progress=progress
+        )
+    _finish(s, summary)
 
 
 @db_app.command("upgrade")
@@ -619,15 +530,9 @@ def doctor(
 @app.command("serve-demo")
 def serve_demo(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765) -> None:
     """Serve the bundled demo site on 127.0.0.1 until Ctrl-C."""
-    from shoal.demo.site import start_in_thread
+    from shoal.demo.run import serve_site
 
-    server = start_in_thread(port=port)
-    term.print(f"demo site at {server.base_url}/ (Ctrl-C to stop)", markup=False)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    serve_site(port, out=term)
 
 
 @app.command()
@@ -642,37 +547,12 @@ def demo(
     progress: Annotated[bool, typer.Option(help="Show the live progress display.")] = True,
 ) -> None:
     """Serve the bundled demo site on 127.0.0.1, crawl it and print the summary. Safe to rerun."""
-    from shoal.demo.expected import spec_text
-    from shoal.demo.site import start_in_thread
+    from shoal.demo.run import run_demo
 
-    if fresh and data.exists():
-        import shutil
-
-        shutil.rmtree(data)
-    try:
-        server = start_in_thread(port=port)
-    except OSError as exc:
-        _fail(
-            f"cannot serve the demo site on 127.0.0.1:{port} ({exc.strerror}): choose another port with --port"
-        )
-    try:
-        data.mkdir(parents=True, exist_ok=True)
-        text = spec_text(server.base_url, data.resolve())
-        spec_path = data / "demo.toml"
-        spec_path.write_text(text, encoding="utf-8")
-        term.print(f"demo site at {server.base_url}/ — spec written to {spec_path}", markup=False)
-        spec = parse_spec(text, str(spec_path))
-        summary = _crawl(spec, text, None, progress, data / "summary.json")
-        _print_summary(summary)
-    finally:
-        server.stop()
-    from shoal.parse import run_parse
-
-    result = run_parse(spec, progress=progress and console.is_terminal, console=console)
-    for line in result.summary_lines():
-        term.print(line, soft_wrap=True, markup=False)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    with _critical_exits_3():
+        code = run_demo(data, port, fresh=fresh, progress=progress, console=console, out=term)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -1,23 +1,33 @@
 """Running a crawl in this process: seeds in, one worker, a live progress display.
 
-``shoal crawl`` (embedded, SQLite) and ``shoal work`` (a fleet member) both come
-here; they differ only in where the spec comes from and whether seeds are added.
+``shoal crawl`` (embedded, SQLite: :func:`crawl_here`) and ``shoal work`` (a
+fleet member: :func:`work_on`, or :func:`work_in_processes` for several on one
+machine) both come here; they differ only in where the spec comes from and
+whether seeds are added. ``shoal submit`` stores a crawl for them
+(:func:`submit_crawl`). A run ends with the crawl's summary
+(:func:`run_worker`); a worker that cannot go on raises
+:class:`~shoal.errors.CriticalStop` (the command exits 3).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
 from rich.console import Console
+from rich.markup import escape
 
 from shoal.archive.sink import ArchiveSink
 from shoal.errors import CriticalStop, DatabaseUnavailable, SpecError, URLError
@@ -29,21 +39,31 @@ from shoal.fetch.robots import RobotsCache
 from shoal.frontier.contract import CrawlInfo, Frontier, NewURL
 from shoal.frontier.sql import SqlFrontier
 from shoal.notify import Notifier
-from shoal.spec import Spec
+from shoal.resubmit import compare
+from shoal.spec import Spec, parse_spec
+from shoal.status.collect import crawl_summary
 from shoal.status.live import crawl_progress
 from shoal.urls import canonicalize
 from shoal.worker import Worker, WorkerStats, make_worker_id
 from shoal.worker.links import Router
-from shoal.worker.revisits import source_urls
+from shoal.worker.revisits import RevisitPlan, source_urls
 
 __all__ = [
     "build_fetchers",
+    "crawl_here",
     "http_fetcher",
     "open_frontier",
+    "robots_getter",
     "run_async",
     "run_loop",
+    "run_worker",
+    "say_changes",
     "seed_urls",
     "start_crawl",
+    "stays_open",
+    "submit_crawl",
+    "work_in_processes",
+    "work_on",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,9 +167,16 @@ def build_fetchers(
     return fetchers
 
 
-def _robots_getter(
+def robots_getter(
     http: HttpFetcher, timeout: float, before: Callable[[str], Awaitable[None]]
 ) -> Callable[[str], Awaitable[tuple[int, bytes, str | None]]]:
+    """The fetch a :class:`~shoal.fetch.robots.RobotsCache` reads ``robots.txt`` with: ``(status, body, Location)``.
+
+    It awaits ``before(url)`` first (the host's interval), fetches through
+    ``http`` within ``timeout`` seconds and undoes a Content-Encoding (a
+    mislabelled one leaves the bytes as they came).
+    """
+
     async def get(url: str) -> tuple[int, bytes, str | None]:
         await before(url)  # robots.txt requests keep the host's interval too
         res = await http.fetch(FetchRequest(url, None, time.monotonic() + timeout))
@@ -203,7 +230,7 @@ async def run_async(
 
     robots = (
         RobotsCache(
-            _robots_getter(http, min(30.0, spec.limits.fetch_timeout), before_robots),
+            robots_getter(http, min(30.0, spec.limits.fetch_timeout), before_robots),
             spec.politeness.user_agent,
         )
         if spec.politeness.robots
@@ -288,3 +315,162 @@ def run_loop(coro: Awaitable[Any]) -> Any:
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(coro)  # type: ignore[arg-type]
     return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def run_worker(
+    spec: Spec,
+    frontier: Frontier,
+    crawl: CrawlInfo,
+    *,
+    console: Console,
+    progress: bool,
+    every: float = 10.0,
+) -> dict[str, Any]:
+    """One worker in this process until the crawl ends or is stopped; returns the crawl's summary.
+
+    A critical stop is raised again as :class:`~shoal.errors.CriticalStop`
+    saying that the worker stopped on it.
+    """
+    try:
+        stats, finished = run_loop(
+            run_async(
+                spec, frontier, crawl, console=console, progress=progress, progress_every=every
+            )
+        )
+    except CriticalStop as exc:
+        raise CriticalStop(f"the worker stopped on a critical error: {exc.message}") from exc
+    return crawl_summary(frontier, crawl, stats.summary(), finished)
+
+
+def _print_changes(console: Console, heading: str, changes: list[str]) -> None:
+    console.print(escape(heading))
+    for line in changes:
+        console.print("  " + escape(line))
+
+
+def say_changes(frontier: Frontier, spec: Spec, spec_text: str, console: Console) -> None:
+    """Before a crawl resumes with an edited spec, say what changed (it is stored and used)."""
+    changes = compare(frontier, spec, spec_text).changes
+    if changes:
+        _print_changes(
+            console, f"the spec of crawl {spec.name!r} changed since its last run:", changes
+        )
+
+
+def crawl_here(
+    spec: Spec,
+    spec_text: str,
+    *,
+    console: Console,
+    db: str | None = None,
+    progress: bool = True,
+    summary_json: Path | None = None,
+    every: float = 10.0,
+) -> dict[str, Any]:
+    """Run ``spec`` here (``shoal crawl``): its frontier (``db`` or the spec's, created if new), its seeds, one worker.
+
+    Resumes where an earlier run stopped, saying first what changed in an
+    edited spec. Returns the crawl's summary, also written as JSON to
+    ``summary_json`` when given.
+    """
+    frontier = open_frontier(
+        db or spec.frontier_url(), create=True, grace=spec.worker.db_grace_seconds
+    )
+    try:
+        say_changes(frontier, spec, spec_text, console)
+        crawl = start_crawl(frontier, spec, spec_text)
+        summary = run_worker(spec, frontier, crawl, console=console, progress=progress, every=every)
+    finally:
+        frontier.close()
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def work_on(
+    db: str,
+    crawl: str | None,
+    *,
+    console: Console,
+    concurrency: int | None = None,
+    grace: float = 120.0,
+    progress: bool = False,
+) -> tuple[Spec, dict[str, Any]]:
+    """Work on a submitted crawl (``shoal work``): ``crawl`` (default: the latest) in the database ``db``.
+
+    The spec is the one stored with the crawl, with ``concurrency`` in place
+    of its own when given. Returns that spec and the crawl's summary.
+    """
+    frontier = open_frontier(db, create=False, grace=grace)
+    try:
+        info = frontier.get_crawl(crawl)
+        spec = parse_spec(info.spec, f"crawl {info.name!r} in the database")
+        if concurrency:
+            spec = spec.model_copy(
+                update={"worker": spec.worker.model_copy(update={"concurrency": concurrency})}
+            )
+        summary = run_worker(spec, frontier, info, console=console, progress=progress)
+    finally:
+        frontier.close()
+    return spec, summary
+
+
+def submit_crawl(db: str, spec: Spec, spec_text: str, *, replace: bool, out: Console) -> None:
+    """Store the crawl, its spec and its seeds in the shared database ``db`` for workers (``shoal submit``).
+
+    A crawl of that name with another spec is listed key by key and refused
+    (:class:`~shoal.errors.SpecError`) unless ``replace``; the identical spec
+    of a finished crawl that revisits nothing is left alone.
+    """
+    frontier = SqlFrontier(db, create=True)
+    try:
+        again = compare(frontier, spec, spec_text)
+        if again.changes:
+            heading = f"the spec of crawl {spec.name!r} differs from the stored one:"
+            _print_changes(out, heading, again.changes)
+            if not replace:
+                raise SpecError(
+                    f"crawl {spec.name!r} already exists with another spec: rerun with --replace "
+                    "to store this one (its URLs and archive are kept), or give the crawl a new name"
+                )
+        elif again.nothing_to_do:
+            out.print(
+                escape(
+                    f"crawl {spec.name!r} is finished and its spec is unchanged: nothing to do "
+                    '(a rule with revisit = "..." keeps a crawl fresh; a new name starts over)'
+                )
+            )
+            return
+        c = start_crawl(frontier, spec, spec_text)
+        out.print(
+            "[green]submitted[/] "
+            + escape(
+                f"crawl {c.name!r} (id {c.id}) to {frontier.safe_url}; "
+                f"start workers with: shoal work --db URL --crawl {c.name}"
+            )
+        )
+    finally:
+        frontier.close()
+
+
+def work_in_processes(
+    db: str, processes: int, *, crawl: str | None, concurrency: int | None, grace: float
+) -> list[int]:
+    """``shoal work`` in ``processes`` processes of this machine: waits for them, returns their exit codes.
+
+    The URL (and its password) goes through the environment (``SHOAL_DB``),
+    never a command line that ``ps`` shows.
+    """
+    args = [sys.executable, "-m", "shoal", "work"]
+    if crawl:
+        args += ["--crawl", crawl]
+    if concurrency:
+        args += ["--concurrency", str(concurrency)]
+    args += ["--db-grace", str(grace)]
+    procs = [subprocess.Popen(args, env={**os.environ, "SHOAL_DB": db}) for _ in range(processes)]
+    return [p.wait() for p in procs]
+
+
+def stays_open(spec: Spec) -> bool:
+    """A crawl with revisit rules never finishes: a clean stop is its normal end."""
+    return RevisitPlan.of(spec).keeps_open

@@ -44,7 +44,7 @@ class Fetched:
 async def fetch_page(spec: Spec, c: Canonical, rule: Rule | None, steps: list[Step]) -> Fetched:
     """Fetch ``c`` as a crawl of ``spec`` would with ``rule`` (see the module docstring)."""
     from shoal.content.charset import decode_html
-    from shoal.crawl import _robots_getter, build_fetchers, http_fetcher
+    from shoal.crawl import build_fetchers, http_fetcher, robots_getter
     from shoal.fetch.address import AddressPolicy
     from shoal.fetch.http import HostHeaders
     from shoal.fetch.robots import RobotsCache
@@ -69,7 +69,7 @@ async def fetch_page(spec: Spec, c: Canonical, rule: Rule | None, steps: list[St
             async def no_wait(_url: str) -> None:
                 return None
 
-            robots = RobotsCache(_robots_getter(http, timeout, no_wait), spec.politeness.user_agent)
+            robots = RobotsCache(robots_getter(http, timeout, no_wait), spec.politeness.user_agent)
             with timed(steps, "robots.txt"):
                 rules = await robots.robots(c.url)
             if not rules.allowed(c.url) and rules.temporary:
