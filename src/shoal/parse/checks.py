@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 
 import jmespath
 import jmespath.exceptions
@@ -35,44 +36,48 @@ NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
+def _compiles(
+    text: str,
+    compile_: Callable[[str], object],
+    errors: type[Exception] | tuple[type[Exception], ...],
+    what: str,
+) -> str:
+    """``text`` if ``compile_`` takes it; its error (one of ``errors``) as ValueError led by ``what``."""
+    try:
+        compile_(text)
+    except errors as exc:
+        raise ValueError(f"{what}: {exc}") from None
+    return text
+
+
 def check_css(css: str) -> str:
     """``css`` if it compiles as a CSS selector in parsel's dialect (``::text``, ``::attr(x)``)."""
     from parsel.csstranslator import HTMLTranslator
 
-    try:
-        HTMLTranslator().css_to_xpath(css)
-    except Exception as exc:  # cssselect raises SelectorSyntaxError / ExpressionError
-        raise ValueError(f"not a valid CSS selector: {exc}") from None
-    return css
+    # cssselect raises SelectorSyntaxError / ExpressionError
+    return _compiles(css, HTMLTranslator().css_to_xpath, Exception, "not a valid CSS selector")
 
 
 def check_xpath(xpath: str) -> str:
     """``xpath`` if it compiles as an XPath 1.0 expression in lxml."""
     from lxml import etree
 
-    try:
-        etree.XPath(xpath)
-    except etree.XPathSyntaxError as exc:
-        raise ValueError(f"not a valid XPath expression: {exc}") from None
-    return xpath
+    return _compiles(xpath, etree.XPath, etree.XPathSyntaxError, "not a valid XPath expression")
 
 
 def check_regex(regex: str) -> str:
     """``regex`` if it compiles in :mod:`re`."""
-    try:
-        re.compile(regex)
-    except re.error as exc:
-        raise ValueError(f"regex does not compile: {exc}") from None
-    return regex
+    return _compiles(regex, re.compile, re.error, "regex does not compile")
 
 
 def check_jmespath(expr: str) -> str:
     """``expr`` if it compiles as a JMESPath expression."""
-    try:
-        jmespath.compile(expr)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise ValueError(f"not a valid JMESPath expression: {exc}") from None
-    return expr
+    return _compiles(
+        expr,
+        jmespath.compile,
+        jmespath.exceptions.JMESPathError,
+        "not a valid JMESPath expression",
+    )
 
 
 def check_encoding(label: str) -> str:
