@@ -103,7 +103,6 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tests.sites import ThreadedSite
 from tests.vectors import TESTDATA
 
 SAMPLES = TESTDATA / "compression-samples"
@@ -213,23 +212,21 @@ ROBOTS: dict[str, _Robots] = {
 
 
 @dataclass
-class HostileSite(ThreadedSite):
+class HostileSite:
     """The hostile site in a background thread; use :func:`start_hostile_site` and :meth:`stop`."""
-
-    thread_name = "hostile-site"
 
     hubs: dict[str, list[str]] = field(default_factory=dict)
     """``/hub/{name}`` links these (placeholders ``{base}``, ``{alt}``, ``{raw}``, ``{refused}``)."""
     pages: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     """``/page/{name}`` serves this HTML with these response headers (placeholders filled)."""
     log: list[Hit] = field(default_factory=list)
-    cut: list[str] = field(default_factory=list)
-    """``path_qs`` of each request whose handler was still running when its client went away
-    (or the site stopped): the site had not finished answering."""
     port: int = 0
     alt_port: int = 0
     raw_port: int = 0
     refused_port: int = 0
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _runner: web.AppRunner | None = None
     _raw: asyncio.Server | None = None
     _counts: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -283,25 +280,73 @@ class HostileSite(ThreadedSite):
 
     # -- running ---------------------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    def start(self) -> None:
+        """Start serving; returns once every socket listens."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as exc:
+                errors.append(exc)
+                loop.run_until_complete(self._cleanup())
+                loop.close()
+                ready.set()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._cleanup())
+                loop.close()
+
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.refused_port = s.getsockname()[1]
+        self._thread = threading.Thread(target=run, name="hostile-site", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if errors:
+            raise errors[0]
+
+    async def _start(self) -> None:
         app = web.Application(middlewares=[self._record])
         self._routes(app)
-        runner = await self._runner(app, shutdown_timeout=0.2, handler_cancellation=True)
-        self.port = await self._listen(runner, "127.0.0.1")
-        self.alt_port = await self._listen(runner, "127.0.0.1")
-        # A second loopback address, to prove nothing connects there.
-        with contextlib.suppress(OSError):
-            await self._listen(runner, "127.0.0.2", self.port)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.2, handler_cancellation=True
+        )
+        await runner.setup()
+        self._runner = runner
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self.alt_port = runner.addresses[1][1]
+        with contextlib.suppress(
+            OSError
+        ):  # a second loopback address, to prove nothing connects there
+            await web.TCPSite(runner, "127.0.0.2", self.port).start()
         self._raw = await asyncio.start_server(self._raw_handler, "127.0.0.1", 0)
         self.raw_port = self._raw.sockets[0].getsockname()[1]
 
-    async def _close(self) -> None:
+    async def _cleanup(self) -> None:
         if self._raw is not None:
             self._raw.close()
-        await super()._close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Stop serving (requests in flight are cut) and wait for the thread."""
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
 
     def count(self, request: web.Request) -> int:
         """How many times this host name asked for this path before (0 the first time)."""
@@ -326,12 +371,7 @@ class HostileSite(ThreadedSite):
         )
         with self._lock:
             self.log.append(hit)
-        try:
-            return await handler(request)
-        except (asyncio.CancelledError, ConnectionResetError):
-            with self._lock:
-                self.cut.append(request.path_qs)
-            raise
+        return await handler(request)
 
     # -- the application -----------------------------------------------------------------------
 
@@ -787,42 +827,64 @@ async def _blocked(request: web.Request) -> web.StreamResponse:
 # -- raw routes ----------------------------------------------------------------------------------
 
 
-RawRoute = Callable[[asyncio.StreamWriter], Awaitable[None]]
-
-
 async def _raw_send(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(data)
     await writer.drain()
 
 
-def _canned(*steps: bytes | float) -> RawRoute:
-    """A raw route that sends each ``bytes`` step and sleeps each number of seconds, in order."""
-
-    async def route(writer: asyncio.StreamWriter) -> None:
-        for step in steps:
-            if isinstance(step, bytes):
-                await _raw_send(writer, step)
-            else:
-                await asyncio.sleep(step)
-
-    return route
+async def _raw_404(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
+        b"Connection: close\r\n\r\nnot found",
+    )
 
 
-_HTML_200 = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-"""The status line and Content-Type of every raw 200; the misbehaviour follows."""
+async def _raw_dup_cl(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n"
+        b"Content-Length: 6\r\n\r\nhello!",
+    )
 
-_CHUNKED_HELLO = _HTML_200 + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
 
-_raw_404 = _canned(
-    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
-    b"Connection: close\r\n\r\nnot found"
-)
+async def _raw_bad_chunk(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
+    )
+
+
+async def _raw_bad_chunk_late(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n",
+    )
+    await asyncio.sleep(0.2)
+    await _raw_send(writer, b"zz\r\nworld\r\n0\r\n\r\n")
+    await asyncio.sleep(5)
+
+
+async def _raw_invalid_header(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nThis line is no header\r\n"
+        b"Content-Length: 5\r\n\r\nhello",
+    )
+
+
+async def _raw_garbage(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(writer, b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
 
 
 async def _raw_reset(writer: asyncio.StreamWriter) -> None:
     await _raw_send(
         writer,
-        _HTML_200 + b"Content-Length: 100000\r\n\r\n" + b"<html><body>" + b"x" * 2000,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n"
+        + b"<html><body>"
+        + b"x" * 2000,
     )
     await asyncio.sleep(0.1)
     sock = writer.get_extra_info("socket")
@@ -831,38 +893,77 @@ async def _raw_reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+async def _raw_short(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n"
+        b"<html><body>only the beginning",
+    )
+
+
+async def _raw_empty(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
+    )
+
+
+async def _raw_cl_larger_hold(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n"
+        b"<html><body>thirty bytes only",
+    )
+    await asyncio.sleep(30)
+
+
+async def _raw_cl_overflow(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+        b"Content-Length: 99999999999999999999\r\n\r\n<html><body>overflow",
+    )
+    await asyncio.sleep(5)
+
+
+async def _raw_big_header(writer: asyncio.StreamWriter) -> None:
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Big: "
+        + b"a" * (1024 * 1024)
+        + b"\r\nContent-Length: 5\r\n\r\nhello",
+    )
+
+
+async def _raw_many_headers(writer: asyncio.StreamWriter) -> None:
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+    await _raw_send(
+        writer,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+        + many
+        + b"Content-Length: 5\r\n\r\nhello",
+    )
+
+
 async def _raw_header_drip(writer: asyncio.StreamWriter) -> None:
-    head = _HTML_200 + b"X-Slow: " + b"d" * 200
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: " + b"d" * 200
     for i in range(len(head)):
         await _raw_send(writer, head[i : i + 1])
         await asyncio.sleep(0.2)
 
 
-RAW_ROUTES: dict[str, RawRoute] = {
-    "/dup-cl": _canned(_HTML_200 + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
-    "/bad-chunk": _canned(_CHUNKED_HELLO + b"zz\r\nworld\r\n0\r\n\r\n"),
-    "/bad-chunk-late": _canned(_CHUNKED_HELLO, 0.2, b"zz\r\nworld\r\n0\r\n\r\n", 5),
-    "/invalid-header": _canned(
-        _HTML_200 + b"This line is no header\r\nContent-Length: 5\r\n\r\nhello"
-    ),
-    "/garbage": _canned(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"),
+RAW_ROUTES: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
+    "/dup-cl": _raw_dup_cl,
+    "/bad-chunk": _raw_bad_chunk,
+    "/bad-chunk-late": _raw_bad_chunk_late,
+    "/invalid-header": _raw_invalid_header,
+    "/garbage": _raw_garbage,
     "/reset": _raw_reset,
-    "/short": _canned(_HTML_200 + b"Content-Length: 1000\r\n\r\n<html><body>only the beginning"),
-    "/empty-200": _canned(_HTML_200 + b"Content-Length: 0\r\n\r\n"),
-    "/cl-larger-hold": _canned(
-        _HTML_200 + b"Content-Length: 1000\r\n\r\n<html><body>thirty bytes only", 30
-    ),
-    "/cl-overflow": _canned(
-        _HTML_200 + b"Content-Length: 99999999999999999999\r\n\r\n<html><body>overflow", 5
-    ),
-    "/big-header": _canned(
-        _HTML_200 + b"X-Big: " + b"a" * (1024 * 1024) + b"\r\nContent-Length: 5\r\n\r\nhello"
-    ),
-    "/many-headers": _canned(
-        _HTML_200
-        + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
-        + b"Content-Length: 5\r\n\r\nhello"
-    ),
+    "/short": _raw_short,
+    "/empty-200": _raw_empty,
+    "/cl-larger-hold": _raw_cl_larger_hold,
+    "/cl-overflow": _raw_cl_overflow,
+    "/big-header": _raw_big_header,
+    "/many-headers": _raw_many_headers,
     "/header-drip": _raw_header_drip,
 }
 """Raw-server path → misbehaviour; any other path (robots.txt too) is a 404."""
@@ -870,7 +971,9 @@ RAW_ROUTES: dict[str, RawRoute] = {
 
 def start_hostile_site() -> HostileSite:
     """Start a :class:`HostileSite` on free ports of 127.0.0.1."""
-    return HostileSite().start()
+    site = HostileSite()
+    site.start()
+    return site
 
 
 # -- running a crawl against it -----------------------------------------------------------------
