@@ -3,9 +3,10 @@
 Open one with :class:`SqlFrontier` (a SQLAlchemy URL: ``sqlite:///path``,
 ``postgresql://...``, ``mysql://...``); type against :class:`Frontier`. Every
 SQL statement of shoal lives in this package: ``sql.py`` (:class:`SqlFrontier`,
-the sync, URLs added), ``outcomes.py`` (outcomes written under their lease,
-with their links and host changes), ``claim.py`` (the claim query, the
-page budget, the lease reaper), ``workers.py`` (worker rows, heartbeats),
+the sync), ``outcomes.py`` (outcomes written under their lease, with their
+links and host changes), ``new_urls.py`` (seeds and links inserted, new
+canonical URLs only), ``claim.py`` (the claim query, the page budget, the
+lease reaper), ``workers.py`` (worker rows, heartbeats),
 ``events.py`` (event writes), ``warc_files.py`` (the WARC file registry),
 ``due.py`` (revisits coming due), ``reads.py`` (status, parse captures,
 unsent events); ``dialects.py`` holds each database's differences.

@@ -2,7 +2,7 @@
 
 :class:`~shoal.frontier.sql.SqlFrontier` calls :func:`complete` inside its
 ``sync`` transaction, before it claims; ``lock`` is its ``FOR UPDATE`` wrapper
-and ``add`` its insert of new URLs.
+and ``adder`` its insert of new URLs (:mod:`shoal.frontier.new_urls`).
 
 Guarantees:
 
@@ -25,7 +25,7 @@ Guarantees:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -43,16 +43,14 @@ from sqlalchemy.sql.visitors import replacement_traverse
 
 from shoal.frontier import claim as claim_sql
 from shoal.frontier import due as revisit_sql
+from shoal.frontier import new_urls
 from shoal.frontier.contract import HostUpdate, NewURL, Outcome, Status
 from shoal.frontier.tables import hosts, urls
 
-__all__ = ["AddURLs", "Writer", "complete", "worker_counts"]
+__all__ = ["Writer", "complete", "worker_counts"]
 
 _U = urls.c
 _H = hosts.c
-
-AddURLs = Callable[[Connection, int, Sequence[NewURL], int, int], tuple[int, list[tuple[int, int]]]]
-"""``add(conn, crawl_id, new, default_delay_ms, now)`` -> (URLs new, ``(crawl_id, host_key)`` of hosts created)."""
 
 
 class Writer:
@@ -135,7 +133,7 @@ def complete(
     conn: Connection,
     writer: Writer,
     lock: claim_sql.Lock,
-    add: AddURLs,
+    adder: new_urls.Adder,
     crawl_id: int,
     owner: str,
     outcomes: list[Outcome],
@@ -200,7 +198,7 @@ def complete(
     applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
     found = revisit_sql.count_unknown(conn, crawl_id, applied)
     revisit_sql.record_found(conn, found)
-    added, fresh = add(conn, crawl_id, links, default_delay_ms, now)
+    added, fresh = adder.add(conn, crawl_id, links, default_delay_ms, now)
     for hu in sorted(host_updates, key=lambda h: h.host_key):
         _apply_host_update(conn, crawl_id, hu)
     return accepted, added, fresh, done, found

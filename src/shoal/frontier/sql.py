@@ -7,8 +7,9 @@ their URLs, so the minimum interval per host holds for the whole fleet.
 Outcomes are fenced by the lease token. Dialect differences live in
 :mod:`shoal.frontier.dialects`; the claim query and reaper in
 :mod:`shoal.frontier.claim`, the outcome writer in :mod:`shoal.frontier.outcomes`,
-the ``workers`` and ``events`` writes in :mod:`shoal.frontier.workers` and
-:mod:`shoal.frontier.events` (all run inside this class's transactions).
+the inserts of new URLs in :mod:`shoal.frontier.new_urls`, the ``workers`` and
+``events`` writes in :mod:`shoal.frontier.workers` and :mod:`shoal.frontier.events`
+(all run inside this class's transactions).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shoal.errors import DatabaseFull, DatabaseUnavailable, FrontierError
 from shoal.frontier import claim as claim_sql
-from shoal.frontier import dialects, policy, reads, warc_files
+from shoal.frontier import dialects, new_urls, policy, reads, warc_files
 from shoal.frontier import due as revisit_sql
 from shoal.frontier import events as event_sql
 from shoal.frontier import outcomes as outcome_sql
@@ -57,7 +58,6 @@ class SqlFrontier:
         self.dialect = self.engine.dialect.name
         self._skip_locked = dialects.uses_skip_locked(self.engine)
         self._snapshot_options = dialects.snapshot_options(self.engine)
-        self._known_hosts: set[tuple[int, int]] = set()
         self._rng = random.Random()
         try:
             ensure_schema(self.engine, create=create)
@@ -67,7 +67,8 @@ class SqlFrontier:
             ) from None
         self._offset_ms = 0
         self._measure_clock()
-        self._build_statements()
+        self._adder = new_urls.Adder(self.engine)
+        self._outcomes = outcome_sql.Writer(self.engine)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -132,15 +133,11 @@ class SqlFrontier:
             return q
         return q.with_for_update(skip_locked=skip)
 
-    def _build_statements(self) -> None:
-        self._ins_url = dialects.insert_ignore(self.engine, urls, ["crawl_id", "url_key"])
-        # RETURNING tells how many rows were really new (executemany rowcounts are not
-        # reliable across drivers); MySQL has no RETURNING but an exact rowcount.
-        self._ins_url_counted = (
-            self._ins_url.returning(_U.id) if self.dialect != "mysql" else self._ins_url
-        )
-        self._ins_host = dialects.insert_ignore(self.engine, hosts, ["crawl_id", "host_key"])
-        self._outcomes = outcome_sql.Writer(self.engine)
+    def _tx_adding(self, fn: Callable[[Connection], tuple[T, list[tuple[int, int]]]]) -> T:
+        """Run ``fn`` (which adds URLs) in one transaction; the hosts it created are known once it committed."""
+        result, fresh = self._tx(fn)
+        self._adder.remember(fresh)
+        return result
 
     # -- crawls -----------------------------------------------------------
 
@@ -228,93 +225,12 @@ class SqlFrontier:
             )
         )
 
-    # -- adding URLs ------------------------------------------------------
-
-    def _add(
-        self,
-        conn: Connection,
-        crawl_id: int,
-        new: Sequence[NewURL],
-        default_delay_ms: int,
-        now: int,
-    ) -> tuple[int, list[tuple[int, int]]]:
-        if not new:
-            return 0, []
-        # Rows are inserted in key order: two transactions inserting overlapping
-        # keys then wait for each other in the same order instead of deadlocking.
-        unique = {n.url_key: n for n in reversed(new)}
-        keys = sorted(unique)
-        if self._skip_locked:
-            # On PostgreSQL an INSERT ... ON CONFLICT waits for any uncommitted
-            # change to a row with the same key (a claim or an outcome of that
-            # URL), which deadlocks against a worker completing it. Rows that
-            # already exist are known from a plain (non-waiting) read first.
-            existing: set[int] = set()
-            for chunk in claim_sql.chunks(keys, 500):
-                existing.update(
-                    r[0]
-                    for r in conn.execute(
-                        select(_U.url_key).where(_U.crawl_id == crawl_id, _U.url_key.in_(chunk))
-                    )
-                )
-            keys = [k for k in keys if k not in existing]
-            if not keys:
-                return 0, []
-        new = [unique[k] for k in keys]
-        fresh_hosts: dict[int, str] = {}
-        for n in new:
-            if (crawl_id, n.host_key) not in self._known_hosts:
-                fresh_hosts[n.host_key] = n.host
-        if fresh_hosts:
-            conn.execute(
-                self._ins_host,
-                [
-                    {
-                        "crawl_id": crawl_id,
-                        "host_key": k,
-                        "host": fresh_hosts[k][:255],
-                        "min_delay_ms": default_delay_ms,
-                        "next_fetch_at": 0,
-                        "paused_until": 0,
-                    }
-                    for k in sorted(fresh_hosts)
-                ],
-            )
-        res = conn.execute(
-            self._ins_url_counted,
-            [
-                {
-                    "crawl_id": crawl_id,
-                    "url_key": n.url_key,
-                    "url": n.url,
-                    "host_key": n.host_key,
-                    "status": n.status.value,
-                    "rule": n.rule,
-                    "kind": n.kind,
-                    "depth": n.depth,
-                    "priority": n.priority,
-                    "parent_id": n.parent_id,
-                    "redirects": n.redirects,
-                    "discovered_at": now,
-                    "next_attempt_at": now,
-                    "attempts": 0,
-                    "skip_reason": n.skip_reason,
-                }
-                for n in new
-            ],
-        )
-        added = max(res.rowcount or 0, 0) if self.dialect == "mysql" else len(res.all())
-        return added, [(crawl_id, k) for k in fresh_hosts]
-
     def add_urls(self, crawl_id: int, new: list[NewURL], default_delay_ms: int) -> int:
         """Add URLs (seeds); existing canonical URLs are left alone. Returns how many were new."""
 
-        def run(conn: Connection) -> tuple[int, list[tuple[int, int]]]:
-            return self._add(conn, crawl_id, new, default_delay_ms, self.now_ms())
-
-        added, fresh = self._tx(run)
-        self._known_hosts.update(fresh)
-        return added
+        return self._tx_adding(
+            lambda c: self._adder.add(c, crawl_id, new, default_delay_ms, self.now_ms())
+        )
 
     # -- the claim/complete cycle ----------------------------------------
 
@@ -385,9 +301,7 @@ class SqlFrontier:
                 )
             return SyncResult(accepted, claimed, added, reaped, found, promoted), fresh
 
-        result, fresh = self._tx(run)
-        self._known_hosts.update(fresh)
-        return result
+        return self._tx_adding(run)
 
     def _complete(
         self,
@@ -403,7 +317,7 @@ class SqlFrontier:
             conn,
             self._outcomes,
             self._lock,
-            self._add,
+            self._adder,
             crawl_id,
             owner,
             outcomes,
