@@ -23,7 +23,7 @@ from shoal.demo import (
     spec_text,
     start_in_thread,
 )
-from shoal.demo.pages import BLOG_POSTS, CP949_ONLY_POSTS, EUCKR_TITLES
+from shoal.demo.data import BLOG_POSTS, CP949_ONLY_POSTS, EUCKR_TITLES
 from shoal.spec import Rule, parse_spec
 
 HREF = re.compile(r'href="([^"]*)"', re.IGNORECASE)

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from shoal.demo import pages as site
+from shoal.demo import data as site
+from shoal.demo import pages
 from shoal.demo.images import NOTICE_LINES, notice_png
 from shoal.errors import SpecError
 from shoal.parse import (
@@ -535,8 +536,8 @@ def _rows(df: Any, cols: list[str]) -> list[dict[str, Any]]:
 def _blog_body(post: site.BlogPost) -> str:
     paragraphs = [
         post.lead_ko,
-        " ".join(site._pick(site.KO_POOL, post.no, 3)),
-        post.lead_en + " " + " ".join(site._pick(site.EN_POOL, post.no, 2, salt=3)),
+        " ".join(pages._pick(site.KO_POOL, post.no, 3)),
+        post.lead_en + " " + " ".join(pages._pick(site.EN_POOL, post.no, 2, salt=3)),
     ]
     if post.pii_sentence:
         sentence = post.pii_sentence
@@ -545,7 +546,7 @@ def _blog_body(post: site.BlogPost) -> str:
         paragraphs.append(sentence)
     if post.path in site.BROKEN_LINKS:
         paragraphs.append("자세한 사양은 예전 글에 정리해 두었습니다.")
-    paragraphs.append(site._pick(site.KO_POOL, post.no, 1, salt=11)[0])
+    paragraphs.append(pages._pick(site.KO_POOL, post.no, 1, salt=11)[0])
     return "\n".join(paragraphs)
 
 
@@ -631,7 +632,7 @@ def test_board_table_exact_rows(demo: Demo) -> None:
     ]
     want = []
     for no in range(1, site.BOARD_POSTS + 1):
-        p = site.board_post(no)
+        p = pages.board_post(no)
         want.append(
             {
                 "url": demo.url(site.board_post_path(no)),
@@ -658,7 +659,7 @@ def test_euckr_board_table_exact_rows_in_korean(demo: Demo) -> None:
             "title": site.EUCKR_TITLES[no - 1],
             "subject": site.EUCKR_TITLES[no - 1],
             "writer": site.BOARD_NICKS[(no * 3) % len(site.BOARD_NICKS)],
-            "body": "\n".join(site.euckr_post_body(no)),
+            "body": "\n".join(pages.euckr_post_body(no)),
             "post_no": no,
         }
         for no in range(1, site.EUCKR_POSTS + 1)
@@ -742,7 +743,7 @@ def test_csv_and_jsonl_outputs(demo: Demo, tmp_path: Path, fmt: str) -> None:
     assert len(df) == site.BOARD_POSTS
     first = df[df.url.str.endswith("no=3")].iloc[0]
     comments = json.loads(first.comments) if fmt == "csv" else list(first.comments)
-    assert comments == [c[2] for c in site.board_post(3).comments]
+    assert comments == [c[2] for c in pages.board_post(3).comments]
     assert load_report(out).tables["board"].format == fmt
 
 
@@ -809,8 +810,8 @@ def test_all_captures_reads_older_fetches_from_the_archive(demo: Demo, tmp_path:
     spec_path = clone(demo.data, tmp_path / "d", demo.base_url)
     post = site.BLOG_POSTS[1]
     url = demo.url(post.path)
-    changed = site.render_blog_post(post).replace(post.title, "옛날 제목")
-    same = site.render_blog_post(post)
+    changed = pages.render_blog_post(post).replace(post.title, "옛날 제목")
+    same = pages.render_blog_post(post)
     hour_ago = datetime.now(UTC) - timedelta(hours=1)
     with WarcWriter(tmp_path / "d" / "warc", prefix="older", fsync=False) as w:
         for i, html in enumerate((changed, same)):
@@ -1046,11 +1047,11 @@ dedup = "none"
 """.replace("OUT", (tmp_path / "out").as_posix())
     spec_path = clone(demo.data, tmp_path / "d", demo.base_url, parse=parse)
     r = run_parse(spec_path, processes=1, progress=False)
-    want = sum(len(site.board_post(n).comments) for n in range(1, site.BOARD_POSTS + 1))
+    want = sum(len(pages.board_post(n).comments) for n in range(1, site.BOARD_POSTS + 1))
     assert r.rows == {"comments": want}
     df = read_table(spec_path, "comments")
     assert list(df.columns) == ["url", "n", "who", "said"]
-    p = site.board_post(7)
+    p = pages.board_post(7)
     got = df[df.url == demo.url(site.board_post_path(7))].sort_values("n")
     assert list(zip(got.who, got.said, strict=True)) == [(w, t) for w, _d, t in p.comments]
 

@@ -1,4 +1,4 @@
-"""The demo crawl's spec and what a crawl with it must end with, derived from :mod:`shoal.demo.pages`.
+"""The demo crawl's spec and what a crawl with it must end with, derived from :mod:`shoal.demo.data`.
 
 :func:`spec_text` is the bundled ``demo.toml`` with a live server's URL and a
 data folder filled in; :func:`expected` the exact sets of URLs a correct
@@ -14,7 +14,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from shoal.demo.pages import (
+from shoal.demo.data import (
     BLOG_PAGES,
     BLOG_POSTS,
     BOARD_PAGES,

@@ -6,7 +6,7 @@ Routes:
   ``/board/free/read?no=N``: UTF-8 pages;
 - ``/euckr/list?page=N``, ``/euckr/read/N``: CP949 bytes with
   ``Content-Type: text/html`` and no charset parameter;
-- ``/robots.txt`` disallows :data:`~shoal.demo.pages.ROBOTS_DISALLOW`;
+- ``/robots.txt`` disallows :data:`~shoal.demo.data.ROBOTS_DISALLOW`;
 - ``/private/secret`` (disallowed by ``/robots.txt``), ``/slow`` (0.5 s),
   ``/too-slow`` (30 s), ``/error500``, ``/flaky`` (503 with ``Retry-After: 1``
   once per app, then 200), ``/gone`` (410), ``/redirect/1`` (302 → 301 → 302 →
@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from shoal.demo.pages import (
+from shoal.demo.data import (
     BLOG_PAGES,
     BLOG_POSTS,
     BOARD_PAGES,
@@ -39,6 +39,8 @@ from shoal.demo.pages import (
     ROBOTS_DISALLOW,
     SPECIAL_PAGES,
     SpecialPage,
+)
+from shoal.demo.pages import (
     blog_post,
     board_post,
     render_blog_list,
