@@ -122,8 +122,9 @@ def _pagination(page: int, pages: int, path: Callable[[int], str], cls: str = "p
     return " ".join(parts)
 
 
-def _date_ko(day: int) -> str:
-    return f"2026년 1월 {day}일"
+def _time(day: int) -> str:
+    """The ``<time>`` of a blog post published on ``day`` of January 2026, in Korean."""
+    return f'<time class="date" datetime="2026-01-{day:02d}">2026년 1월 {day}일</time>'
 
 
 def render_home() -> str:
@@ -153,7 +154,7 @@ def render_blog_list(page: int) -> str:
         items.append(
             f'<li class="post"><a class="title" href="{post.path}">{E(post.title)}</a>\n'
             f'<span class="author">{E(post.author)}</span> '
-            f'<time class="date" datetime="2026-01-{post.day:02d}">{_date_ko(post.day)}</time>\n'
+            f"{_time(post.day)}\n"
             f'<p class="summary">{E(post.lead_ko[:60])}…</p></li>'
         )
     body = (
@@ -190,7 +191,7 @@ def render_blog_post(post: BlogPost) -> str:
         '<article class="post">\n'
         f'<h1 class="title">{E(post.title)}</h1>\n'
         f'<p class="meta"><span class="author">{E(post.author)}</span> · '
-        f'<time class="date" datetime="2026-01-{post.day:02d}">{_date_ko(post.day)}</time> · '
+        f"{_time(post.day)} · "
         f'<span class="post-id">글번호 {post.no}</span></p>\n'
         f'<div class="content">\n{content}\n</div>\n'
         f'<ul class="tags">{tags}</ul>\n'
@@ -287,6 +288,11 @@ def render_board_post(p: BoardPost) -> str:
     return _html(p.title, body)
 
 
+def _euckr_writer(no: int) -> str:
+    """The nickname that wrote EUC-KR board post ``no``."""
+    return BOARD_NICKS[(no * 3) % len(BOARD_NICKS)]
+
+
 def euckr_post_body(no: int) -> list[str]:
     """The paragraphs of EUC-KR board post ``no``."""
     title = EUCKR_TITLES[no - 1]
@@ -306,7 +312,7 @@ def render_euckr_list(page: int) -> bytes:
     for no in _newest_first(EUCKR_POSTS, EUCKR_PER_PAGE, page):
         rows.append(
             f'<TR><TD>{no}</TD><TD><A HREF="{euckr_post_path(no)}">{E(EUCKR_TITLES[no - 1])}</A></TD>'
-            f"<TD>{E(BOARD_NICKS[(no * 3) % len(BOARD_NICKS)])}</TD><TD>2008.{no % 12 + 1:02d}.{no + 10:02d}</TD></TR>"
+            f"<TD>{E(_euckr_writer(no))}</TD><TD>2008.{no % 12 + 1:02d}.{no + 10:02d}</TD></TR>"
         )
     links = " ".join(
         f"<B>[{p}]</B>" if p == page else f'<A HREF="{euckr_list_path(p)}">[{p}]</A>'
@@ -332,7 +338,7 @@ def render_euckr_post(no: int) -> bytes:
     text = (
         f"<HTML>\n<HEAD>\n<TITLE>{E(title)}</TITLE>\n</HEAD>\n<BODY>\n"
         f'<H1 CLASS="subject">{E(title)}</H1>\n'
-        f'<P CLASS="writer">글쓴이: {E(BOARD_NICKS[(no * 3) % len(BOARD_NICKS)])}</P>\n'
+        f'<P CLASS="writer">글쓴이: {E(_euckr_writer(no))}</P>\n'
         f'<DIV CLASS="body">\n{paras}\n</DIV>\n'
         f'<P><A HREF="{euckr_list_path(page)}">목록으로</A></P>\n</BODY>\n</HTML>\n'
     )

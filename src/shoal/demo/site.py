@@ -27,19 +27,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-from shoal.demo.data import (
-    BLOG_PAGES,
-    BLOG_POSTS,
-    BOARD_PAGES,
-    BOARD_POSTS,
-    EUCKR_PAGES,
-    EUCKR_POSTS,
-    NOTICE_IMAGE,
-    REDIRECTS,
-    ROBOTS_DISALLOW,
-    SPECIAL_PAGES,
-    SpecialPage,
-)
+from shoal.demo import data
 from shoal.demo.pages import (
     blog_post,
     board_post,
@@ -148,50 +136,50 @@ async def _home(request: web.Request) -> web.StreamResponse:
 
 
 async def _robots(request: web.Request) -> web.StreamResponse:
-    text = "User-agent: *\n" + "".join(f"Disallow: {p}\n" for p in ROBOTS_DISALLOW)
+    text = "User-agent: *\n" + "".join(f"Disallow: {p}\n" for p in data.ROBOTS_DISALLOW)
     return web.Response(
         body=text.encode("ascii"), headers={"Content-Type": "text/plain; charset=utf-8"}
     )
 
 
 async def _blog_list(request: web.Request) -> web.StreamResponse:
-    page = _int_arg(request.query.get("page", "1"), 1, BLOG_PAGES)
+    page = _int_arg(request.query.get("page", "1"), 1, data.BLOG_PAGES)
     return _not_found() if page is None else _page_response(render_blog_list(page))
 
 
 async def _blog_post_handler(request: web.Request) -> web.StreamResponse:
-    no = _int_arg(request.match_info["no"], 1, len(BLOG_POSTS))
+    no = _int_arg(request.match_info["no"], 1, len(data.BLOG_POSTS))
     post = blog_post(no) if no is not None else None
     return _not_found() if post is None else _page_response(render_blog_post(post))
 
 
 async def _board_list(request: web.Request) -> web.StreamResponse:
-    page = _int_arg(request.query.get("page", "1"), 1, BOARD_PAGES)
+    page = _int_arg(request.query.get("page", "1"), 1, data.BOARD_PAGES)
     return _not_found() if page is None else _page_response(render_board_list(page))
 
 
 async def _board_read(request: web.Request) -> web.StreamResponse:
-    no = _int_arg(request.query.get("no"), 1, BOARD_POSTS)
+    no = _int_arg(request.query.get("no"), 1, data.BOARD_POSTS)
     return _not_found() if no is None else _page_response(render_board_post(board_post(no)))
 
 
-def _euckr_response(data: bytes) -> web.Response:
+def _euckr_response(body: bytes) -> web.Response:
     # Deliberately no charset parameter: the crawler has to find the encoding itself.
-    return web.Response(body=data, headers={"Content-Type": "text/html"})
+    return web.Response(body=body, headers={"Content-Type": "text/html"})
 
 
 async def _euckr_list(request: web.Request) -> web.StreamResponse:
-    page = _int_arg(request.query.get("page", "1"), 1, EUCKR_PAGES)
+    page = _int_arg(request.query.get("page", "1"), 1, data.EUCKR_PAGES)
     return _not_found() if page is None else _euckr_response(render_euckr_list(page))
 
 
 async def _euckr_read(request: web.Request) -> web.StreamResponse:
-    no = _int_arg(request.match_info["no"], 1, EUCKR_POSTS)
+    no = _int_arg(request.match_info["no"], 1, data.EUCKR_POSTS)
     return _not_found() if no is None else _euckr_response(render_euckr_post(no))
 
 
 async def _redirect(request: web.Request) -> web.StreamResponse:
-    hop = REDIRECTS.get(request.path)
+    hop = data.REDIRECTS.get(request.path)
     if hop is None:
         return _not_found()
     status, location = hop
@@ -202,7 +190,9 @@ async def _redirect(request: web.Request) -> web.StreamResponse:
     )
 
 
-def _special_handler(page: SpecialPage) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _special_handler(
+    page: data.SpecialPage,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         if page.delay:
             await asyncio.sleep(page.delay)
@@ -255,9 +245,9 @@ def make_app(log: RequestLog | None = None) -> web.Application:
     r.add_get("/euckr/list", _euckr_list)
     r.add_get("/euckr/read/{no}", _euckr_read)
     r.add_get("/redirect/{n}", _redirect)
-    r.add_get(NOTICE_IMAGE, _notice_png)
-    for page in SPECIAL_PAGES:
-        if page.path not in REDIRECTS:
+    r.add_get(data.NOTICE_IMAGE, _notice_png)
+    for page in data.SPECIAL_PAGES:
+        if page.path not in data.REDIRECTS:
             r.add_get(page.path, _special_handler(page))
     return app
 
