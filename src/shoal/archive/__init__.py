@@ -1,7 +1,8 @@
 """The archive stage: WARC files written during a crawl, read back later by reference.
 
 - :mod:`~shoal.archive.writer`: :class:`WarcWriter` appends fetched exchanges
-  to rotating WARC 1.1 files and returns a :class:`WarcRef` per response.
+  to rotating WARC 1.1 files and returns a :class:`WarcRef` per response;
+  :mod:`~shoal.archive.encode` builds and compresses the records it appends.
 - :mod:`~shoal.archive.reader`: :func:`read_record` reads one back by
   reference, from a folder or from S3 (one ranged GET per record);
   :mod:`~shoal.archive.scan`: :func:`archive_files` and
