@@ -1,6 +1,7 @@
 """The worker that ties the parts: claim → fetch → archive → links → complete.
 
-- :mod:`~shoal.worker.loop`: :class:`Worker`, the fetch tasks and the response decision carried out.
+- :mod:`~shoal.worker.loop`: :class:`Worker`, the fetch tasks: claimed URL → checks → fetch → archive.
+- :mod:`~shoal.worker.outcomes`: what becomes of a claimed URL (skips, failures and retries, responses carried out).
 - :mod:`~shoal.worker.sync`: :class:`~shoal.worker.sync.FrontierSync`, outcomes out and claims in, batched; heartbeats.
 - :mod:`~shoal.worker.hosts`: politeness as one worker carries it out (robots.txt, slots, Crawl-delay).
 - :mod:`~shoal.worker.links`: links found on a page, routed to rules, checked against the trap limits.

@@ -4,9 +4,9 @@ A worker holds no state the database does not have. It runs on one asyncio
 loop: ``concurrency`` fetch tasks take leased URLs from the sync task's queue
 (:class:`~shoal.worker.sync.FrontierSync`, which writes outcomes and claims in
 batches), check each one in turn against the address policy, robots.txt and
-the host's politeness slot, fetch it, write it to the WARC archive, and turn
-the response into an outcome with :func:`shoal.fetch.classify.decide`. WARC
-writes run on their own thread.
+the host's politeness slot, fetch it, write it to the WARC archive, and hand
+the response to :class:`~shoal.worker.outcomes.Outcomes`, which turns it into
+the URL's outcome. WARC writes run on their own thread.
 
 A critical error (the database gone past its grace, the archive's disk full
 or read-only) stops the worker cleanly: the URL it was on and every URL it
@@ -17,7 +17,6 @@ recorded, and :meth:`Worker.run` raises :class:`~shoal.errors.CriticalStop`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -26,37 +25,33 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
 
 from shoal import __version__
-from shoal.archive import WarcRef, WarcWriter
+from shoal.archive import WarcWriter
 from shoal.content import HTML_TYPES
-from shoal.content.codings import coding_problem
 from shoal.errors import (
     ArchiveError,
     CriticalStop,
     ErrorClass,
     FetchError,
-    FrontierError,
     PolicyRefusal,
     SkipReason,
     URLError,
 )
-from shoal.exchange import FetchRequest, FetchResult
+from shoal.exchange import FetchRequest
 from shoal.fetch.base import Fetcher
-from shoal.fetch.classify import Response, block_streak, decide, error_signature
 from shoal.fetch.http import HostHeaders
 from shoal.fetch.robots import RobotsCache
 from shoal.fetch.sitemaps import HostMap
-from shoal.frontier.contract import ClaimedURL, Frontier, HostUpdate, NewURL, Outcome, Status
-from shoal.frontier.policy import retry_at
+from shoal.frontier.contract import ClaimedURL, Frontier, Outcome
 from shoal.notify import Notifier
-from shoal.secrets import redact_text, redact_url
-from shoal.spec import Rule, Spec
+from shoal.secrets import redact_text
+from shoal.spec import Spec
 from shoal.urls import HostScope, canonicalize, host_of
 from shoal.worker import revisits
-from shoal.worker.hosts import HostMemory, Politeness
+from shoal.worker.hosts import Politeness
 from shoal.worker.links import LinkExtractor, Router
+from shoal.worker.outcomes import Outcomes
 from shoal.worker.stats import WorkerStats
 from shoal.worker.sync import FrontierSync, LeaseLost
 
@@ -120,8 +115,6 @@ class Worker:
         self.links = LinkExtractor(self.router, self.scope, spec.limits)
         self.host_headers = HostHeaders(spec.scope.resolved_headers(), spec.crawl.seeds)
         self.concurrency = spec.worker.concurrency
-        self.revisits = revisits.RevisitPlan.of(spec)
-        self.host_map = HostMap(spec.crawl.host_map)
         self._io = ThreadPoolExecutor(1, thread_name_prefix="shoal-warc")
         self.sync = FrontierSync(
             frontier=frontier,
@@ -137,7 +130,12 @@ class Worker:
         self.polite = Politeness(
             spec=spec, frontier=frontier, crawl_id=crawl_id, robots=robots, retry=self.sync.retry
         )
-        self._signatures: set[str] = set()
+        self.outcomes = Outcomes(
+            sync=self.sync,
+            links=self.links,
+            host_map=HostMap(spec.crawl.host_map),
+            plan=revisits.RevisitPlan.of(spec),
+        )
         self._unsynced_writes = 0
         self._critical: str | None = None
         self._fetch_tasks: list[asyncio.Task[None]] = []
@@ -269,113 +267,26 @@ class Worker:
         except FetchError as exc:
             if exc.error_class is ErrorClass.CRITICAL:
                 raise CriticalStop(exc.detail) from None
-            return self._failure(c, exc.error_class, exc.detail, http_status=exc.http_status)
+            return self.outcomes.failure(
+                c, exc.error_class, exc.detail, http_status=exc.http_status
+            )
         except ArchiveError as exc:
             if exc.critical:
                 raise CriticalStop(_archive_message(exc)) from None
-            return await self._unknown(c, exc)
+            return await self.outcomes.unknown(c, exc)
         except OSError as exc:
             if exc.errno in ArchiveError.CRITICAL_ERRNOS:
                 raise CriticalStop(_archive_message(exc)) from None
-            return await self._unknown(c, exc)
+            return await self.outcomes.unknown(c, exc)
         except Exception as exc:
-            return await self._unknown(c, exc)
-
-    async def _unknown(self, c: ClaimedURL, exc: Exception) -> Outcome:
-        sig = error_signature(exc)
-        log.exception("unexpected error on %s (signature %s)", redact_url(c.url), sig)
-        if sig not in self._signatures:
-            self._signatures.add(sig)
-            try:
-                if not await self.sync.call(self.frontier.has_signature, self.crawl_id, sig):
-                    await self.sync.call(
-                        self.frontier.record_event,
-                        self.crawl_id,
-                        "new_error",
-                        redact_text(
-                            f"new kind of error {type(exc).__name__}: {exc} (first seen on {c.url})"
-                        ),
-                        severity="warning",
-                        worker_id=self.id,
-                        url=redact_url(c.url),
-                        error_class="unknown",
-                        signature=sig,
-                    )
-            except FrontierError:  # the event is a courtesy: the outcome is what counts
-                pass
-        return self._failure(
-            c, ErrorClass.UNKNOWN, redact_text(f"{type(exc).__name__}: {exc} [signature {sig}]")
-        )
-
-    def _failure(
-        self,
-        c: ClaimedURL,
-        cls: ErrorClass,
-        detail: str,
-        *,
-        http_status: int | None = None,
-        retry_after: float | None = None,
-        ref: WarcRef | None = None,
-        result: FetchResult | None = None,
-        host_update: HostUpdate | None = None,
-    ) -> Outcome:
-        lim = self.spec.limits
-        now = self.frontier.now_ms()
-        retryable = cls in (
-            ErrorClass.TRANSIENT,
-            ErrorClass.UNKNOWN,
-            ErrorClass.MISSING,
-            ErrorClass.BLOCKED,
-        )
-        max_tries = lim.max_retries if cls is not ErrorClass.MISSING else min(lim.max_retries, 2)
-        o = _outcome(
-            c,
-            Status.FAILED,
-            error_class=cls.value,
-            error_detail=detail,
-            http_status=http_status,
-            fetched_at=now,
-            host_update=host_update,
-        )
-        if ref is not None and result is not None:
-            _attach(o, ref, result)
-        if retryable and c.attempts <= max_tries:
-            o.status = Status.PENDING
-            o.next_attempt_at = retry_at(
-                now,
-                c.attempts,
-                lim.retry_base,
-                lim.retry_max,
-                retry_after,
-                self.spec.politeness.max_retry_after,
-            )
-        return o
+            return await self.outcomes.unknown(c, exc)
 
     async def wait_host_slot(self, url: str) -> None:
         """Take a politeness slot of ``url``'s host outside a claim (robots.txt fetches)."""
         await self.polite.wait_host_slot(url)
 
-    @staticmethod
-    def _skipped(
-        c: ClaimedURL,
-        reason: str,
-        *,
-        detail: str | None = None,
-        result: FetchResult | None = None,
-        host_update: HostUpdate | None = None,
-    ) -> Outcome:
-        return _outcome(
-            c,
-            Status.SKIPPED,
-            skip_reason=reason,
-            error_detail=detail,
-            http_status=result.status if result is not None else None,
-            content_type=result.content_type if result is not None else None,
-            host_update=host_update,
-        )
-
     async def _fetch_and_decide(self, c: ClaimedURL) -> Outcome:
-        """Address policy, robots.txt, politeness slot, fetch, archive, then :meth:`_decide`.
+        """Address policy, robots.txt, politeness slot, fetch, archive, then :meth:`Outcomes.response <shoal.worker.outcomes.Outcomes.response>`.
 
         The address policy is asked first, so a refused host is ``skipped``
         ``address_policy`` without a request for its robots.txt either. A 2xx
@@ -394,16 +305,16 @@ class Worker:
         lim = self.spec.limits
         skip_types = not lim.archive_non_html and c.kind not in ("asset", *revisits.LISTING_KINDS)
         if c.previous is None and self.sync.over_budget(c):
-            return self._skipped(c, SkipReason.MAX_PAGES.value)
+            return self.outcomes.skipped(c, SkipReason.MAX_PAGES.value)
         try:
             if self.address_check is not None:
                 await self.address_check(c.url)
             ok, robots_update, why = await self.polite.robots_ok(c, mem)
             if ok is False:
-                return self._skipped(c, SkipReason.ROBOTS.value)
+                return self.outcomes.skipped(c, SkipReason.ROBOTS.value)
             if ok is None:
                 ttl = self.robots.temporary_ttl if self.robots is not None else 300.0
-                return self._failure(c, ErrorClass.TRANSIENT, why, retry_after=ttl)
+                return self.outcomes.failure(c, ErrorClass.TRANSIENT, why, retry_after=ttl)
             await self.polite.wait_slot(c.not_before, c.host_key)
             await self.polite.pace(mem)
             request = FetchRequest(
@@ -429,9 +340,9 @@ class Worker:
                 log.warning(
                     "not fetching from %s: %s%s", host_of(c.url), redact_text(exc.detail), hint
                 )
-            return self._skipped(c, exc.reason.value, detail=redact_text(exc.detail))
+            return self.outcomes.skipped(c, exc.reason.value, detail=redact_text(exc.detail))
         if skip_types and 200 <= result.status < 300 and result.content_type not in HTML_TYPES:
-            return self._skipped(
+            return self.outcomes.skipped(
                 c,
                 SkipReason.CONTENT_TYPE.value,
                 detail=f"{result.content_type} is not archived (limits.archive_non_html = false)",
@@ -446,223 +357,7 @@ class Worker:
         ref = archived.ref
         self._unsynced_writes += 1
         self.stats.bytes_archived += ref.length
-        return await self._decide(c, rule, result, ref, robots_update, mem, archived)
-
-    async def _decide(
-        self,
-        c: ClaimedURL,
-        rule: Rule | None,
-        res: FetchResult,
-        ref: WarcRef,
-        host_update: HostUpdate | None,
-        mem: HostMemory,
-        archived: revisits.Archived | None = None,
-    ) -> Outcome:
-        """Carry out :func:`~shoal.fetch.classify.decide`: outcome, host update, event, links.
-
-        A page that brought nothing new (a 304, an unchanged payload) extracts no
-        links; a sitemap or feed adds the URLs it lists.
-        """
-        now = self.frontier.now_ms()
-        p = self.spec.politeness
-        mem.block_streak = block_streak(mem.block_streak, res.status)
-        rendered = res.rendered_html is not None
-        d = decide(
-            Response(
-                res.status,
-                res.reason,
-                truncated=res.truncated,
-                content_type=res.content_type,
-                body_empty=not res.body,
-                rendered=rendered,
-                coding_problem=(
-                    coding_problem(res.header("content-encoding"))
-                    if res.decoded is None and not rendered
-                    else None
-                ),
-                retry_after=res.header("retry-after"),
-            ),
-            streak=mem.block_streak,
-            block_threshold=p.block_threshold,
-            max_body_bytes=self.spec.limits.max_body_bytes,
-        )
-        if d.error_class is not None:
-            retry_after = d.retry_after
-            if d.blocked:
-                host_update = HostUpdate(
-                    c.host_key, pause_until=now + int(p.block_pause * 1000), pause_reason="blocked"
-                )
-                await self.sync.call(
-                    self.frontier.record_event,
-                    self.crawl_id,
-                    "blocked",
-                    f"host {host_of(c.url)} answered {mem.block_streak} times 403/429 in a row: "
-                    f"paused for {p.block_pause:.0f}s",
-                    severity="warning",
-                    worker_id=self.id,
-                    url=redact_url(c.url),
-                    host=host_of(c.url),
-                    error_class="blocked",
-                )
-                mem.block_streak = 0
-                retry_after = p.block_pause
-            elif retry_after is not None:
-                host_update = HostUpdate(
-                    c.host_key,
-                    not_before=now + int(min(retry_after, p.max_retry_after) * 1000),
-                    min_delay_ms=host_update.min_delay_ms if host_update else None,
-                )
-            return self._failure(
-                c,
-                d.error_class,
-                d.detail,
-                http_status=res.status,
-                retry_after=retry_after,
-                ref=ref,
-                result=res,
-                host_update=host_update,
-            )
-        o = _outcome(
-            c,
-            Status.DONE,
-            http_status=res.status,
-            fetched_at=now,
-            host_update=host_update,
-        )
-        _attach(o, ref, res)
-        unchanged = False
-        if archived is not None:
-            unchanged = revisits.settle(o, c, archived, res, self.revisits.due(c, now))
-        if mem.sitemaps:
-            o.links.extend(revisits.source_urls_of(mem.sitemaps, c.url, self.host_map, self.scope))
-            mem.sitemaps = []
-        if d.redirect:
-            return await self._redirect(c, res, o)
-        if unchanged:
-            return o
-        if c.kind in revisits.LISTING_KINDS:
-            return await self._listing(c, res, o)
-        if res.content_type in HTML_TYPES:
-            if c.kind == "list":
-                left = self.sync.budget_left()  # this page is one of them
-                budget = None if left is None else max(0, left - 1)
-                page = self.links.extract(c, rule, res, budget=budget)
-                o.links = page.links
-                if page.cut:
-                    await self._flooded(c, page.cut)
-            elif c.kind == "detail" and rule is not None and rule.images:
-                o.links = self.links.assets(c, rule.images, res)
-        return o
-
-    async def _listing(self, c: ClaimedURL, res: FetchResult, o: Outcome) -> Outcome:
-        """A sitemap or feed: the URLs it lists; pages it dates after their last fetch come due now."""
-        body = res.decoded if res.decoded is not None else res.body
-        links, dated, problem = revisits.listing_links(
-            c,
-            body,
-            self.host_map,
-            lambda canon, parent: self.links.new_url(
-                canon,
-                parent_id=parent.id,
-                parent_rule=parent.rule,
-                parent_kind=parent.kind,
-                parent_depth=parent.depth,
-            ),
-            self.scope.allows,
-            max_bytes=self.spec.limits.max_body_bytes,
-        )
-        if problem is not None:
-            log.warning("%s", redact_text(problem))
-            o.error_detail = problem[:500]
-        o.links.extend(links)
-        if dated:
-            await self.sync.retry(self.frontier.refresh_urls, self.crawl_id, dated)
-        return o
-
-    async def _flooded(self, c: ClaimedURL, cut: int) -> None:
-        """Count and report a page whose links were cut at ``max_links_per_page``."""
-        self.stats.links_cut += cut
-        cap = self.spec.limits.max_links_per_page
-        message = (
-            f"{redact_url(c.url)}: {cut} link(s) past the first {cap} new ones cut "
-            "(limits.max_links_per_page)"
-        )
-        log.warning("%s", message)
-        with contextlib.suppress(FrontierError):
-            await self.sync.call(
-                self.frontier.record_event,
-                self.crawl_id,
-                SkipReason.MAX_LINKS.value,
-                message,
-                severity="warning",
-                worker_id=self.id,
-                url=redact_url(c.url),
-                host=host_of(c.url),
-            )
-
-    async def _redirect(self, c: ClaimedURL, res: FetchResult, o: Outcome) -> Outcome:
-        location = res.header("location")
-        if not location:
-            return o
-        try:
-            # Credentials in the target (a relative Location inherits the page's) stay out of the frontier.
-            target = canonicalize(location, c.url, self.scope.strip)
-        except URLError as exc:
-            o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
-            o.error_detail = redact_text(f"redirect to an uncrawlable URL: {exc}")
-            return o
-        o.final_url = target.url
-        hops = c.redirects + 1
-        if hops > self.spec.limits.max_redirects:
-            o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
-            o.error_detail = f"redirect chain longer than {self.spec.limits.max_redirects} hops"
-            return o
-        chain = [canonicalize(c.url).url_key]
-        if c.redirects > 0:
-            chain = await self.sync.retry(self.frontier.redirect_chain, c.id, c.redirects)
-        if target.url_key in chain:
-            o.status, o.error_class = Status.FAILED, ErrorClass.PERMANENT.value
-            o.error_detail = f"redirect loop back to {redact_url(target.url)}"
-            return o
-        new = self.links.new_url(
-            target,
-            parent_id=c.id,
-            parent_rule=c.rule,
-            parent_kind=c.kind,
-            parent_depth=c.depth,
-            redirects=hops,
-        )
-        if new is None:
-            # The target is outside the crawl's scope: recorded so the user sees where it went.
-            new = NewURL(
-                target.url,
-                target.url_key,
-                target.host,
-                target.host_key,
-                c.rule,
-                c.kind,
-                c.depth,
-                parent_id=c.id,
-                redirects=hops,
-                status=Status.SKIPPED,
-                skip_reason=SkipReason.SCOPE.value,
-            )
-        new.depth = c.depth  # a redirect is the same page moved, not one hop deeper
-        o.links = [new]
-        return o
-
-
-def _outcome(c: ClaimedURL, status: Status, **fields: Any) -> Outcome:
-    """The outcome ``status`` of the claimed URL ``c`` (its lease and host), with ``fields``."""
-    return Outcome(c.id, c.lease_token, status, host_key=c.host_key, **fields)
-
-
-def _attach(o: Outcome, ref: WarcRef, result: FetchResult) -> None:
-    o.warc_file, o.warc_offset, o.warc_length = ref.file, ref.offset, ref.length
-    o.warc_record_id = ref.record_id
-    o.content_type = result.content_type
-    o.body_bytes = len(result.body)
-    o.fetch_ms = int(result.elapsed * 1000)
+        return await self.outcomes.response(c, rule, result, ref, robots_update, mem, archived)
 
 
 def _archive_message(exc: Exception) -> str:
