@@ -26,26 +26,16 @@ What it does, and guarantees:
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from shoal.errors import URLError
 from shoal.spec import Rule, Spec
 from shoal.trial.result import LinkVerdict, Step, TableTrial, TrialError, TrialResult, timed
 from shoal.trial.source import Fetched, fetch_page, read_archived
-from shoal.urls import Canonical, HostScope, canonicalize
-from shoal.worker.links import LinkExtractor, Router
+from shoal.urls import Canonical, canonicalize
+from shoal.worker.links import LinkExtractor, Router, crawl_scope, page_base
 
 __all__ = ["try_page"]
-
-
-def _scope(spec: Spec) -> HostScope:
-    hosts = list(spec.scope.allowed_hosts)
-    if not hosts:
-        for s in spec.crawl.seeds:
-            with contextlib.suppress(URLError):
-                hosts.append(canonicalize(s).host)
-    return HostScope(hosts, spec.scope.strip_query_params)
 
 
 def _rule_label(rule: Rule | None, index: int) -> str:
@@ -57,16 +47,11 @@ def _rule_label(rule: Rule | None, index: int) -> str:
 def _links(
     spec: Spec, router: Router, c: Canonical, target_rule: int, kind: str, page: Fetched
 ) -> list[LinkVerdict]:
-    scope = _scope(spec)
+    scope = crawl_scope(spec)
     ex = LinkExtractor(router, scope, spec.limits)
     rule = router.rule(target_rule)
     hrefs, base = ex.hrefs(page.html, rule.follow if rule is not None else None)
-    base_url = page.final_url or c.url
-    if base:
-        with contextlib.suppress(URLError):
-            base_url = canonicalize(base, base_url).url
-    cut = base_url.find("/", base_url.find("//") + 2)
-    origin = base_url[:cut] if cut >= 0 else base_url
+    base_url, origin = page_base(page.final_url or c.url, base)
     out: list[LinkVerdict | tuple[str, Canonical]] = []
     seen: set[int] = {c.url_key}
     found: list[Canonical] = []
@@ -118,7 +103,7 @@ def _links(
 def _images(
     spec: Spec, router: Router, c: Canonical, rule: Rule, page: Fetched
 ) -> list[LinkVerdict]:
-    ex = LinkExtractor(router, _scope(spec), spec.limits)
+    ex = LinkExtractor(router, crawl_scope(spec), spec.limits)
     out = []
     for src in ex.srcs(page.html, rule.images or ""):
         try:
@@ -199,7 +184,7 @@ def try_page(
     """Run one page through ``spec`` (see the module docstring); raises TrialError when it cannot."""
     steps: list[Step] = []
     try:
-        c = canonicalize(url, strip=_scope(spec).strip)
+        c = canonicalize(url, strip=crawl_scope(spec).strip)
     except URLError as exc:
         raise TrialError(f"{url!r} is not a URL a crawl can fetch: {exc}") from None
     router = Router(spec.rules)

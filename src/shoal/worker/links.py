@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from shoal.errors import SkipReason, URLError
 from shoal.exchange import FetchResult
 from shoal.frontier.contract import ClaimedURL, NewURL, Status
-from shoal.spec import LimitsSpec, Rule, UrlPattern
+from shoal.spec import LimitsSpec, Rule, Spec, UrlPattern
 from shoal.urls import Canonical, HostScope, canonicalize
 from shoal.worker import markup
 
@@ -69,6 +69,8 @@ __all__ = [
     "PageLinks",
     "Router",
     "Target",
+    "crawl_scope",
+    "page_base",
     "page_print",
     "url_shape",
 ]
@@ -92,6 +94,35 @@ _CALENDAR_SPAN = 100
 _DIGITS = re.compile(r"[0-9]+")
 _DIGITS_B = re.compile(rb"[0-9]+")
 _TAGS_B = re.compile(rb"<[^>]*>")
+
+
+def crawl_scope(spec: Spec) -> HostScope:
+    """The hosts a crawl of ``spec`` follows links to, and the query parameters it strips.
+
+    ``[scope] allowed_hosts`` when set, else the hosts of the seeds and of the
+    ``[crawl]`` sources (sitemaps, feeds); a seed that is not a crawlable URL
+    adds none.
+    """
+    hosts = list(spec.scope.allowed_hosts)
+    if not hosts:
+        for url in [*spec.crawl.seeds, *(source.url for source in spec.crawl.sources)]:
+            with contextlib.suppress(URLError):
+                hosts.append(canonicalize(url).host)
+    return HostScope(hosts, spec.scope.strip_query_params)
+
+
+def page_base(url: str, base: str | None) -> tuple[str, str]:
+    """What relative links on page ``url`` resolve against, and its origin (``scheme://host:port``).
+
+    ``base`` is the page's ``<base href>``: it counts when it resolves to a
+    crawlable URL, else the page's own URL is the base.
+    """
+    base_url = url
+    if base:
+        with contextlib.suppress(URLError):
+            base_url = canonicalize(base, url).url
+    cut = base_url.find("/", base_url.find("//") + 2)
+    return base_url, base_url[:cut] if cut >= 0 else base_url
 
 
 def url_shape(url: str) -> str:
@@ -246,12 +277,7 @@ class LinkExtractor:
         hrefs, base, unread, first_unread = markup.bounded_hrefs(
             html, selectors, self.limits.max_links_per_page
         )
-        base_url = c.url
-        if base:
-            with contextlib.suppress(URLError):
-                base_url = canonicalize(base, c.url).url
-        cut = base_url.find("/", base_url.find("//") + 2)
-        origin = base_url[:cut] if cut >= 0 else base_url
+        base_url, origin = page_base(c.url, base)
         seen = self.seen
         page: set[int] = set()
         targets: list[tuple[Canonical, Target]] = []

@@ -36,7 +36,6 @@ from shoal.errors import (
     FetchError,
     PolicyRefusal,
     SkipReason,
-    URLError,
 )
 from shoal.exchange import FetchRequest
 from shoal.fetch.base import Fetcher
@@ -47,10 +46,10 @@ from shoal.frontier.contract import ClaimedURL, Frontier, Outcome
 from shoal.notify import Notifier
 from shoal.secrets import redact_text
 from shoal.spec import Spec
-from shoal.urls import HostScope, canonicalize, host_of
+from shoal.urls import host_of
 from shoal.worker import revisits
 from shoal.worker.hosts import Politeness
-from shoal.worker.links import LinkExtractor, Router
+from shoal.worker.links import LinkExtractor, Router, crawl_scope
 from shoal.worker.outcomes import Outcomes
 from shoal.worker.stats import WorkerStats
 from shoal.worker.sync import FrontierSync, LeaseLost
@@ -111,8 +110,7 @@ class Worker:
         self.id = worker_id or make_worker_id()
         self.stats = stats or WorkerStats()
         self.router = Router(spec.rules)
-        self.scope = HostScope(_allowed_hosts(spec), spec.scope.strip_query_params)
-        self.links = LinkExtractor(self.router, self.scope, spec.limits)
+        self.links = LinkExtractor(self.router, crawl_scope(spec), spec.limits)
         self.host_headers = HostHeaders(spec.scope.resolved_headers(), spec.crawl.seeds)
         self.concurrency = spec.worker.concurrency
         self._io = ThreadPoolExecutor(1, thread_name_prefix="shoal-warc")
@@ -365,15 +363,3 @@ def _archive_message(exc: Exception) -> str:
         f"cannot write the archive: {exc} "
         "(free disk space, make the archive folder writable, or change [storage] archive)"
     )
-
-
-def _allowed_hosts(spec: Spec) -> list[str]:
-    if spec.scope.allowed_hosts:
-        return list(spec.scope.allowed_hosts)
-    hosts = []
-    for s in [*spec.crawl.seeds, *(src.url for src in spec.crawl.sources)]:
-        try:
-            hosts.append(canonicalize(s).host)
-        except URLError:
-            continue
-    return hosts
