@@ -30,18 +30,20 @@ from tests.test_frontier import done, new, sync
 FREEZER = textwrap.dedent(
     """
     import os, signal, sys
-    from shoal.frontier import SqlFrontier
+    from shoal.frontier import SqlFrontier, outcomes
     from tests.test_frontier import done, sync
 
-    class Freezing(SqlFrontier):
-        def _complete(self, conn, *args, **kwargs):
-            out = super()._complete(conn, *args, **kwargs)
-            if args[2]:  # outcomes: their rows are locked and written, not yet committed
-                print("frozen", flush=True)
-                os.kill(os.getpid(), signal.SIGSTOP)
-            return out
+    complete = outcomes.complete
 
-    f = Freezing(sys.argv[1], create=False)
+    def freezing(conn, writer, lock, adder, crawl_id, owner, given, *args):
+        out = complete(conn, writer, lock, adder, crawl_id, owner, given, *args)
+        if given:  # outcomes: their rows are locked and written, not yet committed
+            print("frozen", flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return out
+
+    outcomes.complete = freezing
+    f = SqlFrontier(sys.argv[1], create=False)
     cid = int(sys.argv[2])
     f.register_worker(cid, "frozen", hostname="h", ip=None, pid=os.getpid(), version="t", concurrency=1)
     claimed = sync(f, cid, "frozen", claim=20, lease_ms=2000).claimed

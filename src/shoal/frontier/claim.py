@@ -1,18 +1,22 @@
-"""SQL of the claim: the page budget, the lease of due URLs per host, and the reaper.
+"""SQL of the claim: the page budget, the lease of due URLs per host, politeness slots, and the reaper.
 
 :class:`~shoal.frontier.sql.SqlFrontier` calls these functions inside its own
-transactions (``sync``); ``lock`` is its ``FOR UPDATE [SKIP LOCKED]`` wrapper.
+transactions (``sync``, ``reserve_slot``, ``skip_pending``); ``lock`` is its
+``FOR UPDATE [SKIP LOCKED]`` wrapper. :mod:`shoal.frontier.workers` gives leases
+back with :func:`unleased`.
 
 Guarantees:
 
 - A claim leases only pending URLs that are due, of hosts not paused and whose
   next politeness slot is within the horizon; host rows are locked with their
-  URLs, so the minimum interval per host holds for the whole fleet.
+  URLs, so the minimum interval per host holds for the whole fleet. A slot
+  taken outside a claim (:func:`reserve_slot`) locks the host row the same way.
 - Under a crawl's ``max_pages``, first fetches (done plus in flight) never
   exceed the budget fleet-wide; once spent, only refetches are claimed.
 - The reaper takes back a lease only when its time passed *and* its owner's
   heartbeat is older than ``lease_ms``; rows another transaction holds are
-  skipped, not waited for.
+  skipped, not waited for. A lease taken back counts in ``lease_lost`` (and
+  the crawl's ``leases_reaped``); one its owner gives back costs no attempt.
 """
 
 from __future__ import annotations
@@ -30,7 +34,16 @@ from shoal.frontier import due as revisit_sql
 from shoal.frontier.contract import ClaimedURL, Status
 from shoal.frontier.tables import crawls, hosts, urls, workers
 
-__all__ = ["budget", "chunks", "lease_due", "reap"]
+__all__ = [
+    "budget",
+    "chunks",
+    "count_reaped",
+    "lease_due",
+    "reap",
+    "reserve_slot",
+    "skip_unfetched",
+    "unleased",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,19 +89,55 @@ def budget(
     ).scalar_one()
     spent = int(fetched) + done_now
     if spent >= int(budget):
-        conn.execute(
-            update(urls)
-            .where(
-                _U.crawl_id == crawl_id,
-                _U.status == Status.PENDING.value,
-                _U.first_fetched_at.is_(None),
-            )
-            .values(status=Status.SKIPPED.value, skip_reason=SkipReason.MAX_PAGES.value)
-        )
+        skip_unfetched(conn, crawl_id, SkipReason.MAX_PAGES.value)
     left = int(budget) - spent - int(first_in_flight)
     if left <= 0:
         return want, True
     return min(want, left), False
+
+
+def skip_unfetched(conn: Connection, crawl_id: int, reason: str) -> int:
+    """Mark ``skipped`` with ``reason`` every pending URL never fetched; returns how many.
+
+    A page fetched before and pending again for its revisit keeps its place.
+    """
+    res = conn.execute(
+        update(urls)
+        .where(
+            _U.crawl_id == crawl_id,
+            _U.status == Status.PENDING.value,
+            _U.first_fetched_at.is_(None),
+        )
+        .values(status=Status.SKIPPED.value, skip_reason=reason)
+    )
+    return max(res.rowcount or 0, 0)
+
+
+def unleased(now: int, *, lost: bool) -> dict[str, Any]:
+    """The values that put a leased URL back to pending, due now, its lease cleared.
+
+    A ``lost`` lease (its owner died) counts in ``lease_lost``; a lease its owner
+    gives back returns the attempt the claim charged.
+    """
+    charge = {"lease_lost": _U.lease_lost + 1} if lost else {"attempts": _U.attempts - 1}
+    return dict(
+        status=Status.PENDING.value,
+        lease_owner=None,
+        lease_token=None,
+        lease_expires_at=None,
+        next_attempt_at=now,
+        **charge,
+    )
+
+
+def count_reaped(conn: Connection, crawl_id: int, n: int) -> None:
+    """Add ``n`` lost leases to the crawl's ``leases_reaped`` (its one shared row: written only when leases came back)."""
+    if n:
+        conn.execute(
+            update(crawls)
+            .where(crawls.c.id == crawl_id)
+            .values(leases_reaped=crawls.c.leases_reaped + n)
+        )
 
 
 def lease_due(
@@ -172,9 +221,6 @@ def lease_due(
         rows = conn.execute(lock(uq)).all()
         if not rows:
             continue
-        slots, next_free = policy.assign_slots(
-            now, hrow.next_fetch_at, hrow.min_delay_ms, jitter, len(rows), rng
-        )
         ids = [r.id for r in rows]
         for chunk in chunks(ids, 500):
             conn.execute(
@@ -188,12 +234,7 @@ def lease_due(
                     attempts=_U.attempts + 1,
                 )
             )
-        if hrow.min_delay_ms > 0:
-            conn.execute(
-                update(hosts)
-                .where(_H.crawl_id == crawl_id, _H.host_key == hrow.host_key)
-                .values(next_fetch_at=next_free)
-            )
+        slots = _take_slots(conn, rng, crawl_id, hrow.host_key, hrow, jitter, len(rows), now)
         for r, slot in zip(rows, slots, strict=True):
             out.append(
                 ClaimedURL(
@@ -211,6 +252,53 @@ def lease_due(
                 )
             )
     return out
+
+
+def reserve_slot(
+    conn: Connection,
+    rng: random.Random,
+    lock: Lock,
+    crawl_id: int,
+    host_key: int,
+    jitter: float,
+    now: int,
+) -> int:
+    """Take the next politeness slot of a host outside a claim (redirect hops, robots); ``now`` for an unknown host."""
+    row = conn.execute(
+        lock(
+            select(_H.min_delay_ms, _H.next_fetch_at).where(
+                _H.crawl_id == crawl_id, _H.host_key == host_key
+            ),
+            skip=False,
+        )
+    ).first()
+    if row is None:
+        return now
+    return _take_slots(conn, rng, crawl_id, host_key, row, jitter, 1, now)[0]
+
+
+def _take_slots(
+    conn: Connection,
+    rng: random.Random,
+    crawl_id: int,
+    host_key: int,
+    host: Any,
+    jitter: float,
+    n: int,
+    now: int,
+) -> list[int]:
+    """``n`` fetch slots of a host whose row the caller locked (``host``: its ``min_delay_ms``,
+    ``next_fetch_at``); the host's next free slot moves past them."""
+    slots, next_free = policy.assign_slots(
+        now, host.next_fetch_at, host.min_delay_ms, jitter, n, rng
+    )
+    if host.min_delay_ms > 0:
+        conn.execute(
+            update(hosts)
+            .where(_H.crawl_id == crawl_id, _H.host_key == host_key)
+            .values(next_fetch_at=next_free)
+        )
+    return slots
 
 
 def reap(conn: Connection, crawl_id: int, now: int, lease_ms: int, lock: Lock) -> int:
@@ -239,14 +327,7 @@ def reap(conn: Connection, crawl_id: int, now: int, lease_ms: int, lock: Lock) -
         res = conn.execute(
             update(urls)
             .where(_U.id.in_(chunk), _U.status == "leased")
-            .values(
-                status="pending",
-                lease_owner=None,
-                lease_token=None,
-                lease_expires_at=None,
-                lease_lost=_U.lease_lost + 1,
-                next_attempt_at=now,
-            )
+            .values(**unleased(now, lost=True))
         )
         n += max(res.rowcount or 0, 0)
     if n:

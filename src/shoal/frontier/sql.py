@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shoal.errors import DatabaseFull, DatabaseUnavailable, FrontierError
 from shoal.frontier import claim as claim_sql
-from shoal.frontier import dialects, new_urls, policy, reads, warc_files
+from shoal.frontier import dialects, new_urls, reads, warc_files
 from shoal.frontier import due as revisit_sql
 from shoal.frontier import events as event_sql
 from shoal.frontier import outcomes as outcome_sql
@@ -147,31 +147,21 @@ class SqlFrontier:
 
         def run(conn: Connection) -> CrawlInfo:
             now = self.now_ms()
+            submitted = dict(
+                spec=spec_text,
+                spec_hash=digest,
+                state="running",
+                updated_at=now,
+                max_pages=max_pages,
+            )
             row = conn.execute(select(crawls).where(crawls.c.name == name)).first()
             if row is None:
-                conn.execute(
-                    crawls.insert().values(
-                        name=name,
-                        spec=spec_text,
-                        spec_hash=digest,
-                        state="running",
-                        created_at=now,
-                        updated_at=now,
-                        max_pages=max_pages,
-                    )
-                )
+                conn.execute(crawls.insert().values(name=name, created_at=now, **submitted))
             elif row.spec_hash != digest or row.state != "running" or row.max_pages != max_pages:
                 conn.execute(
                     update(crawls)
                     .where(crawls.c.id == row.id)
-                    .values(
-                        spec=spec_text,
-                        spec_hash=digest,
-                        state="running",
-                        updated_at=now,
-                        finished_at=None,
-                        max_pages=max_pages,
-                    )
+                    .values(finished_at=None, **submitted)
                 )
             r = conn.execute(select(crawls).where(crawls.c.name == name)).one()
             return CrawlInfo(r.id, r.name, r.spec, r.state)
@@ -258,8 +248,16 @@ class SqlFrontier:
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
             now = self.now_ms()
             reaped = claim_sql.reap(conn, crawl_id, now, lease_ms, self._lock) if reap else 0
-            accepted, added, fresh, done, found = self._complete(
-                conn, crawl_id, owner, outcomes, default_delay_ms, now
+            accepted, added, fresh, done, found = outcome_sql.complete(
+                conn,
+                self._outcomes,
+                self._lock,
+                self._adder,
+                crawl_id,
+                owner,
+                outcomes,
+                default_delay_ms,
+                now,
             )
             want, refetch_only = (
                 claim_sql.budget(conn, crawl_id, claim, done, self._lock)
@@ -287,13 +285,7 @@ class SqlFrontier:
                 if want > 0
                 else []
             )
-            if reaped:
-                # The crawl's one shared row: written only when leases came back (rare).
-                conn.execute(
-                    update(crawls)
-                    .where(crawls.c.id == crawl_id)
-                    .values(leases_reaped=crawls.c.leases_reaped + reaped)
-                )
+            claim_sql.count_reaped(conn, crawl_id, reaped)
             applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
             if applied:
                 worker_sql.count(
@@ -303,55 +295,11 @@ class SqlFrontier:
 
         return self._tx_adding(run)
 
-    def _complete(
-        self,
-        conn: Connection,
-        crawl_id: int,
-        owner: str,
-        outcomes: list[Outcome],
-        default_delay_ms: int,
-        now: int,
-    ) -> tuple[list[bool], int, list[tuple[int, int]], int, dict[int, int]]:
-        """Apply a sync's outcomes (:func:`shoal.frontier.outcomes.complete`) with this frontier's lock and insert."""
-        return outcome_sql.complete(
-            conn,
-            self._outcomes,
-            self._lock,
-            self._adder,
-            crawl_id,
-            owner,
-            outcomes,
-            default_delay_ms,
-            now,
-        )
-
     def reserve_slot(self, crawl_id: int, host_key: int, jitter: float) -> int:
         """Reserve the next politeness slot of a host outside a claim (redirect hops, robots)."""
-
-        def run(conn: Connection) -> int:
-            now = self.now_ms()
-            row = conn.execute(
-                self._lock(
-                    select(_H.min_delay_ms, _H.next_fetch_at).where(
-                        _H.crawl_id == crawl_id, _H.host_key == host_key
-                    ),
-                    skip=False,
-                )
-            ).first()
-            if row is None:
-                return now
-            slots, nxt = policy.assign_slots(
-                now, row.next_fetch_at, row.min_delay_ms, jitter, 1, self._rng
-            )
-            if row.min_delay_ms > 0:
-                conn.execute(
-                    update(hosts)
-                    .where(_H.crawl_id == crawl_id, _H.host_key == host_key)
-                    .values(next_fetch_at=nxt)
-                )
-            return slots[0]
-
-        return self._tx(run)
+        return self._now_tx(
+            claim_sql.reserve_slot, self._rng, self._lock, crawl_id, host_key, jitter
+        )
 
     def heartbeat(self, crawl_id: int, owner: str, lease_ms: int) -> int:
         """Record that ``owner`` is alive, which keeps every lease it holds; returns 1 if it is registered.
@@ -436,18 +384,7 @@ class SqlFrontier:
 
         A page fetched before and pending again for its revisit keeps its place.
         """
-
-        def run(conn: Connection) -> int:
-            res = conn.execute(
-                update(urls)
-                .where(
-                    _U.crawl_id == crawl_id, _U.status == "pending", _U.first_fetched_at.is_(None)
-                )
-                .values(status="skipped", skip_reason=reason)
-            )
-            return max(res.rowcount or 0, 0)
-
-        return self._tx(run)
+        return self._tx(lambda c: claim_sql.skip_unfetched(c, crawl_id, reason))
 
     def redirect_chain(self, url_id: int, limit: int) -> list[int]:
         """The url_keys of the URLs that redirected to this one (nearest first), up to ``limit``."""

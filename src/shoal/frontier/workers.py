@@ -20,7 +20,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
-from shoal.frontier.tables import crawls, urls, workers
+from shoal.frontier import claim as claim_sql
+from shoal.frontier.tables import urls, workers
 
 __all__ = ["count", "heartbeat", "register", "release", "release_dead", "running_on", "stop"]
 
@@ -116,14 +117,7 @@ def release(conn: Connection, crawl_id: int, owner: str, now: int) -> int:
     res = conn.execute(
         update(urls)
         .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == owner)
-        .values(
-            status="pending",
-            lease_owner=None,
-            lease_token=None,
-            lease_expires_at=None,
-            attempts=_U.attempts - 1,
-            next_attempt_at=now,
-        )
+        .values(**claim_sql.unleased(now, lost=False))
     )
     return max(res.rowcount or 0, 0)
 
@@ -146,23 +140,11 @@ def release_dead(conn: Connection, crawl_id: int, worker_id: str, now: int) -> i
     res = conn.execute(
         update(urls)
         .where(_U.crawl_id == crawl_id, _U.status == "leased", _U.lease_owner == worker_id)
-        .values(
-            status="pending",
-            lease_owner=None,
-            lease_token=None,
-            lease_expires_at=None,
-            lease_lost=_U.lease_lost + 1,
-            next_attempt_at=now,
-        )
+        .values(**claim_sql.unleased(now, lost=True))
     )
     conn.execute(
         update(workers).where(workers.c.id == worker_id).values(state="dead", stopped_at=now)
     )
     n = max(res.rowcount or 0, 0)
-    if n:
-        conn.execute(
-            update(crawls)
-            .where(crawls.c.id == crawl_id)
-            .values(leases_reaped=crawls.c.leases_reaped + n)
-        )
+    claim_sql.count_reaped(conn, crawl_id, n)
     return n
