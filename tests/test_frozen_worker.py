@@ -30,10 +30,10 @@ from tests.test_frontier import done, new, sync
 FREEZER = textwrap.dedent(
     """
     import os, signal, sys
-    from shoal.frontier import SqlFrontier, outcomes
+    from shoal.frontier import SqlFrontier, complete as completion
     from tests.test_frontier import done, sync
 
-    complete = outcomes.complete
+    complete = completion.complete
 
     def freezing(conn, writer, lock, adder, crawl_id, owner, given, *args):
         out = complete(conn, writer, lock, adder, crawl_id, owner, given, *args)
@@ -42,7 +42,7 @@ FREEZER = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGSTOP)
         return out
 
-    outcomes.complete = freezing
+    completion.complete = freezing
     f = SqlFrontier(sys.argv[1], create=False)
     cid = int(sys.argv[2])
     f.register_worker(cid, "frozen", hostname="h", ip=None, pid=os.getpid(), version="t", concurrency=1)

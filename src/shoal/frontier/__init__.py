@@ -3,7 +3,7 @@
 Open one with :class:`SqlFrontier` (a SQLAlchemy URL: ``sqlite:///path``,
 ``postgresql://...``, ``mysql://...``); type against :class:`Frontier`. Every
 SQL statement of shoal lives in this package: ``sql.py`` (:class:`SqlFrontier`,
-the sync), ``outcomes.py`` (outcomes written under their lease, with their
+the sync), ``complete.py`` (outcomes written under their lease, with their
 links and host changes), ``new_urls.py`` (seeds and links inserted, new
 canonical URLs only), ``claim.py`` (the claim query, the page budget, the
 lease reaper), ``workers.py`` (worker rows, heartbeats),

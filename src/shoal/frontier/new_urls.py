@@ -1,7 +1,7 @@
 """SQL of adding URLs (seeds, and the links of outcomes): only canonical URLs the crawl does not have yet.
 
 :class:`~shoal.frontier.sql.SqlFrontier` calls :meth:`Adder.add` inside its own
-transactions (``add_urls``; ``sync`` through :func:`shoal.frontier.outcomes.complete`).
+transactions (``add_urls``; ``sync`` through :func:`shoal.frontier.complete.complete`).
 
 Guarantees:
 

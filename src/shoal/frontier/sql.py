@@ -6,7 +6,7 @@ Claims lease a batch of due URLs with ``SELECT ... FOR UPDATE SKIP LOCKED``
 their URLs, so the minimum interval per host holds for the whole fleet.
 Outcomes are fenced by the lease token. Dialect differences live in
 :mod:`shoal.frontier.dialects`; the claim query and reaper in
-:mod:`shoal.frontier.claim`, the outcome writer in :mod:`shoal.frontier.outcomes`,
+:mod:`shoal.frontier.claim`, the outcome writer in :mod:`shoal.frontier.complete`,
 the inserts of new URLs in :mod:`shoal.frontier.new_urls`, the ``workers`` and
 ``events`` writes in :mod:`shoal.frontier.workers` and :mod:`shoal.frontier.events`
 (all run inside this class's transactions).
@@ -26,10 +26,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shoal.errors import DatabaseFull, DatabaseUnavailable, FrontierError
 from shoal.frontier import claim as claim_sql
+from shoal.frontier import complete as completion
 from shoal.frontier import dialects, new_urls, reads, warc_files
 from shoal.frontier import due as revisit_sql
 from shoal.frontier import events as event_sql
-from shoal.frontier import outcomes as outcome_sql
 from shoal.frontier import workers as worker_sql
 from shoal.frontier.contract import CrawlInfo, Frontier, NewURL, Outcome, SyncResult
 from shoal.frontier.schema import ensure_schema
@@ -68,7 +68,7 @@ class SqlFrontier:
         self._offset_ms = 0
         self._measure_clock()
         self._adder = new_urls.Adder(self.engine)
-        self._outcomes = outcome_sql.Writer(self.engine)
+        self._outcomes = completion.Writer(self.engine)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -248,7 +248,7 @@ class SqlFrontier:
         def run(conn: Connection) -> tuple[SyncResult, list[tuple[int, int]]]:
             now = self.now_ms()
             reaped = claim_sql.reap(conn, crawl_id, now, lease_ms, self._lock) if reap else 0
-            accepted, added, fresh, done, found = outcome_sql.complete(
+            accepted, added, fresh, done, found = completion.complete(
                 conn,
                 self._outcomes,
                 self._lock,
@@ -289,7 +289,7 @@ class SqlFrontier:
             applied = [o for o, ok in zip(outcomes, accepted, strict=True) if ok]
             if applied:
                 worker_sql.count(
-                    conn, crawl_id, owner, now, outcome_sql.worker_counts(applied, done, found)
+                    conn, crawl_id, owner, now, completion.worker_counts(applied, done, found)
                 )
             return SyncResult(accepted, claimed, added, reaped, found, promoted), fresh
 
