@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from shoal.archive import WarcRef, WarcWriter, iter_records, read_record
+from shoal.archive.encode import sha1_digest
 from shoal.crawl import run_async, start_crawl
 from shoal.errors import ArchiveError
 from shoal.exchange import FetchResult
@@ -29,7 +30,6 @@ from shoal.frontier.revisit import (
     format_duration,
     next_revisit,
     parse_duration,
-    payload_digest,
     validators,
     verdict,
 )
@@ -88,14 +88,14 @@ def test_conditional_headers_only_with_a_known_payload() -> None:
 def test_verdict_tells_not_modified_identical_and_changed_apart() -> None:
     """304 with a known payload is not modified; a 200 with the same digest identical; else changed."""
     body = b"<html>same</html>"
-    pay = PayloadRef(payload_digest(body), "f", 0, 1, "<urn:uuid:1>", 5)
+    pay = PayloadRef(sha1_digest(body), "f", 0, 1, "<urn:uuid:1>", 5)
     prev = Previous(1, 1, None, None, pay)
     assert verdict(prev, 304, None) is Verdict.NOT_MODIFIED
-    assert verdict(prev, 200, payload_digest(body)) is Verdict.IDENTICAL
-    assert verdict(prev, 200, payload_digest(b"other")) is Verdict.CHANGED
-    assert verdict(None, 200, payload_digest(body)) is Verdict.CHANGED
+    assert verdict(prev, 200, sha1_digest(body)) is Verdict.IDENTICAL
+    assert verdict(prev, 200, sha1_digest(b"other")) is Verdict.CHANGED
+    assert verdict(None, 200, sha1_digest(body)) is Verdict.CHANGED
     assert verdict(Previous(1, 1), 304, None) is Verdict.CHANGED
-    assert payload_digest(b"").startswith("sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ")
+    assert sha1_digest(b"").startswith("sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ")
 
 
 # -- the frontier ----------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def test_revisit_records_are_valid_warc_and_refer_to_the_payload(tmp_path: Path)
     )
     w = WarcWriter(tmp_path, prefix="t", fsync=False)
     first = w.write_exchange(ok, fetched_at=1_700_000_000)
-    digest = payload_digest(body)
+    digest = sha1_digest(body)
     not_modified = FetchResult(
         "http://a.example/p", 304, "Not Modified", "1.1", [("ETag", '"e1"')], b"", []
     )

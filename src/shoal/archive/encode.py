@@ -143,10 +143,8 @@ class _Serialiser(BaseWARCWriter):  # type: ignore[misc]
         return b"".join(sink.parts)
 
 
-_EMPTY_SHA1 = "sha1:" + base64.b32encode(hashlib.sha1(b"").digest()).decode("ascii")
-
-
-def _sha1(*parts: bytes) -> str:
+def sha1_digest(*parts: bytes) -> str:
+    """A WARC digest of the parts joined: ``sha1:`` and base32 (block and payload digests, revisits)."""
     h = hashlib.sha1()
     for part in parts:
         h.update(part)
@@ -318,7 +316,7 @@ class RecordEncoder:
             ("WARC-Refers-To-Target-URI", _target_uri(of["refers_to_uri"])),
             ("WARC-Refers-To-Date", _warc_date(of["refers_to_date"])),
             ("WARC-Payload-Digest", _field(of["payload_digest"])),
-            ("WARC-Block-Digest", _sha1(http.headers_buff)),
+            ("WARC-Block-Digest", sha1_digest(http.headers_buff)),
         ]
         record = self._serialiser.create_warc_record(
             "",
@@ -350,7 +348,7 @@ class RecordEncoder:
             ("WARC-Record-ID", _record_id()),
             ("WARC-Filename", filename),
             ("WARC-Date", _warc_date(time.time())),
-            ("WARC-Block-Digest", _sha1(body)),
+            ("WARC-Block-Digest", sha1_digest(body)),
         ]
         record = self._serialiser.create_warc_record(
             "",
@@ -383,13 +381,13 @@ class RecordEncoder:
     ) -> bytes:
         http.compute_headers_buffer()
         assert http.headers_buff is not None
-        payload_digest = _sha1(payload) if payload else _EMPTY_SHA1
+        payload_digest = sha1_digest(payload)
         headers = [
             ("WARC-Type", rec_type),
             ("WARC-Record-ID", record_id),
             *fields,
             ("WARC-Payload-Digest", payload_digest),
-            ("WARC-Block-Digest", _sha1(http.headers_buff, payload)),
+            ("WARC-Block-Digest", sha1_digest(http.headers_buff, payload)),
         ]
         record = self._serialiser.create_warc_record(
             "",
@@ -411,7 +409,7 @@ class RecordEncoder:
         content_type: str,
         data: bytes,
     ) -> bytes:
-        digest = _sha1(data)
+        digest = sha1_digest(data)
         headers = [
             ("WARC-Type", rec_type),
             ("WARC-Record-ID", record_id),

@@ -17,8 +17,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,7 +29,6 @@ __all__ = [
     "format_duration",
     "next_revisit",
     "parse_duration",
-    "payload_digest",
     "validators",
     "verdict",
 ]
@@ -186,11 +183,6 @@ def conditional_headers(prev: Previous | None) -> tuple[tuple[str, str], ...]:
     if last:
         out.append(("If-Modified-Since", last))
     return tuple(out)
-
-
-def payload_digest(body: bytes) -> str:
-    """The payload digest as WARC records carry it: ``sha1:`` and base32."""
-    return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")
 
 
 def verdict(prev: Previous | None, status: int, digest: str | None) -> Verdict:

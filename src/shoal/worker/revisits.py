@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.archive import WarcRef, WarcWriter
+from shoal.archive.encode import sha1_digest
 from shoal.errors import ListingError, URLError
 from shoal.exchange import FetchResult
 from shoal.fetch.sitemaps import HostMap, read_listing
@@ -36,7 +37,6 @@ from shoal.frontier.revisit import (
     Verdict,
     conditional_headers,
     next_revisit,
-    payload_digest,
     validators,
     verdict,
 )
@@ -120,7 +120,7 @@ def archive(
     """
     prev = c.previous
     digest = (
-        payload_digest(result.body)
+        sha1_digest(result.body)
         if result.status == 200 and result.truncated is None and not result.rendered
         else None
     )
