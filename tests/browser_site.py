@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from tests.sites import ThreadedSite
+
 __all__ = ["Canary", "SiteServer"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -238,14 +240,6 @@ WITH_SUBRESOURCES = """<!doctype html><html><head><title>subresources</title></h
 </script></body></html>"""
 
 
-async def _cancel_all() -> None:
-    """End handlers still running (a slow page a fetcher gave up on) so the loop closes clean."""
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
 class Canary:
     """A TCP and a UDP socket on ``host`` (same port) that record every connection and datagram.
 
@@ -313,7 +307,7 @@ class Canary:
             self.hits.append(f"udp {len(data)} bytes")
 
 
-class SiteServer:
+class SiteServer(ThreadedSite):
     """Serves the test pages on ``host`` (port chosen by the OS) from a daemon thread.
 
     ``log`` lists the path (with query) of every request received, in order,
@@ -321,6 +315,8 @@ class SiteServer:
     the ``host:port`` the SSRF page points at. The hostile pages take their
     target as ``?t=host:port`` (see :class:`Canary`).
     """
+
+    thread_name = "browser-site"
 
     def __init__(
         self,
@@ -335,11 +331,6 @@ class SiteServer:
         self.port = 0
         self.log: list[str] = []
         self.headers: list[dict[str, str]] = []
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="browser-site", daemon=True
-        )
 
     @property
     def base(self) -> str:
@@ -351,22 +342,7 @@ class SiteServer:
         """The absolute URL of ``path``."""
         return self.base + path
 
-    def start(self) -> SiteServer:
-        """Start serving; returns self."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and end the thread."""
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        asyncio.run_coroutine_threadsafe(_cancel_all(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    async def _start(self) -> None:
+    async def _open(self) -> None:
         app = web.Application(middlewares=[self._logger])
         routes: dict[str, Handler] = {
             "/ajax": self._ajax,
@@ -402,11 +378,8 @@ class SiteServer:
         }
         for path, handler in routes.items():
             app.router.add_get(path, handler)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        runner = await self._runner(app, shutdown_timeout=2.0)
+        self.port = await self._listen(runner, self.host, ssl_context=self.ssl_context)
 
     @web.middleware
     async def _logger(self, request: web.Request, handler: Handler) -> web.StreamResponse:

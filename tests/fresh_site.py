@@ -19,7 +19,6 @@ conditional, so tests count requests exactly.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import threading
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 
 from aiohttp import web
+
+from tests.sites import ThreadedSite
 
 __all__ = ["FreshSite", "Hit", "Post"]
 
@@ -57,8 +58,10 @@ class Hit:
 
 
 @dataclass
-class FreshSite:
+class FreshSite(ThreadedSite):
     """Serves the board in a background thread; the test changes it and reads ``log``."""
+
+    thread_name = "fresh-site"
 
     host: str = "127.0.0.1"
     now: float = 1_700_000_000.0
@@ -118,48 +121,10 @@ class FreshSite:
 
     # -- serving --------------------------------------------------------------------------
 
-    def start(self) -> FreshSite:
-        """Start serving; returns self once the port listens."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fresh site did not start")
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join(10)
-
-    def __enter__(self) -> FreshSite:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve(ready))
-        finally:
-            self._loop.close()
-
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stopping = asyncio.Event()
+    async def _open(self) -> None:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        ready.set()
-        await self._stopping.wait()
-        await runner.cleanup()
+        self.port = await self._listen(await self._runner(app), self.host, self.port)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path_qs

@@ -8,12 +8,12 @@ each being a separate host for politeness; links stay on their own host.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from tests.sites import ThreadedSite
 
 __all__ = ["GraphSite"]
 
@@ -24,11 +24,13 @@ def links_of(i: int, n: int) -> list[int]:
 
 
 @dataclass
-class GraphSite:
+class GraphSite(ThreadedSite):
     """Serves the graph in a background thread; ``hits`` is [(monotonic time, host, path)].
 
     ``peers`` holds the client address of each hit, in the same order.
     """
+
+    thread_name = "graph-site"
 
     n: int = 1000
     hosts: tuple[str, ...] = ("127.0.0.1",)
@@ -42,30 +44,7 @@ class GraphSite:
         h = host or self.hosts[0]
         return f"http://{h}:{self.ports[h]}{path}"
 
-    def start(self) -> GraphSite:
-        """Start serving; returns self once every host listens."""
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("graph site did not start")
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def _run(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve(ready))
-        finally:
-            self._loop.close()
-
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stop = asyncio.Event()
+    async def _open(self) -> None:
         pad = "x" * self.padding
 
         async def page(request: web.Request) -> web.Response:
@@ -88,12 +67,6 @@ class GraphSite:
         app = web.Application()
         app.router.add_get("/p/{i}", page)
         app.router.add_get("/robots.txt", robots)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
+        runner = await self._runner(app)
         for h in self.hosts:
-            site = web.TCPSite(runner, h, 0)
-            await site.start()
-            self.ports[h] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
+            self.ports[h] = await self._listen(runner, h)

@@ -103,6 +103,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from tests.sites import ThreadedSite
 from tests.vectors import TESTDATA
 
 SAMPLES = TESTDATA / "compression-samples"
@@ -212,8 +213,10 @@ ROBOTS: dict[str, _Robots] = {
 
 
 @dataclass
-class HostileSite:
+class HostileSite(ThreadedSite):
     """The hostile site in a background thread; use :func:`start_hostile_site` and :meth:`stop`."""
+
+    thread_name = "hostile-site"
 
     hubs: dict[str, list[str]] = field(default_factory=dict)
     """``/hub/{name}`` links these (placeholders ``{base}``, ``{alt}``, ``{raw}``, ``{refused}``)."""
@@ -224,9 +227,6 @@ class HostileSite:
     alt_port: int = 0
     raw_port: int = 0
     refused_port: int = 0
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _runner: web.AppRunner | None = None
     _raw: asyncio.Server | None = None
     _counts: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -280,73 +280,25 @@ class HostileSite:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start serving; returns once every socket listens."""
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._start())
-            except BaseException as exc:
-                errors.append(exc)
-                loop.run_until_complete(self._cleanup())
-                loop.close()
-                ready.set()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(self._cleanup())
-                loop.close()
-
+    async def _open(self) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.refused_port = s.getsockname()[1]
-        self._thread = threading.Thread(target=run, name="hostile-site", daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        if errors:
-            raise errors[0]
-
-    async def _start(self) -> None:
         app = web.Application(middlewares=[self._record])
         self._routes(app)
-        runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=0.2, handler_cancellation=True
-        )
-        await runner.setup()
-        self._runner = runner
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        self.alt_port = runner.addresses[1][1]
-        with contextlib.suppress(
-            OSError
-        ):  # a second loopback address, to prove nothing connects there
-            await web.TCPSite(runner, "127.0.0.2", self.port).start()
+        runner = await self._runner(app, shutdown_timeout=0.2, handler_cancellation=True)
+        self.port = await self._listen(runner, "127.0.0.1")
+        self.alt_port = await self._listen(runner, "127.0.0.1")
+        # A second loopback address, to prove nothing connects there.
+        with contextlib.suppress(OSError):
+            await self._listen(runner, "127.0.0.2", self.port)
         self._raw = await asyncio.start_server(self._raw_handler, "127.0.0.1", 0)
         self.raw_port = self._raw.sockets[0].getsockname()[1]
 
-    async def _cleanup(self) -> None:
+    async def _close(self) -> None:
         if self._raw is not None:
             self._raw.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def stop(self) -> None:
-        """Stop serving (requests in flight are cut) and wait for the thread."""
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
+        await super()._close()
 
     def count(self, request: web.Request) -> int:
         """How many times this host name asked for this path before (0 the first time)."""
@@ -827,6 +779,9 @@ async def _blocked(request: web.Request) -> web.StreamResponse:
 # -- raw routes ----------------------------------------------------------------------------------
 
 
+RawRoute = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
 async def _raw_send(writer: asyncio.StreamWriter, data: bytes) -> None:
     writer.write(data)
     await writer.drain()
@@ -971,9 +926,7 @@ RAW_ROUTES: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
 
 def start_hostile_site() -> HostileSite:
     """Start a :class:`HostileSite` on free ports of 127.0.0.1."""
-    site = HostileSite()
-    site.start()
-    return site
+    return HostileSite().start()
 
 
 # -- running a crawl against it -----------------------------------------------------------------

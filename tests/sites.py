@@ -1,0 +1,97 @@
+"""The serve-in-a-thread skeleton of the test sites: an asyncio loop on a daemon thread, aiohttp on it.
+
+A site subclasses :class:`ThreadedSite` and opens its servers in ``_open``
+(a coroutine run on the site's loop), usually with :meth:`ThreadedSite._runner`
+and :meth:`ThreadedSite._listen`. :meth:`~ThreadedSite.start` returns once
+``_open`` is over, that is once every socket listens, or raises what stopped it
+(the loop and thread are then gone). :meth:`~ThreadedSite.stop` cleans up the
+runners (each with its own ``shutdown_timeout``), cancels the handlers still
+running (a slow page a client gave up on) so the loop closes clean, and ends the
+thread; stopping a site that is not running does nothing. A site is also a
+context manager (``with Site() as s:``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+from typing import Any, ClassVar, Self
+
+from aiohttp import web
+
+__all__ = ["ThreadedSite"]
+
+START_TIMEOUT = 30.0
+"""Seconds :meth:`ThreadedSite.start` waits for the sockets (a broken machine, not a slow one)."""
+
+
+class ThreadedSite:
+    """Test servers on an event loop of their own, in a daemon thread."""
+
+    thread_name: ClassVar[str] = "test-site"
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _runners: list[web.AppRunner] | None = None
+
+    async def _open(self) -> None:
+        """Open the servers (on the site's loop); the site is started when this returns."""
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        """Close the servers and end every task left on the loop."""
+        for runner in self._runners or []:
+            await runner.cleanup()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _runner(self, app: web.Application, **options: Any) -> web.AppRunner:
+        """A set-up runner of ``app`` (no access log), cleaned up by :meth:`stop`."""
+        runner = web.AppRunner(app, access_log=None, **options)
+        await runner.setup()
+        assert self._runners is not None
+        self._runners.append(runner)
+        return runner
+
+    @staticmethod
+    async def _listen(
+        runner: web.AppRunner, host: str, port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> int:
+        """Serve ``runner`` on ``host:port`` too (0: a free port); returns the port."""
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        return int(runner.addresses[-1][1])
+
+    def start(self) -> Self:
+        """Start serving; returns self once every socket listens."""
+        loop = asyncio.new_event_loop()
+        self._loop, self._runners = loop, []
+        self._thread = threading.Thread(target=loop.run_forever, name=self.thread_name, daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._open(), loop).result(START_TIMEOUT)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (requests in flight are cut) and end the thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(), loop).result(START_TIMEOUT)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(START_TIMEOUT)
+            if not thread.is_alive():
+                loop.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
