@@ -1,25 +1,46 @@
-"""A small local site for the browser tests, served by aiohttp on a background thread.
+"""Small local sites for the browser tests, served by aiohttp on a background thread, and their fixtures.
 
-Pages imitate what rendered crawls meet: an Ajax comment board, an infinite
-scroll list, a Naver-blog style ``iframe#mainFrame`` post, a "more comments"
-button, a page whose script never returns, and a page pointing at a refused
-address. Every request is logged so a test can prove what was (not) fetched.
+:class:`SiteServer` pages imitate what rendered crawls meet: an Ajax comment
+board, an infinite scroll list, a Naver-blog style ``iframe#mainFrame`` post, a
+"more comments" button, a page whose script never returns, and a page pointing
+at a refused address. Every request is logged so a test can prove what was
+(not) fetched. :class:`Canary` records any connection to an address a page
+must not reach.
+
+:class:`JsSite` is a board built by JavaScript, crawled with browser rules
+(:func:`js_board_spec`, fixture :func:`js_site`). The fixtures ``runner``,
+``site`` and ``other_site`` serve the fetcher tests: a test module imports them
+(and names them in its ``__all__``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import os
+import shutil
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
+import pytest
 from aiohttp import web
 
+from tests.conftest import missing
 from tests.sites import ThreadedSite
 
-__all__ = ["Canary", "SiteServer"]
+__all__ = [
+    "Canary",
+    "JsSite",
+    "SiteServer",
+    "js_board_spec",
+    "js_site",
+    "other_site",
+    "runner",
+    "site",
+]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -451,3 +472,134 @@ class SiteServer(ThreadedSite):
 
     async def _png(self, request: web.Request) -> web.StreamResponse:
         return web.Response(body=b"\x89PNG\r\n\x1a\n", content_type="image/png")
+
+
+# -- the JavaScript-built board of the browser crawls ----------------------------------------------
+
+# The list page builds its links with JavaScript; plain HTTP sees none of them.
+JS_LIST = """<!doctype html><html><head><title>js board</title></head><body><ul id="posts"></ul>
+<script>
+setTimeout(function () {
+  const ul = document.getElementById('posts');
+  for (let i = 1; i <= 3; i++) {
+    const li = document.createElement('li');
+    li.innerHTML = '<a class="post" href="/post/' + i + '">글 ' + i + '</a>';
+    ul.appendChild(li);
+  }
+}, 300);
+</script></body></html>"""
+
+JS_POST = """<!doctype html><html><head><title>post %d</title></head><body><h1>글 %d</h1><div id="c"></div>
+<script>setTimeout(function () {
+  const d = document.createElement('p'); d.className = 'comment'; d.textContent = '댓글 %d'; document.getElementById('c').appendChild(d);
+}, 300);</script></body></html>"""
+
+
+class JsSite(ThreadedSite):
+    """A tiny JavaScript-built board on 127.0.0.1: ``/`` links ``/post/1..3`` by script, each post adds its comment by script.
+
+    ``log`` lists the path of every request, ``cookies`` the Cookie header each path came with.
+    """
+
+    thread_name = "js-site"
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.cookies: dict[str, str | None] = {}
+        self.port = 0
+
+    @property
+    def base(self) -> str:
+        """``http://127.0.0.1:port``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _open(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/robots.txt", self._page)
+        app.router.add_get("/post/{n}", self._page)
+        self.port = await self._listen(await self._runner(app), "127.0.0.1")
+
+    async def _page(self, request: web.Request) -> web.Response:
+        self.log.append(request.path)
+        self.cookies[request.path] = request.headers.get("Cookie")
+        if request.path == "/robots.txt":
+            return web.Response(text="User-agent: *\nAllow: /\n")
+        if request.path == "/":
+            return web.Response(text=JS_LIST, content_type="text/html")
+        n = int(request.match_info.get("n", "0"))
+        return web.Response(text=JS_POST % (n, n, n), content_type="text/html")
+
+
+def js_board_spec(site: JsSite, data: Path, more: str = "") -> str:
+    """The crawl spec of :class:`JsSite`, its files in ``data``; ``more`` adds TOML sections.
+
+    Both rules render with the browser: ``list`` waits for the script-built
+    ``a.post`` links and follows them, ``post`` waits for the ``.comment``.
+    """
+    return f"""
+[crawl]
+name = "js"
+seeds = ["{site.base}/"]
+
+[[rules]]
+name = "list"
+glob = "/"
+kind = "list"
+render = "browser"
+wait_for = "a.post"
+follow = ["a.post"]
+
+[[rules]]
+name = "post"
+glob = "/post/*"
+kind = "detail"
+render = "browser"
+wait_for = ".comment"
+
+[scope]
+allow_private = true
+
+[limits]
+fetch_timeout = 30
+
+[storage]
+frontier = "sqlite:///{data}/f.sqlite"
+archive = "{data}/warc"
+{more}"""
+
+
+@pytest.fixture
+def js_site() -> Iterator[JsSite]:
+    """:class:`JsSite` running; chromedriver must be there (``missing`` otherwise)."""
+    if not (shutil.which("chromedriver") or os.path.exists("/usr/bin/chromedriver")):
+        missing(
+            "chromedriver",
+            "install Debian's chromium and chromium-driver (make test does it as root)",
+        )
+    with JsSite() as s:
+        yield s
+
+
+# -- fixtures of the fetcher tests -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[asyncio.Runner]:
+    """One event loop for the module's fetches (a browser fetcher lives across tests)."""
+    with asyncio.Runner() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[SiteServer]:
+    """The test pages on 127.0.0.1."""
+    with SiteServer("127.0.0.1") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def other_site() -> Iterator[SiteServer]:
+    """A second in-scope host:port (another port of 127.0.0.1)."""
+    with SiteServer("127.0.0.1") as s:
+        yield s

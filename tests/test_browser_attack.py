@@ -25,7 +25,7 @@ import pytest
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
 from shoal.spec import Rule
-from tests.browser_site import Canary, SiteServer
+from tests.browser_site import Canary, SiteServer, other_site, runner, site
 
 try:
     from shoal.fetch.browser.fetcher import BrowserFetcher
@@ -45,26 +45,7 @@ if not _FOUND:
 
 pytestmark = pytest.mark.browser
 
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[SiteServer]:
-    s = SiteServer("127.0.0.1").start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def other_site() -> Iterator[SiteServer]:
-    """A second in-scope host:port (another port of 127.0.0.1)."""
-    s = SiteServer("127.0.0.1").start()
-    yield s
-    s.stop()
+__all__ = ["other_site", "runner", "site"]
 
 
 @pytest.fixture(scope="module")

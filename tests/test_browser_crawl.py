@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import os
-import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from sqlalchemy import select
 
 from shoal.archive import iter_records
@@ -20,139 +14,30 @@ from shoal.crawl import run_async, run_loop, start_crawl
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls
 from shoal.spec import parse_spec
-from tests.conftest import missing
+from tests.browser_site import JsSite, js_board_spec, js_site
 
 pytestmark = pytest.mark.browser
 
-# The list page builds its links with JavaScript; plain HTTP sees none of them.
-LIST = """<!doctype html><html><head><title>js board</title></head><body><ul id="posts"></ul>
-<script>
-setTimeout(function () {
-  const ul = document.getElementById('posts');
-  for (let i = 1; i <= 3; i++) {
-    const li = document.createElement('li');
-    li.innerHTML = '<a class="post" href="/post/' + i + '">글 ' + i + '</a>';
-    ul.appendChild(li);
-  }
-}, 300);
-</script></body></html>"""
-
-POST = """<!doctype html><html><head><title>post %d</title></head><body><h1>글 %d</h1><div id="c"></div>
-<script>setTimeout(function () {
-  const d = document.createElement('p'); d.className = 'comment'; d.textContent = '댓글 %d'; document.getElementById('c').appendChild(d);
-}, 300);</script></body></html>"""
-
-
-class JsSite:
-    """A tiny JavaScript-built board on 127.0.0.1, in a background thread."""
-
-    def __init__(self) -> None:
-        self.log: list[str] = []
-        self.cookies: dict[str, str | None] = {}
-        self.port = 0
-        self._ready = threading.Event()
-
-    def __enter__(self) -> JsSite:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-
-        async def page(request: web.Request) -> web.Response:
-            self.log.append(request.path)
-            self.cookies[request.path] = request.headers.get("Cookie")
-            if request.path == "/robots.txt":
-                return web.Response(text="User-agent: *\nAllow: /\n")
-            if request.path == "/":
-                return web.Response(text=LIST, content_type="text/html")
-            n = int(request.match_info.get("n", "0"))
-            return web.Response(text=POST % (n, n, n), content_type="text/html")
-
-        app = web.Application()
-        app.router.add_get("/", page)
-        app.router.add_get("/robots.txt", page)
-        app.router.add_get("/post/{n}", page)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-
-@pytest.fixture
-def js_site() -> Iterator[JsSite]:
-    if not (shutil.which("chromedriver") or os.path.exists("/usr/bin/chromedriver")):
-        missing(
-            "chromedriver",
-            "install Debian's chromium and chromium-driver (make test does it as root)",
-        )
-    with JsSite() as s:
-        yield s
+__all__ = ["js_site"]
 
 
 def test_browser_rules_follow_rendered_links_and_archive_the_dom(
     js_site: JsSite, tmp_path: Path
 ) -> None:
     """A JS-built list page is rendered, its links followed, the DOMs archived, [scope.headers] sent and redacted."""
-    base = f"http://127.0.0.1:{js_site.port}"
-    text = f"""
-[crawl]
-name = "js"
-seeds = ["{base}/"]
-
-[[rules]]
-name = "list"
-glob = "/"
-kind = "list"
-render = "browser"
-wait_for = "a.post"
-follow = ["a.post"]
-
-[[rules]]
-name = "post"
-glob = "/post/*"
-kind = "detail"
-render = "browser"
-wait_for = ".comment"
-
-[scope]
-allow_private = true
-
+    base = js_site.base
+    more = f"""
 [scope.headers."127.0.0.1:{js_site.port}"]
 Cookie = "board=s3cret-session"
 
 [politeness]
 delay = 0.05
 
-[limits]
-fetch_timeout = 30
-
-[storage]
-frontier = "sqlite:///{tmp_path}/f.sqlite"
-archive = "{tmp_path}/warc"
-
 [worker]
 concurrency = 2
 browsers = 1
 """
+    text = js_board_spec(js_site, tmp_path, more)
     spec = parse_spec(text)
     frontier = SqlFrontier(spec.frontier_url())
     try:

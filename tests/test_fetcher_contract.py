@@ -20,7 +20,9 @@ from shoal.fetch.address import AddressPolicy
 from shoal.fetch.base import Fetcher
 from shoal.fetch.http import HttpFetcher
 from shoal.spec import Rule
-from tests.browser_site import SiteServer
+from tests.browser_site import SiteServer, other_site, runner, site
+
+__all__ = ["other_site", "runner", "site"]
 
 POLICY = AddressPolicy(allow_cidrs=["127.0.0.1/32"])
 
@@ -33,26 +35,6 @@ def _browser_available() -> bool:
     except ImportError:
         return False
     return find_chromium() is not None and find_chromedriver() is not None
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[SiteServer]:
-    s = SiteServer("127.0.0.1").start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def other_site() -> Iterator[SiteServer]:
-    s = SiteServer("127.0.0.1").start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module", params=["http", "browser"])

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +12,10 @@ import pytest
 
 from shoal.spec import parse_spec
 from shoal.trial import TrialError, try_page
+from tests.browser_site import JsSite, js_board_spec, js_site
 from tests.parse_helpers import crawl, demo_spec
-from tests.test_browser_crawl import JsSite
+
+__all__ = ["js_site"]
 
 
 def _spec(base: str, data: Path) -> Any:
@@ -117,60 +117,21 @@ def test_page_outcome_says_what_a_crawl_records(demo_server: Any, tmp_path: Path
     assert hop.outcome == "done (a redirect to /redirect/2: the target is a URL of its own)"
 
 
-@pytest.fixture
-def js_site() -> Iterator[JsSite]:
-    """The JavaScript-built board of the browser crawl test, on 127.0.0.1."""
-    from tests.conftest import missing
-
-    if not os.path.exists("/usr/bin/chromedriver"):
-        missing("chromedriver", "install Debian's chromium and chromium-driver")
-    with JsSite() as s:
-        yield s
-
-
 @pytest.mark.browser
 def test_browser_rule_links_and_fields_come_from_the_rendered_dom(
     js_site: JsSite, tmp_path: Path
 ) -> None:
     """A browser list rule finds the script-built links and a detail field the Ajax comment, live and from the archive."""
-    base = f"http://127.0.0.1:{js_site.port}"
-    text = f"""
-[crawl]
-name = "js"
-seeds = ["{base}/"]
-
-[[rules]]
-name = "list"
-glob = "/"
-kind = "list"
-render = "browser"
-wait_for = "a.post"
-follow = ["a.post"]
-
-[[rules]]
-name = "post"
-glob = "/post/*"
-kind = "detail"
-render = "browser"
-wait_for = ".comment"
-
-[scope]
-allow_private = true
-
-[limits]
-fetch_timeout = 30
-
-[storage]
-frontier = "sqlite:///{tmp_path}/f.sqlite"
-archive = "{tmp_path}/warc"
-
+    base = js_site.base
+    more = """
 [parse.tables.posts]
 from = "post"
 
 [parse.tables.posts.fields]
-heading = {{ css = "h1", required = true }}
-comment = {{ css = "p.comment", required = true }}
+heading = { css = "h1", required = true }
+comment = { css = "p.comment", required = true }
 """
+    text = js_board_spec(js_site, tmp_path, more)
     spec = parse_spec(text)
     r = try_page(spec, f"{base}/")
     assert (r.rule, r.render) == ("list", "browser")
