@@ -33,6 +33,7 @@ __all__ = ["FreshSite", "Hit", "Post"]
 
 PROD_HOST = "blog.example.com"
 FOREIGN_HOST = "other.example.org"
+SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 
 
 @dataclass
@@ -228,14 +229,13 @@ class FreshSite(ThreadedSite):
 
     def _sitemap_index(self) -> bytes:
         base = f"https://{PROD_HOST}"
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        return _xml(
+            f'<sitemapindex xmlns="{SITEMAP_NS}">'
             f"<sitemap><loc>{base}/sitemap-posts.xml.gz</loc></sitemap>"
             f"<sitemap><loc>{base}/sitemap-pages.xml</loc></sitemap>"
             f"<sitemap><loc>https://{FOREIGN_HOST}/sitemap.xml</loc></sitemap>"
             "</sitemapindex>"
-        ).encode()
+        )
 
     def _sitemap(self) -> bytes:
         entries = "".join(
@@ -243,30 +243,22 @@ class FreshSite(ThreadedSite):
             f"<lastmod>{self._iso(p.modified)}</lastmod></url>"
             for p in self._visible()
         )
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}'
-            f"<url><loc>https://{FOREIGN_HOST}/elsewhere</loc></url></urlset>"
-        ).encode()
+        return _urlset(entries + f"<url><loc>https://{FOREIGN_HOST}/elsewhere</loc></url>")
 
     def _sitemap_pages(self) -> bytes:
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-            f"<url><loc>https://{PROD_HOST}/about</loc></url></urlset>"
-        ).encode()
+        return _urlset(f"<url><loc>https://{PROD_HOST}/about</loc></url>")
 
     def _rss(self) -> bytes:
         items = "".join(
             f"<item><title>{p.title}</title><link>https://{PROD_HOST}/post/{p.id}</link></item>"
             for p in self._visible()
         )
-        return (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+        return _xml(
+            '<rss version="2.0"><channel>'
             f"<title>Board</title><link>https://{PROD_HOST}/list</link>{items}"
             f"<item><title>x</title><link>https://{FOREIGN_HOST}/x</link></item>"
             "</channel></rss>"
-        ).encode()
+        )
 
     def _atom(self) -> bytes:
         entries = "".join(
@@ -274,7 +266,17 @@ class FreshSite(ThreadedSite):
             f"<updated>{self._iso(p.modified)}</updated></entry>"
             for p in self._visible()
         )
-        return (
-            '<?xml version="1.0" encoding="utf-8"?>\n'
-            f'<feed xmlns="http://www.w3.org/2005/Atom"><title>Board</title>{entries}</feed>'
-        ).encode()
+        return _xml(
+            f'<feed xmlns="http://www.w3.org/2005/Atom"><title>Board</title>{entries}</feed>',
+            "utf-8",
+        )
+
+
+def _xml(document: str, encoding: str = "UTF-8") -> bytes:
+    """``document`` after an XML declaration naming ``encoding``, as UTF-8 bytes."""
+    return (f'<?xml version="1.0" encoding="{encoding}"?>\n' + document).encode()
+
+
+def _urlset(urls: str) -> bytes:
+    """A sitemap of these ``<url>`` entries."""
+    return _xml(f'<urlset xmlns="{SITEMAP_NS}">{urls}</urlset>')

@@ -787,59 +787,34 @@ async def _raw_send(writer: asyncio.StreamWriter, data: bytes) -> None:
     await writer.drain()
 
 
-async def _raw_404(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
-        b"Connection: close\r\n\r\nnot found",
-    )
+def _canned(*steps: bytes | float) -> RawRoute:
+    """A raw route that sends each ``bytes`` step and sleeps each number of seconds, in order."""
+
+    async def route(writer: asyncio.StreamWriter) -> None:
+        for step in steps:
+            if isinstance(step, bytes):
+                await _raw_send(writer, step)
+            else:
+                await asyncio.sleep(step)
+
+    return route
 
 
-async def _raw_dup_cl(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n"
-        b"Content-Length: 6\r\n\r\nhello!",
-    )
+_HTML_200 = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+"""The status line and Content-Type of every raw 200; the misbehaviour follows."""
 
+_CHUNKED_HELLO = _HTML_200 + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
 
-async def _raw_bad_chunk(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
-    )
-
-
-async def _raw_bad_chunk_late(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5\r\nhello\r\n",
-    )
-    await asyncio.sleep(0.2)
-    await _raw_send(writer, b"zz\r\nworld\r\n0\r\n\r\n")
-    await asyncio.sleep(5)
-
-
-async def _raw_invalid_header(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nThis line is no header\r\n"
-        b"Content-Length: 5\r\n\r\nhello",
-    )
-
-
-async def _raw_garbage(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(writer, b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+_raw_404 = _canned(
+    b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
+    b"Connection: close\r\n\r\nnot found"
+)
 
 
 async def _raw_reset(writer: asyncio.StreamWriter) -> None:
     await _raw_send(
         writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n"
-        + b"<html><body>"
-        + b"x" * 2000,
+        _HTML_200 + b"Content-Length: 100000\r\n\r\n" + b"<html><body>" + b"x" * 2000,
     )
     await asyncio.sleep(0.1)
     sock = writer.get_extra_info("socket")
@@ -848,77 +823,38 @@ async def _raw_reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-async def _raw_short(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n"
-        b"<html><body>only the beginning",
-    )
-
-
-async def _raw_empty(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n"
-    )
-
-
-async def _raw_cl_larger_hold(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 1000\r\n\r\n"
-        b"<html><body>thirty bytes only",
-    )
-    await asyncio.sleep(30)
-
-
-async def _raw_cl_overflow(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-        b"Content-Length: 99999999999999999999\r\n\r\n<html><body>overflow",
-    )
-    await asyncio.sleep(5)
-
-
-async def _raw_big_header(writer: asyncio.StreamWriter) -> None:
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Big: "
-        + b"a" * (1024 * 1024)
-        + b"\r\nContent-Length: 5\r\n\r\nhello",
-    )
-
-
-async def _raw_many_headers(writer: asyncio.StreamWriter) -> None:
-    many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
-    await _raw_send(
-        writer,
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-        + many
-        + b"Content-Length: 5\r\n\r\nhello",
-    )
-
-
 async def _raw_header_drip(writer: asyncio.StreamWriter) -> None:
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: " + b"d" * 200
+    head = _HTML_200 + b"X-Slow: " + b"d" * 200
     for i in range(len(head)):
         await _raw_send(writer, head[i : i + 1])
         await asyncio.sleep(0.2)
 
 
-RAW_ROUTES: dict[str, Callable[[asyncio.StreamWriter], Awaitable[None]]] = {
-    "/dup-cl": _raw_dup_cl,
-    "/bad-chunk": _raw_bad_chunk,
-    "/bad-chunk-late": _raw_bad_chunk_late,
-    "/invalid-header": _raw_invalid_header,
-    "/garbage": _raw_garbage,
+RAW_ROUTES: dict[str, RawRoute] = {
+    "/dup-cl": _canned(_HTML_200 + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+    "/bad-chunk": _canned(_CHUNKED_HELLO + b"zz\r\nworld\r\n0\r\n\r\n"),
+    "/bad-chunk-late": _canned(_CHUNKED_HELLO, 0.2, b"zz\r\nworld\r\n0\r\n\r\n", 5),
+    "/invalid-header": _canned(
+        _HTML_200 + b"This line is no header\r\nContent-Length: 5\r\n\r\nhello"
+    ),
+    "/garbage": _canned(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"),
     "/reset": _raw_reset,
-    "/short": _raw_short,
-    "/empty-200": _raw_empty,
-    "/cl-larger-hold": _raw_cl_larger_hold,
-    "/cl-overflow": _raw_cl_overflow,
-    "/big-header": _raw_big_header,
-    "/many-headers": _raw_many_headers,
+    "/short": _canned(_HTML_200 + b"Content-Length: 1000\r\n\r\n<html><body>only the beginning"),
+    "/empty-200": _canned(_HTML_200 + b"Content-Length: 0\r\n\r\n"),
+    "/cl-larger-hold": _canned(
+        _HTML_200 + b"Content-Length: 1000\r\n\r\n<html><body>thirty bytes only", 30
+    ),
+    "/cl-overflow": _canned(
+        _HTML_200 + b"Content-Length: 99999999999999999999\r\n\r\n<html><body>overflow", 5
+    ),
+    "/big-header": _canned(
+        _HTML_200 + b"X-Big: " + b"a" * (1024 * 1024) + b"\r\nContent-Length: 5\r\n\r\nhello"
+    ),
+    "/many-headers": _canned(
+        _HTML_200
+        + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+        + b"Content-Length: 5\r\n\r\nhello"
+    ),
     "/header-drip": _raw_header_drip,
 }
 """Raw-server path → misbehaviour; any other path (robots.txt too) is a 404."""

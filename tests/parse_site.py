@@ -1,21 +1,40 @@
-"""A tiny site whose layout changes half-way, with a notice image: crawled for the parse tests.
+"""Two tiny sites crawled for the parse tests, and their crawl specs.
 
-Posts 1..``OLD_LAYOUT`` use the old layout (``h1.title``); the later ones the
-new layout (``h2.post-title``), as if the site was redesigned during the
-crawl. Post 2 shows ``/img/notice.png`` (Korean and English text) for OCR.
+:class:`LayoutSite`: a site whose layout changes half-way, with a notice
+image. Posts 1..``OLD_LAYOUT`` use the old layout (``h1.title``); the later
+ones the new layout (``h2.post-title``), as if the site was redesigned during
+the crawl. Post 2 shows ``/img/notice.png`` (Korean and English text) for OCR.
+
+:class:`FeedSite`: an RSS feed declared EUC-KR whose bytes need CP949, an Atom
+feed, a JSON API answer, a UTF-8 page whose ``<meta charset>`` lies and two
+board pages. Both sites start serving on 127.0.0.1 when created.
 """
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+import json
+
+from aiohttp import web
 
 from shoal.demo.images import notice_png
+from tests.sites import ThreadedSite
 
 POSTS = 10
 OLD_LAYOUT = 6
 IMAGE_POST = 2
+
+
+Answer = tuple[int, str, bytes]
+"""What a site answers to a path: status, Content-Type and body."""
+
+
+def html_page(title: str, body: str, *, lang: str = "", charset: str = "utf-8") -> str:
+    """A whole HTML page: ``<meta charset>``, ``<title>``, ``body`` (``lang`` on ``<html>`` if given)."""
+    lang_attr = f' lang="{lang}"' if lang else ""
+    return (
+        f'<!DOCTYPE html><html{lang_attr}><head><meta charset="{charset}"><title>{title}</title>'
+        f"</head><body>{body}</body></html>"
+    )
 
 
 def post_html(no: int) -> str:
@@ -25,83 +44,62 @@ def post_html(no: int) -> str:
         head = f'<h1 class="title">Post {no}</h1>'
     else:
         head = f'<h2 class="post-title">Post {no}</h2>'
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Post {no}</title></head>'
-        f'<body><article>{head}<div class="content"><p>Body of post {no}.</p>{img}</div></article></body></html>'
-    )
+    body = f'<article>{head}<div class="content"><p>Body of post {no}.</p>{img}</div></article>'
+    return html_page(f"Post {no}", body, lang="en")
 
 
 def index_html() -> str:
     """The index: a link to every post."""
     links = "".join(f'<li><a href="/posts/{n}">post {n}</a></li>' for n in range(1, POSTS + 1))
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>index</title></head><body><ul>{links}</ul></body></html>'
+    return html_page("index", f"<ul>{links}</ul>")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        path = self.path
-        body: bytes
-        ctype = "text/html; charset=utf-8"
-        status = 200
-        if path == "/":
-            body = index_html().encode()
-        elif path == "/img/notice.png":
-            body, ctype = notice_png(), "image/png"
-        elif path.startswith("/posts/") and path[7:].isdigit() and 1 <= int(path[7:]) <= POSTS:
-            body = post_html(int(path[7:])).encode()
-        else:
-            status, body = 404, b"not found"
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+def _layout_page(path: str) -> Answer:
+    if path == "/":
+        return 200, "text/html; charset=utf-8", index_html().encode()
+    if path == "/img/notice.png":
+        return 200, "image/png", notice_png()
+    if path.startswith("/posts/") and path[7:].isdigit() and 1 <= int(path[7:]) <= POSTS:
+        return 200, "text/html; charset=utf-8", post_html(int(path[7:])).encode()
+    return 404, "text/html; charset=utf-8", b"not found"
 
 
-class LayoutSite:
-    """The site served on 127.0.0.1 in a thread; ``stop()`` ends it."""
+class LayoutSite(ThreadedSite):
+    """The layout site, served on 127.0.0.1 in a thread from its creation; ``stop()`` ends it."""
+
+    thread_name = "parse-layout-site"
 
     def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="parse-layout-site", daemon=True
-        )
-        self.thread.start()
+        self.port = 0
+        self.start()
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+    @staticmethod
+    def answer(path: str) -> Answer:
+        """What the site answers to ``path`` (path and query)."""
+        return _layout_page(path)
+
+    async def _open(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        self.port = await self._listen(await self._runner(app), "127.0.0.1")
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        status, ctype, body = self.answer(request.path_qs)
+        return web.Response(body=body, status=status, headers={"Content-Type": ctype})
 
 
-def spec_text(base_url: str, data: str, parse: str) -> str:
-    """A crawl spec for the site (posts archive their notice images) plus a ``[parse]`` section."""
+def _spec(name: str, seeds: str, rules: str, data: str, parse: str) -> str:
+    """A crawl spec of one of the sites: no delay, 4 fetches at a time, data in ``data``, then ``parse``."""
     return f"""
 [crawl]
-name = "layout"
-seeds = ["{base_url}/"]
-
-[[rules]]
-name = "index"
-glob = "/"
-kind = "list"
-
-[[rules]]
-name = "post"
-regex = '/posts/\\d+$'
-kind = "detail"
-images = "img.notice"
-
+name = "{name}"
+seeds = [{seeds}]
+{rules}
 [scope]
 allow_private = true
 
@@ -127,6 +125,25 @@ flush_interval = 0.05
 
 {parse}
 """
+
+
+LAYOUT_RULES = """
+[[rules]]
+name = "index"
+glob = "/"
+kind = "list"
+
+[[rules]]
+name = "post"
+regex = '/posts/\\d+$'
+kind = "detail"
+images = "img.notice"
+"""
+
+
+def spec_text(base_url: str, data: str, parse: str) -> str:
+    """A crawl spec for the site (posts archive their notice images) plus a ``[parse]`` section."""
+    return _spec("layout", f'"{base_url}/"', LAYOUT_RULES, data, parse)
 
 
 # --------------------------------------------------------------------------- feeds, JSON, charsets
@@ -179,22 +196,20 @@ def atom_bytes() -> bytes:
 
 def liar_bytes() -> bytes:
     """A page whose bytes are UTF-8 but whose ``<meta charset>`` says gb2312."""
-    return (
-        '<!DOCTYPE html><html lang="ko"><head><meta charset="gb2312">'
-        f"<title>{LIAR_TITLE}</title></head><body><h1>{LIAR_TITLE}</h1>"
-        "<p>오늘 서울은 맑고 북경은 흐립니다. 내일은 전국에 비가 내리겠습니다.</p></body></html>"
-    ).encode()
+    body = (
+        f"<h1>{LIAR_TITLE}</h1>"
+        "<p>오늘 서울은 맑고 북경은 흐립니다. 내일은 전국에 비가 내리겠습니다.</p>"
+    )
+    return html_page(LIAR_TITLE, body, lang="ko", charset="gb2312").encode()
 
 
 def board_bytes(n: int) -> bytes:
     """A board page whose posts are in ``div.list``: a table that looks for ``table.posts tr`` finds nothing."""
     rows = "".join(f'<p class="row">post {n}-{i}</p>' for i in range(3))
-    return f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>board {n}</title></head><body><div class="list">{rows}</div></body></html>'.encode()
+    return html_page(f"board {n}", f'<div class="list">{rows}</div>').encode()
 
 
-def _feed_page(path: str) -> tuple[int, str, bytes]:
-    import json
-
+def _feed_page(path: str) -> Answer:
     if path == "/feed.rss":
         return 200, "application/rss+xml", rss_bytes()
     if path == "/atom.xml":
@@ -209,29 +224,15 @@ def _feed_page(path: str) -> tuple[int, str, bytes]:
     return 404, "text/plain", b"not found"
 
 
-class _FeedHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        status, ctype, body = _feed_page(self.path)
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 class FeedSite(LayoutSite):
     """RSS (EUC-KR/CP949), Atom, a JSON API, a page with a lying charset and two board pages, on 127.0.0.1."""
 
-    def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _FeedHandler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, name="parse-feed-site", daemon=True
-        )
-        self.thread.start()
+    thread_name = "parse-feed-site"
+
+    @staticmethod
+    def answer(path: str) -> Answer:
+        """What the site answers to ``path`` (path and query)."""
+        return _feed_page(path)
 
 
 FEED_PATHS = {
@@ -253,33 +254,4 @@ def feed_spec_text(base_url: str, data: str, parse: str) -> str:
         f'\n[[rules]]\nname = "{name}"\nglob = "{glob}"\nkind = "detail"\n'
         for name, glob in FEED_PATHS.items()
     )
-    return f"""
-[crawl]
-name = "feeds"
-seeds = [{seeds}]
-{rules}
-[scope]
-allow_private = true
-
-[politeness]
-delay = 0
-jitter = 0
-concurrency_per_host = 4
-
-[limits]
-fetch_timeout = 5
-connect_timeout = 2
-max_retries = 1
-retry_base = 0.2
-
-[storage]
-frontier = "sqlite:///{data}/frontier.sqlite"
-archive = "{data}/warc"
-fsync = false
-
-[worker]
-concurrency = 4
-flush_interval = 0.05
-
-{parse}
-"""
+    return _spec("feeds", seeds, rules, data, parse)
