@@ -16,10 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shoal.parse import QUALITY_EXIT_CODE, read_table, run_parse
+from shoal.parse import QUALITY_EXIT_CODE, Page, read_table, run_parse
+from shoal.parse.config import TableSpec
+from shoal.parse.extract import TableExtractor
 from shoal.parse.load import decode_body
 from shoal.parse.values import main_text
 from tests.parse_helpers import crawl
@@ -108,6 +111,71 @@ def _rows(folder: Path, table: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in lines]
 
 
+def _one_table(
+    name: str, body: str, *, out: str = "{data}/tables", max_empty: float | None = None
+) -> str:
+    """A ``[parse]`` section writing JSON lines into ``out`` (with ``max_empty`` if given), one table ``name``."""
+    gate = "" if max_empty is None else f"max_empty = {max_empty}\n"
+    return f'\n[parse]\nout = "{out}"\nto = "jsonl"\n{gate}[parse.tables.{name}]\n{body}'
+
+
+def _board_rows_finding_nothing(sources: str, subject: str) -> str:
+    """A ``[parse]`` section whose table ``board`` (fed by ``sources``) looks for rows in a table the board pages lack."""
+    return _one_table(
+        "board",
+        f"""from = {sources}
+rows = "table.posts tr"
+builtins = ["url"]
+fields.subject = {subject}
+""",
+    )
+
+
+def _shoal(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m shoal ARGS`` run in ``cwd``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def _page(url: str, text: str, **more: Any) -> Page:
+    """A 200 ``text/html`` page at ``url`` as parse reads it (``more``: ``source``, ``frames``)."""
+    return Page(
+        url=url,
+        final_url=url,
+        fetched_at=None,
+        http_status=200,
+        content_type="text/html",
+        headers=[],
+        body=b"",
+        text=text,
+        encoding="utf-8",
+        **more,
+    )
+
+
+def _detail_table(fields: dict[str, Any]) -> TableExtractor:
+    """The extractor of a table of ``detail`` pages with these fields and no builtins."""
+    spec = TableSpec.model_validate({"from": "detail", "builtins": [], "fields": fields})
+    return TableExtractor("t", spec)
+
+
+def _demo_posts() -> list[str]:
+    """Every demo blog post and the first 10 board posts, as the demo serves them."""
+    from shoal.demo import pages as site
+
+    posts = [site.blog_post(no) for no in range(1, 21)]
+    pages = [site.render_blog_post(p) for p in posts if p is not None]
+    return pages + [site.render_board_post(site.board_post(no)) for no in range(1, 11)]
+
+
 def test_rss_atom_json_and_a_lying_charset_parse_into_exact_rows(
     feeds: Crawled, tmp_path: Path
 ) -> None:
@@ -145,15 +213,13 @@ def test_a_table_says_which_types_it_takes_and_others_are_counted_in_plain_words
     feeds: Crawled, tmp_path: Path
 ) -> None:
     """An HTML table fed by every rule parses the HTML pages and counts the feeds and JSON by a readable reason."""
-    parse = """
-[parse]
-out = "{data}/tables"
-to = "jsonl"
-max_empty = 1.0
-[parse.tables.any]
-from = ["rss", "atom", "api", "liar"]
+    parse = _one_table(
+        "any",
+        """from = ["rss", "atom", "api", "liar"]
 builtins = ["url", "title"]
-"""
+""",
+        max_empty=1.0,
+    )
     result = run_parse(_spec(feeds, tmp_path, parse), processes=1, progress=False)
     t = result.report.tables["any"]
     assert t.pages == 4 and t.rows == 1 and t.errors == 0
@@ -171,24 +237,9 @@ def test_a_rows_selector_that_matches_nothing_fails_the_run_with_the_urls(
     feeds: Crawled, tmp_path: Path
 ) -> None:
     """``rows`` matching nothing on every page: exit 4, a quality event, the page URLs in the report."""
-    parse = """
-[parse]
-out = "{data}/tables"
-to = "jsonl"
-[parse.tables.board]
-from = "board"
-rows = "table.posts tr"
-builtins = ["url"]
-fields.subject = { css = "td.subject", required = true }
-"""
+    parse = _board_rows_finding_nothing('"board"', '{ css = "td.subject", required = true }')
     spec = _spec(feeds, tmp_path, parse)
-    proc = subprocess.run(
-        [sys.executable, "-m", "shoal", "parse", str(spec), "--processes", "1", "--no-progress"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    proc = _shoal(["parse", str(spec), "--processes", "1", "--no-progress"], tmp_path)
     assert proc.returncode == QUALITY_EXIT_CODE, proc.stdout + proc.stderr
     urls = [f"{feeds.base_url}/board1.html", f"{feeds.base_url}/board2.html"]
     assert "board: 0 rows (2 page(s) read; 2 gave no row)" in proc.stdout
@@ -213,23 +264,17 @@ def test_too_many_empty_pages_fail_the_gate_by_the_spec_threshold(
     feeds: Crawled, tmp_path: Path
 ) -> None:
     """A table with rows from some pages but none from more than ``max_empty`` of them fails; a higher threshold passes."""
-    parse = """
-[parse]
-out = "{data}/tables"
-to = "jsonl"
-max_empty = 0.3
-[parse.tables.mixed]
-from = ["board", "liar"]
+    mixed = """from = ["board", "liar"]
 rows = "p.row"
 builtins = ["url"]
 fields.text = "p.row"
 """
-    spec = _spec(feeds, tmp_path, parse)
+    spec = _spec(feeds, tmp_path, _one_table("mixed", mixed, max_empty=0.3))
     result = run_parse(spec, processes=1, progress=False)
     assert result.exit_code == QUALITY_EXIT_CODE
     assert result.failures == ["mixed: 1 of 3 pages gave no row (33.3% > max_empty 30.0%)"]
     assert result.report.tables["mixed"].empty_urls == [f"{feeds.base_url}/liar.html"]
-    relaxed = parse.replace("max_empty = 0.3", "max_empty = 0.5")
+    relaxed = _one_table("mixed", mixed, max_empty=0.5)
     assert run_parse(_spec(feeds, tmp_path / "b", relaxed), processes=1, progress=False).ok
 
 
@@ -255,15 +300,14 @@ def test_a_function_module_beside_the_spec_imports_from_any_directory(
 ) -> None:
     """``function = "mod:fn"`` finds ``mod.py`` in the spec's folder when shoal runs elsewhere, no PYTHONPATH."""
     folder = tmp_path / "project"
-    parse = """
-[parse]
-out = "tables"
-to = "jsonl"
-[parse.tables.shout]
-from = "liar"
+    parse = _one_table(
+        "shout",
+        """from = "liar"
 builtins = ["url"]
 fields.loud = { function = "h5_shout_fields:loud", required = true }
-"""
+""",
+        out="tables",
+    )
     spec = _spec(feeds, folder, parse)
     (folder / "h5_shout_fields.py").write_text(
         "def loud(page):\n    return (page.title or '').upper() + '!'\n", encoding="utf-8"
@@ -272,20 +316,9 @@ fields.loud = { function = "h5_shout_fields:loud", required = true }
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for args in (["validate", str(spec)], ["parse", str(spec), "--processes", "2"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "shoal", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=elsewhere,
-            env=env,
-        )
+        proc = _shoal(args, elsewhere, env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [
-        json.loads(line)
-        for line in (folder / "tables" / "shout.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
-    assert [r["loud"] for r in rows] == [LIAR_TITLE.upper() + "!"]
+    assert [r["loud"] for r in _rows(folder, "shout")] == [LIAR_TITLE.upper() + "!"]
     assert not (elsewhere / "tables").exists()
 
 
@@ -332,11 +365,7 @@ def test_decode_body_prefers_valid_utf8_to_a_lying_label_and_keeps_real_legacy_t
 
 def test_main_text_fast_mode_gives_the_same_text_on_the_demo_pages() -> None:
     """trafilatura's fast mode (no readability/justext fallback) extracts the same main text on the demo's posts."""
-    from shoal.demo import pages as site
-
-    posts = [site.blog_post(no) for no in range(1, 21)]
-    pages = [site.render_blog_post(p) for p in posts if p is not None]
-    pages += [site.render_board_post(site.board_post(no)) for no in range(1, 11)]
+    pages = _demo_posts()
     assert len(pages) > 20
     for html in pages:
         assert main_text(html, fast=True) == main_text(html, fast=False)
@@ -351,20 +380,9 @@ def test_fetched_datetime_is_aware() -> None:
 
 def test_rendered_frames_are_grafted_into_their_iframes() -> None:
     """A rendered page's frame DOMs are placed inside the matching ``<iframe>`` (others at the end), so selectors reach them."""
-    from shoal.parse import Page
-    from shoal.parse.config import TableSpec
-    from shoal.parse.extract import TableExtractor
-
-    page = Page(
-        url="http://blog.test/post",
-        final_url="http://blog.test/post",
-        fetched_at=None,
-        http_status=200,
-        content_type="text/html",
-        headers=[],
-        body=b"",
-        text='<html><body><h1>wrapper</h1><iframe id="mainFrame" src="/PostView?no=7"></iframe></body></html>',
-        encoding="utf-8",
+    page = _page(
+        "http://blog.test/post",
+        '<html><body><h1>wrapper</h1><iframe id="mainFrame" src="/PostView?no=7"></iframe></body></html>',
         source="rendered",
         frames=[
             (
@@ -374,17 +392,10 @@ def test_rendered_frames_are_grafted_into_their_iframes() -> None:
             ("http://ads.test/x", '<html><body><p class="ad">ad</p></body></html>'),
         ],
     )
-    spec = TableSpec.model_validate(
-        {
-            "from": "detail",
-            "builtins": [],
-            "fields": {
-                "body": "iframe#mainFrame #post",
-                "ad": {"css": "div[data-shoal-frame] p.ad"},
-            },
-        }
+    table = _detail_table(
+        {"body": "iframe#mainFrame #post", "ad": {"css": "div[data-shoal-frame] p.ad"}}
     )
-    res = TableExtractor("t", spec).extract(page)
+    res = table.extract(page)
     assert res.error is None and res.rows == [{"body": "본문 7", "ad": "ad"}]
 
 
@@ -395,17 +406,16 @@ def test_a_worker_process_that_dies_fails_the_parse_instead_of_hanging(
     from shoal.parse import ParseError
 
     folder = tmp_path / "p"
-    parse = """
-[parse]
-out = "tables"
-to = "jsonl"
-max_empty = 1.0
-[parse.tables.doomed]
-from = ["board", "liar", "rss", "atom", "api"]
+    parse = _one_table(
+        "doomed",
+        """from = ["board", "liar", "rss", "atom", "api"]
 content_types = ["html", "xml", "json"]
 builtins = ["url"]
 fields.x = { function = "h5_doom_fields:boom" }
-"""
+""",
+        out="tables",
+        max_empty=1.0,
+    )
     spec = _spec(feeds, folder, parse)
     (folder / "h5_doom_fields.py").write_text(
         "import multiprocessing, os\n\n\ndef boom(page):\n"
@@ -425,9 +435,7 @@ def test_lexbor_and_lxml_give_the_same_text_on_the_demo_pages() -> None:
     from shoal.demo import pages as site
     from shoal.parse.values import element_text, lexbor_text
 
-    posts = [site.blog_post(no) for no in range(1, 21)]
-    pages = [site.render_blog_post(p) for p in posts if p is not None]
-    pages += [site.render_board_post(site.board_post(no)) for no in range(1, 11)]
+    pages = _demo_posts()
     pages += [site.render_home(), site.render_blog_list(1), site.render_board_list(1)]
     pages.append(
         "<div><b>서울</b>시 <table><tr><td>a</td><td>b</td></tr></table>"
@@ -447,32 +455,12 @@ def test_lexbor_and_lxml_give_the_same_text_on_the_demo_pages() -> None:
 
 def test_selectors_lexbor_cannot_run_go_through_parsel() -> None:
     """A field using cssselect's :contains() or parsel's ::text still works: the table reads the page with parsel."""
-    from shoal.parse import Page
-    from shoal.parse.config import TableSpec
-    from shoal.parse.extract import TableExtractor
     from shoal.parse.values import lexbor_can
 
     assert lexbor_can("ul.tags li.tag") and not lexbor_can('li:contains("b")')
     assert not lexbor_can("p::text")
-    page = Page(
-        url="http://x.test/",
-        final_url="http://x.test/",
-        fetched_at=None,
-        http_status=200,
-        content_type="text/html",
-        headers=[],
-        body=b"",
-        text="<ul><li>a</li><li>b c</li></ul><p> hi </p>",
-        encoding="utf-8",
-    )
-    spec = TableSpec.model_validate(
-        {
-            "from": "detail",
-            "builtins": [],
-            "fields": {"b": 'li:contains("b")', "p": {"css": "p::text"}, "all": "li"},
-        }
-    )
-    ex = TableExtractor("t", spec)
+    page = _page("http://x.test/", "<ul><li>a</li><li>b c</li></ul><p> hi </p>")
+    ex = _detail_table({"b": 'li:contains("b")', "p": {"css": "p::text"}, "all": "li"})
     assert not ex.fast
     res = ex.extract(page)
     assert res.error is None and res.rows == [{"b": "b c", "p": "hi", "all": "a"}]
@@ -488,16 +476,7 @@ def test_shoal_report_shows_skipped_pages_empty_pages_and_failing_urls(
 
     from shoal.parse import show_report
 
-    parse = """
-[parse]
-out = "{data}/tables"
-to = "jsonl"
-[parse.tables.board]
-from = ["board", "api"]
-rows = "table.posts tr"
-builtins = ["url"]
-fields.subject = "td.subject"
-"""
+    parse = _board_rows_finding_nothing('["board", "api"]', '"td.subject"')
     spec = _spec(feeds, tmp_path, parse)
     assert run_parse(spec, processes=1, progress=False).exit_code == QUALITY_EXIT_CODE
     console = Console(record=True, width=200)
