@@ -223,6 +223,9 @@ class HostileSite(ThreadedSite):
     pages: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     """``/page/{name}`` serves this HTML with these response headers (placeholders filled)."""
     log: list[Hit] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
+    """``path_qs`` of each request whose handler was still running when its client went away
+    (or the site stopped): the site had not finished answering."""
     port: int = 0
     alt_port: int = 0
     raw_port: int = 0
@@ -323,7 +326,12 @@ class HostileSite(ThreadedSite):
         )
         with self._lock:
             self.log.append(hit)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (asyncio.CancelledError, ConnectionResetError):
+            with self._lock:
+                self.cut.append(request.path_qs)
+            raise
 
     # -- the application -----------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ runners (each with its own ``shutdown_timeout``), cancels the handlers still
 running (a slow page a client gave up on) so the loop closes clean, and ends the
 thread; stopping a site that is not running does nothing. A site is also a
 context manager (``with Site() as s:``).
+
+:func:`wait_until` waits for a state a site records from its own thread.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
-__all__ = ["ThreadedSite"]
+__all__ = ["ThreadedSite", "wait_until"]
 
 START_TIMEOUT = 30.0
 """Seconds :meth:`ThreadedSite.start` waits for the sockets (a broken machine, not a slow one)."""
@@ -95,3 +99,15 @@ class ThreadedSite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_until(what: str, predicate: Callable[[], object], timeout: float = 30.0) -> None:
+    """Return once ``predicate()`` is true; fail naming ``what`` if it is not within ``timeout`` s.
+
+    The timeout only ends a test that would otherwise hang; it is never the thing tested.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import re
 import threading
@@ -9,11 +10,13 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
+import shoal.demo.site as demo_site
 from shoal.demo import (
     PLANTED_NUMBERS,
     PLANTED_PII,
@@ -25,6 +28,7 @@ from shoal.demo import (
 )
 from shoal.demo.data import BLOG_POSTS, CP949_ONLY_POSTS, EUCKR_TITLES
 from shoal.spec import Rule, parse_spec
+from tests.sites import wait_until
 
 HREF = re.compile(r'href="([^"]*)"', re.IGNORECASE)
 
@@ -249,11 +253,38 @@ def test_flaky_fails_once_per_app(fresh: DemoServer) -> None:
         assert get(other, "/flaky").status == 503
 
 
-def test_slow_and_too_slow(fresh: DemoServer) -> None:
+class _HeldSleeps:
+    """The demo site's ``asyncio`` whose ``sleep`` records its delay and waits for ``release`` first."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.to_thread(self.release.wait, 30)
+        await asyncio.sleep(delay)
+
+
+def test_slow_and_too_slow(fresh: DemoServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """/slow answers after half a second; /too-slow outlasts a 1 s client timeout and stop() does not wait for it."""
-    t0 = time.monotonic()
-    assert get(fresh, "/slow").status == 200
-    assert time.monotonic() - t0 >= 0.5
+    held = _HeldSleeps()
+    answers: list[int] = []
+    with monkeypatch.context() as m:
+        m.setattr(demo_site, "asyncio", held)
+        asking = threading.Thread(target=lambda: answers.append(get(fresh, "/slow", 30).status))
+        asking.start()
+        try:
+            wait_until("the /slow handler to sleep", lambda: held.delays)
+            # The handler sleeps half a second, and the client has no answer while it sleeps.
+            assert held.delays == [0.5] and asking.is_alive() and answers == []
+        finally:
+            held.release.set()
+            asking.join(30)
+    assert answers == [200]
     with pytest.raises(TimeoutError):
         get(fresh, "/too-slow", timeout=1.0)
     outcome: list[object] = []
