@@ -60,10 +60,11 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -81,6 +82,9 @@ MYSQL_ADMIN = os.environ.get(
     "SHOAL_BENCH_MYSQL", os.environ.get("SHOAL_TEST_MYSQL", "mysql://root@127.0.0.1:3306/")
 )
 HOSTS = 256
+
+R = TypeVar("R")
+"""A row type of one part of the benchmark."""
 
 
 def log(msg: str) -> None:
@@ -246,6 +250,23 @@ def server_cpu(backend: str) -> float:
     return _cpu_of([f"/proc/{pid}" for pid in _server_processes(backend)])
 
 
+def bench_sync(f: Any, cid: int, owner: str, outcomes: list[Any], claim: int) -> Any:
+    """One :meth:`SqlFrontier.sync` as a worker of the benchmark makes it: report ``outcomes``,
+    claim ``claim`` URLs on 10-minute leases, no per-host cap, no delay, no reaping."""
+    return f.sync(
+        cid,
+        owner,
+        outcomes,
+        claim=claim,
+        lease_ms=600_000,
+        per_host=1_000_000,
+        default_delay_ms=0,
+        jitter=0.0,
+        horizon_ms=2000,
+        reap=False,
+    )
+
+
 def _child(
     url: str,
     cid: int,
@@ -274,18 +295,7 @@ def _child(
         last = start
         while True:
             stop = time.monotonic() >= end
-            res = f.sync(
-                cid,
-                owner,
-                outcomes,
-                claim=0 if stop else batch,
-                lease_ms=600_000,
-                per_host=1_000_000,
-                default_delay_ms=0,
-                jitter=0.0,
-                horizon_ms=2000,
-                reap=False,
-            )
+            res = bench_sync(f, cid, owner, outcomes, 0 if stop else batch)
             txs += 1
             for o, ok in zip(outcomes, res.accepted, strict=True):
                 if ok:
@@ -322,6 +332,37 @@ def _child(
         raise
     finally:
         f.close()
+
+
+@contextlib.contextmanager
+def spawned(
+    ctx: Any, target: Callable[..., None], arg_lists: list[tuple[Any, ...]], join_timeout: float
+) -> Iterator[None]:
+    """One ``target`` process of ``ctx`` per tuple of arguments, started on entry; on the way out
+    each is joined, and killed if it outlives ``join_timeout`` seconds."""
+    procs = [ctx.Process(target=target, args=args) for args in arg_lists]
+    for p in procs:
+        p.start()
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.join(join_timeout)
+            if p.is_alive():
+                p.kill()
+
+
+def measured_rows(what: str, cases: list[tuple[str, Callable[[], R], Callable[..., R]]]) -> list[R]:
+    """``measure()`` of each ``(label, measure, failed)`` case, logged as ``what: label``; a case that
+    raises gives ``failed(error=...)`` instead (a missing server is a row, not the end of the run)."""
+    rows: list[R] = []
+    for label, measure, failed in cases:
+        log(f"{what}: {label}")
+        try:
+            rows.append(measure())
+        except Exception as exc:
+            rows.append(failed(error=f"{type(exc).__name__}: {exc}"))
+    return rows
 
 
 @dataclass
@@ -425,31 +466,21 @@ def bench_frontier(
         barrier = ctx.Barrier(processes + 1)
         end_barrier = ctx.Barrier(processes + 1)
         results = ctx.Queue()
-        procs = [
-            ctx.Process(
-                target=_child,
-                args=(url, cid, f"bench-{i}", batch, seconds, barrier, results, end_barrier),
-            )
+        owners = [
+            (url, cid, f"bench-{i}", batch, seconds, barrier, results, end_barrier)
             for i in range(processes)
         ]
-        for p in procs:
-            p.start()
-        try:
+        with spawned(ctx, _child, owners, 30):
             with LockSampler(backend, url) as locks:
                 cpu0 = server_cpu(backend)
                 barrier.wait(180)
                 row.load_before = load1()
-                out = [results.get(timeout=seconds + 120) for _ in procs]
+                out = [results.get(timeout=seconds + 120) for _ in owners]
                 row.server_cpu_s = round(server_cpu(backend) - cpu0, 3)
                 row.load_after = load1()
             end_barrier.wait(60)
             row.lock_samples, row.lock_wait_samples = locks.samples, locks.waiting_samples
             row.lock_waiting_max, row.row_lock_waits = locks.max_waiting, locks.row_lock_waits
-        finally:
-            for p in procs:
-                p.join(30)
-                if p.is_alive():
-                    p.kill()
         errors = [o["error"] for o in out if "error" in o]
         if errors:
             row.error = errors[0]
@@ -551,18 +582,7 @@ def _scale_child(url: str, cid: int, batch: int, syncs: int, results: Any) -> No
         outcomes: list[Outcome] = []
         for _ in range(syncs):
             t0 = time.perf_counter()
-            res = f.sync(
-                cid,
-                "scale",
-                outcomes,
-                claim=batch,
-                lease_ms=600_000,
-                per_host=1_000_000,
-                default_delay_ms=0,
-                jitter=0.0,
-                horizon_ms=2000,
-                reap=False,
-            )
+            res = bench_sync(f, cid, "scale", outcomes, batch)
             times.append(time.perf_counter() - t0)
             outcomes = [
                 Outcome(c.id, c.lease_token, Status.DONE, host_key=c.host_key, fetched_at=1)
@@ -589,14 +609,8 @@ def bench_scale(backend: str, pending: int, batch: int, syncs: int, folder: Path
         row.seed_s = round(time.monotonic() - t0, 1)
         ctx = mp.get_context("spawn")
         results = ctx.Queue()
-        proc = ctx.Process(target=_scale_child, args=(url, cid, batch, syncs, results))
-        proc.start()
-        try:
+        with spawned(ctx, _scale_child, [(url, cid, batch, syncs, results)], 60):
             out = results.get(timeout=1800)
-        finally:
-            proc.join(60)
-            if proc.is_alive():
-                proc.kill()
         if "error" in out:
             row.error = out["error"]
             return row
@@ -880,49 +894,48 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     args.workdir.chmod(0o755)
     log(f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    backends = args.backends.split(",")
     frows: list[FrontierRow] = []
     if not args.no_frontier:
         with tempfile.TemporaryDirectory(prefix="frontier-", dir=args.workdir) as tmp:
-            for backend in args.backends.split(","):
-                for batch in (int(b) for b in args.batch.split(",")):
-                    for n in (int(p) for p in args.processes.split(",")):
-                        log(f"frontier: {backend}, {n} process(es), batch {batch}")
-                        try:
-                            frows.append(
-                                bench_frontier(
-                                    backend,
-                                    n,
-                                    batch,
-                                    args.seconds,
-                                    args.urls,
-                                    Path(tmp),
-                                    not args.no_analyze,
-                                )
-                            )
-                        except (
-                            Exception
-                        ) as exc:  # a missing server is a row, not the end of the run
-                            frows.append(
-                                FrontierRow(backend, n, batch, error=f"{type(exc).__name__}: {exc}")
-                            )
+            frows = measured_rows(
+                "frontier",
+                [
+                    (
+                        f"{backend}, {n} process(es), batch {batch}",
+                        partial(
+                            bench_frontier,
+                            backend,
+                            n,
+                            batch,
+                            args.seconds,
+                            args.urls,
+                            Path(tmp),
+                            not args.no_analyze,
+                        ),
+                        partial(FrontierRow, backend, n, batch),
+                    )
+                    for backend in backends
+                    for batch in (int(b) for b in args.batch.split(","))
+                    for n in (int(p) for p in args.processes.split(","))
+                ],
+            )
     srows: list[ScaleRow] = []
     if args.scale:
+        batch = int(args.batch.split(",")[0])
         with tempfile.TemporaryDirectory(prefix="scale-", dir=args.workdir) as tmp:
-            for backend in args.backends.split(","):
-                for n in (int(x) for x in args.scale.split(",")):
-                    log(f"scale: {backend}, {n} pending URLs")
-                    try:
-                        srows.append(
-                            bench_scale(
-                                backend,
-                                n,
-                                int(args.batch.split(",")[0]),
-                                args.scale_syncs,
-                                Path(tmp),
-                            )
-                        )
-                    except Exception as exc:  # a missing server is a row, not the end of the run
-                        srows.append(ScaleRow(backend, n, error=f"{type(exc).__name__}: {exc}"))
+            srows = measured_rows(
+                "scale",
+                [
+                    (
+                        f"{backend}, {n} pending URLs",
+                        partial(bench_scale, backend, n, batch, args.scale_syncs, Path(tmp)),
+                        partial(ScaleRow, backend, n),
+                    )
+                    for backend in backends
+                    for n in (int(x) for x in args.scale.split(","))
+                ],
+            )
     crows: list[CrawlRow] = []
     if not args.no_crawl:
         site = site_bench.ensure_site(args.workdir, args.pages)
