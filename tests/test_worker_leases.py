@@ -91,9 +91,8 @@ def test_a_resumed_worker_does_not_fetch_leases_reaped_while_it_was_stopped(
     backend: str, graph_site: Callable[..., GraphSite], tmp_path: Path
 ) -> None:
     """SIGSTOP a worker holding queued leases; another owner reaps and claims them; after SIGCONT the worker fetches none of them and says so."""
-    site = graph_site(
-        n=30
-    )  # enough for a queue of leases; the rest of the crawl proves nothing more
+    # 30 pages are enough for a queue of leases; a longer crawl after the check proves nothing more.
+    site = graph_site(n=30)
     db, drop = make_db(backend, tmp_path)
     try:
         lease = 2.0
