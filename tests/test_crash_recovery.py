@@ -340,7 +340,7 @@ def test_killed_workers_and_a_database_crash_lose_no_url(
     """Workers SIGKILLed at random and one DB crash: every URL done, duplicates only where a lease was lost."""
     seed = int(os.environ.get("SHOAL_CRASH_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
-    site = graph_site(n=200, hosts=("127.0.0.2", "127.0.0.3"))
+    site = graph_site(n=120, hosts=("127.0.0.2", "127.0.0.3"))
     db = private_pg.create_database("crash")
     crawl_id = submit(site, tmp_path, db, delay=0.08, lease=3.0, grace=30.0)
     fleet = Fleet(db, tmp_path)
@@ -350,10 +350,11 @@ def test_killed_workers_and_a_database_crash_lose_no_url(
     try:
         for _ in range(3):
             fleet.spawn()
-        next_kill = t0 + rng.uniform(1.5, 3.0)
+        next_kill = t0 + rng.uniform(1.0, 2.5)
         while True:
             now = time.monotonic()
-            assert now - t0 < 55, f"crawl not finished after 55s (seed {seed}, {kills} kills)"
+            # Only a guard against a crawl that never ends (it takes ~15 s idle), to report the seed.
+            assert now - t0 < 240, f"crawl not finished after 240s (seed {seed}, {kills} kills)"
             failed = fleet.failed()
             assert not failed, f"a worker failed (seed {seed}):\n{failed[0].output()[-3000:]}"
             try:
@@ -367,7 +368,7 @@ def test_killed_workers_and_a_database_crash_lose_no_url(
                 holding = lease_holders(watcher, crawl_id)
                 fleet.kill(rng.choice([w for w in alive if w.proc.pid in holding] or alive))
                 kills += 1
-                next_kill = now + rng.uniform(1.0, 3.0)
+                next_kill = now + rng.uniform(0.8, 2.0)
             if crashed_at is None and kills >= 2:
                 # The server dies like a crash (no checkpoint, sessions cut) and comes back at once.
                 crashed_at = now - t0
@@ -404,7 +405,7 @@ def test_workers_ride_out_a_database_outage_longer_than_their_lease(
     private_pg: PrivatePostgres, graph_site: Callable[..., GraphSite], tmp_path: Path
 ) -> None:
     """The DB is down longer than the lease but shorter than the grace: workers keep retrying and keep their leases; every outcome is accepted on return."""
-    site = graph_site(n=100)
+    site = graph_site(n=50)
     db = private_pg.create_database("outage")
     lease = 2.0
     crawl_id = submit(site, tmp_path, db, delay=0.1, lease=lease, grace=30.0, batch=4, per_host=16)
