@@ -320,9 +320,15 @@ def test_parse_reads_an_s3_archive_into_the_same_tables_as_a_local_one(
     spec_s3, text_s3 = s3_spec(
         demo_server.base_url, tmp_path / "s3", moto.url, bucket, tmp_path / "s3" / "staging"
     )
-    _crawl_in_process(spec_s3, text_s3)
     spec_local, text_local = demo_spec(demo_server.base_url, tmp_path / "local")
-    _crawl_in_process(spec_local, text_local)
+    # The two crawls (seconds of retries and timeouts each) side by side: the local one as `shoal crawl`.
+    (tmp_path / "local.toml").write_text(text_local)
+    local = _shoal("crawl", str(tmp_path / "local.toml"), "--no-progress", cwd=tmp_path)
+    try:
+        _crawl_in_process(spec_s3, text_s3)
+    finally:
+        output, _ = local.communicate(timeout=180)
+    assert local.returncode == 0, output
     assert list((tmp_path / "s3" / "staging").iterdir()) == []
     for every in (False, True):  # by reference (ranged GETs), and every capture (files scanned)
         outs = {}
@@ -388,6 +394,12 @@ def test_restarted_worker_uploads_what_a_killed_one_closed(
 
     moto_later.start()
     moto_later.client().create_bucket(Bucket=bucket)
+    # The slow pace only kept the first run going until the kill; the restart goes at the demo's own.
+    _, text = s3_spec(
+        demo_server.base_url, tmp_path, moto_later.url, bucket, staging,
+        storage__warc_max_seconds="0.3", worker__concurrency="4",
+    )  # fmt: skip
+    spec_path.write_text(text)
     again = _shoal("crawl", str(spec_path), "--no-progress", cwd=tmp_path)
     output, _ = again.communicate(timeout=180)
     assert again.returncode == 0, output
@@ -440,8 +452,9 @@ def test_urls_of_a_file_never_uploaded_are_fetched_again_by_another_worker(
     # Machine A is gone: another worker, with its own disk, finishes the crawl.
     moto_later.start()
     moto_later.client().create_bucket(Bucket=bucket)
+    pace_b = {k: v for k, v in common.items() if k != "politeness__delay"}  # the demo's own pace
     spec_b, text_b = s3_spec(
-        demo_server.base_url, tmp_path, moto_later.url, bucket, tmp_path / "machine-b", **common
+        demo_server.base_url, tmp_path, moto_later.url, bucket, tmp_path / "machine-b", **pace_b
     )
     frontier = SqlFrontier(db)
     try:
