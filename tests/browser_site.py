@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from shoal.testing import ThreadedSite
 from tests.conftest import missing
-from tests.sites import ThreadedSite
 
 __all__ = [
     "Canary",

@@ -27,7 +27,7 @@ from email.utils import formatdate, parsedate_to_datetime
 
 from aiohttp import web
 
-from tests.sites import ThreadedSite
+from shoal.testing import ThreadedSite
 
 __all__ = ["FreshSite", "Hit", "Post"]
 

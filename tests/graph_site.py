@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from tests.sites import ThreadedSite
+from shoal.testing import ThreadedSite
 
 __all__ = ["GraphSite"]
 

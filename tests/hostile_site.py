@@ -103,7 +103,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from tests.sites import ThreadedSite
+from shoal.testing import ThreadedSite
 from tests.vectors import TESTDATA
 
 SAMPLES = TESTDATA / "compression-samples"

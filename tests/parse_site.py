@@ -17,7 +17,7 @@ import json
 from aiohttp import web
 
 from shoal.demo.images import notice_png
-from tests.sites import ThreadedSite
+from shoal.testing import ThreadedSite
 
 POSTS = 10
 OLD_LAYOUT = 6

@@ -28,7 +28,7 @@ from shoal.demo import (
 )
 from shoal.demo.data import BLOG_POSTS, CP949_ONLY_POSTS, EUCKR_TITLES
 from shoal.spec import Rule, parse_spec
-from tests.sites import wait_until
+from shoal.testing import wait_until
 
 HREF = re.compile(r'href="([^"]*)"', re.IGNORECASE)
 

@@ -35,6 +35,7 @@ from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import events, hosts, urls, workers
 from shoal.secrets import RedactingFilter, redact_headers, redact_text, redact_url
 from shoal.spec import LimitsSpec
+from shoal.testing import wait_until
 from shoal.urls import HostScope
 from shoal.worker.links import LinkExtractor, Router
 from shoal.worker.markup import MAX_NESTING, MAX_OPTIONS, tame_html
@@ -52,7 +53,6 @@ from tests.hostile_site import (
     spec_text,
     start_hostile_site,
 )
-from tests.sites import wait_until
 
 BOMBS = ["bomb-gzip", "bomb-deflate", "bomb-br", "bomb-zstd"]
 HTML_SAMPLES = [n for n in CODINGS if n.startswith("html-") and n != "html-gzip-deflate-gzip"]

@@ -40,6 +40,7 @@ from shoal.demo.pages import (
     render_home,
     render_simple,
 )
+from shoal.testing import ThreadedSite
 
 __all__ = ["DemoServer", "Hit", "RequestLog", "make_app", "start_in_thread"]
 
@@ -252,91 +253,33 @@ def make_app(log: RequestLog | None = None) -> web.Application:
     return app
 
 
-class DemoServer:
+class DemoServer(ThreadedSite):
     """The demo site running in a background thread with its own event loop.
 
     Use :func:`start_in_thread`; call :meth:`stop` (or use it as a context manager).
     """
+
+    thread_name = "shoal-demo-site"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port
         self.log = RequestLog()
         """Every request served, as :class:`Hit` tuples ``(monotonic_time, method, path_qs, user_agent)``."""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
     @property
     def base_url(self) -> str:
         """``http://HOST:PORT`` of the running server, without a trailing slash."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> None:
-        """Start serving; returns once the socket is listening (or raises why it is not)."""
-        self._thread = threading.Thread(target=self._run, name="shoal-demo-site", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
-
-    async def _start(self) -> None:
+    async def _open(self) -> None:
         # handler_cancellation: a crawler that gives up on /too-slow frees the handler at once.
-        runner = web.AppRunner(
-            make_app(self.log), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+        runner = await self._runner(
+            make_app(self.log), shutdown_timeout=0.5, handler_cancellation=True
         )
-        await runner.setup()
-        self._runner = runner
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self.port = runner.addresses[0][1]
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._start())
-        except BaseException as exc:
-            self._error = exc
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            assert self._runner is not None
-            loop.run_until_complete(self._runner.cleanup())
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for t in pending:
-                t.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    def stop(self) -> None:
-        """Stop serving and wait for the thread to end (requests in flight are cut off)."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-
-    def __enter__(self) -> DemoServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.port = await self._listen(runner, self.host, self.port)
 
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0) -> DemoServer:
     """Start the demo site in a background thread; ``port=0`` picks a free port."""
-    server = DemoServer(host, port)
-    server.start()
-    return server
+    return DemoServer(host, port).start()

@@ -1,6 +1,8 @@
-"""The serve-in-a-thread skeleton of the test sites: an asyncio loop on a daemon thread, aiohttp on it.
+"""Local sites to crawl in tests: an asyncio loop on a daemon thread, aiohttp servers on it.
 
-A site subclasses :class:`ThreadedSite` and opens its servers in ``_open``
+The demo site (:class:`shoal.demo.site.DemoServer`) and the project's test
+sites are built on it, and so can a user's tests of their own specs. A site
+subclasses :class:`ThreadedSite` and opens its servers in ``_open``
 (a coroutine run on the site's loop), usually with :meth:`ThreadedSite._runner`
 and :meth:`ThreadedSite._listen`. :meth:`~ThreadedSite.start` returns once
 ``_open`` is over, that is once every socket listens, or raises what stopped it
@@ -8,7 +10,7 @@ and :meth:`ThreadedSite._listen`. :meth:`~ThreadedSite.start` returns once
 runners (each with its own ``shutdown_timeout``), cancels the handlers still
 running (a slow page a client gave up on) so the loop closes clean, and ends the
 thread; stopping a site that is not running does nothing. A site is also a
-context manager (``with Site() as s:``).
+context manager (``with Site() as s:`` starts it unless it runs already).
 
 :func:`wait_until` waits for a state a site records from its own thread.
 """
@@ -31,9 +33,9 @@ START_TIMEOUT = 30.0
 
 
 class ThreadedSite:
-    """Test servers on an event loop of their own, in a daemon thread."""
+    """Servers on an event loop of their own, in a daemon thread."""
 
-    thread_name: ClassVar[str] = "test-site"
+    thread_name: ClassVar[str] = "shoal-site"
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None
     _runners: list[web.AppRunner] | None = None
@@ -95,7 +97,7 @@ class ThreadedSite:
                 loop.close()
 
     def __enter__(self) -> Self:
-        return self.start()
+        return self if self._thread is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
