@@ -117,6 +117,27 @@ def test_page_outcome_says_what_a_crawl_records(demo_server: Any, tmp_path: Path
     assert hop.outcome == "done (a redirect to /redirect/2: the target is a URL of its own)"
 
 
+def test_hosts_of_sitemaps_and_feeds_are_in_scope_as_in_a_crawl(
+    demo_server: Any, tmp_path: Path
+) -> None:
+    """A link to the host of a `[crawl]` sitemap is followed, as the crawl follows it; other hosts are not."""
+    base = demo_server.base_url
+    port = base.rsplit(":", 1)[1]
+    seeds = f'seeds = ["{base}/"]'
+    text = demo_spec(base, tmp_path)
+    assert seeds in text
+    on_localhost = text.replace(seeds, f'seeds = ["http://localhost:{port}/"]')
+    with_sitemap = text.replace(
+        seeds, f'seeds = ["http://localhost:{port}/", {{ sitemap = "{base}/sitemap.xml" }}]'
+    )
+    out = try_page(parse_spec(on_localhost), f"{base}/blog/")
+    assert out.followed == []
+    assert f"host 127.0.0.1:{port} out of scope" in {v.reason for v in out.links}
+    assert not any(v.kept for v in out.links)
+    r = try_page(parse_spec(with_sitemap), f"{base}/blog/")
+    assert r.followed[:4] == [f"{base}/blog/posts/{n}" for n in (12, 11, 10, 9)]
+
+
 @pytest.mark.browser
 def test_browser_rule_links_and_fields_come_from_the_rendered_dom(
     js_site: JsSite, tmp_path: Path
