@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from shoal.crawl import run_async, run_loop, start_crawl
 from shoal.frontier.sql import SqlFrontier
+from shoal.parse.extract import Page
 from shoal.spec import Spec, parse_spec
 
 DEMO_TOML = Path(__file__).resolve().parents[1] / "src" / "shoal" / "demo" / "demo.toml"
@@ -72,3 +74,23 @@ def copy_frontier(src_url: str, dst_url: str) -> None:
     finally:
         src.close()
         dst.close()
+
+
+def page_of(html: str, url: str = "http://example.test/posts/1", **more: Any) -> Page:
+    """A 200 ``text/html`` page built from HTML text, as parse reads it when fetched from ``url``.
+
+    ``more`` sets other fields (``rule``, default ``post``; ``source``; ``frames``).
+    """
+    fields: dict[str, Any] = {"rule": "post", **more}
+    return Page(
+        url=url,
+        final_url=url,
+        fetched_at=None,
+        http_status=200,
+        content_type="text/html",
+        headers=[],
+        body=html.encode(),
+        text=html,
+        encoding="utf-8",
+        **fields,
+    )

@@ -25,7 +25,6 @@ from shoal.errors import SpecError
 from shoal.parse import (
     QUALITY_EXIT_CODE,
     OcrUnavailable,
-    Page,
     ParseError,
     ParseResult,
     TableExtractor,
@@ -43,7 +42,14 @@ from shoal.parse.quality import QualityReport, load_report
 from shoal.parse.values import cast_value, element_text
 from shoal.spec import parse_spec
 from tests.conftest import missing
-from tests.parse_helpers import clone, copy_frontier, crawl, demo_parse_section, demo_spec
+from tests.parse_helpers import (
+    clone,
+    copy_frontier,
+    crawl,
+    demo_parse_section,
+    demo_spec,
+    page_of,
+)
 
 PLACEHOLDER = {
     "email": "[EMAIL]", "phone_mobile": "[PHONE]", "phone_landline": "[PHONE]", "phone_intl": "[PHONE]",
@@ -59,22 +65,6 @@ def need_tesseract() -> None:
         check_tesseract("kor+eng")
     except OcrUnavailable as exc:
         missing("Tesseract with kor+eng", str(exc))
-
-
-def page_of(html: str, url: str = "http://example.test/posts/1") -> Page:
-    """A Page built from HTML text, as if fetched from ``url``."""
-    return Page(
-        url=url,
-        final_url=url,
-        fetched_at=None,
-        http_status=200,
-        content_type="text/html",
-        headers=[],
-        body=html.encode(),
-        text=html,
-        encoding="utf-8",
-        rule="post",
-    )
 
 
 def table(**kw: Any) -> TableSpec:

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from shoal.parse import QUALITY_EXIT_CODE, Page, read_table, run_parse
+from shoal.parse import QUALITY_EXIT_CODE, read_table, run_parse
 from shoal.parse.config import TableSpec
 from shoal.parse.extract import TableExtractor
 from shoal.parse.load import decode_body
 from shoal.parse.values import main_text
-from tests.parse_helpers import crawl
+from tests.parse_helpers import crawl, page_of
 from tests.parse_site import (
     API_ITEMS,
     ATOM_ENTRIES,
@@ -142,22 +142,6 @@ def _shoal(
         timeout=300,
         cwd=cwd,
         env=env,
-    )
-
-
-def _page(url: str, text: str, **more: Any) -> Page:
-    """A 200 ``text/html`` page at ``url`` as parse reads it (``more``: ``source``, ``frames``)."""
-    return Page(
-        url=url,
-        final_url=url,
-        fetched_at=None,
-        http_status=200,
-        content_type="text/html",
-        headers=[],
-        body=b"",
-        text=text,
-        encoding="utf-8",
-        **more,
     )
 
 
@@ -380,9 +364,10 @@ def test_fetched_datetime_is_aware() -> None:
 
 def test_rendered_frames_are_grafted_into_their_iframes() -> None:
     """A rendered page's frame DOMs are placed inside the matching ``<iframe>`` (others at the end), so selectors reach them."""
-    page = _page(
-        "http://blog.test/post",
+    page = page_of(
         '<html><body><h1>wrapper</h1><iframe id="mainFrame" src="/PostView?no=7"></iframe></body></html>',
+        "http://blog.test/post",
+        rule=None,
         source="rendered",
         frames=[
             (
@@ -459,7 +444,7 @@ def test_selectors_lexbor_cannot_run_go_through_parsel() -> None:
 
     assert lexbor_can("ul.tags li.tag") and not lexbor_can('li:contains("b")')
     assert not lexbor_can("p::text")
-    page = _page("http://x.test/", "<ul><li>a</li><li>b c</li></ul><p> hi </p>")
+    page = page_of("<ul><li>a</li><li>b c</li></ul><p> hi </p>", "http://x.test/", rule=None)
     ex = _detail_table({"b": 'li:contains("b")', "p": {"css": "p::text"}, "all": "li"})
     assert not ex.fast
     res = ex.extract(page)
