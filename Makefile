@@ -22,12 +22,16 @@ setup: system-deps $(VENV)/.installed
 demo: setup
 	$(BIN)/shoal demo
 
+# Two pytest-xdist workers: many tests wait on politeness delays, leases and subprocesses, so two
+# share the two cores well (tests/conftest.py keeps a module's shared fixture on one worker).
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup
+
 test: setup
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The quick loop while editing: everything but the tests marked slow (crash recovery, fleets, many workers).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff format --check src tests bench

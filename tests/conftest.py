@@ -4,11 +4,22 @@ PostgreSQL and MariaDB are the servers on 127.0.0.1 (override with
 SHOAL_TEST_PG / SHOAL_TEST_MYSQL). Each test gets a database of its own, dropped
 afterwards. When a server is missing the test fails under CI=true and is
 skipped elsewhere with a message saying how to start one.
+
+Under pytest-xdist (``make test`` runs ``pytest -n 2``) the tests that share a
+module- or session-scoped fixture of their module (a Chromium, a crawled demo,
+a moto server) run on one worker, so that fixture is built once; every other
+test goes to whichever worker is free, tests marked ``slow`` first, so that no
+long test starts last while the other worker sits idle. The workers tell the
+controller which tests go together through a JSON file named in
+``SHOAL_TEST_GROUPS`` (xdist's own ``--dist loadgroup`` does not group on
+pytest 9.2: it renames node ids, which pytest 9.2 no longer reads back).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +120,61 @@ def make_db(backend: str, tmp_path: Path) -> tuple[str, object]:
         return url, lambda: _pg_drop(name)
     url, name = _mysql_create()
     return url, lambda: _mysql_drop(name)
+
+
+GROUPS_ENV = "SHOAL_TEST_GROUPS"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist controller names the file where its workers write the test groups."""
+    if config.getoption("numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        fd, path = tempfile.mkstemp(prefix="shoal-test-groups-", suffix=".json")
+        os.close(fd)
+        os.environ[GROUPS_ENV] = path  # inherited by the workers, started after this hook
+        config.add_cleanup(lambda: os.unlink(path))
+
+
+def _shared_fixture_module(item: pytest.Item) -> str | None:
+    """The test module whose module- or session-scoped fixture ``item`` uses, if any."""
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in getattr(info, "name2fixturedefs", {}).values():
+        for d in defs:
+            if d.scope != "function" and d.baseid.startswith("tests/test_"):
+                return str(d.baseid)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # sorted before `-m` deselects: every worker sees one order
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker: slow tests first, and the groups written for the controller."""
+    path = os.environ.get(GROUPS_ENV)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not path:
+        return
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    groups = {item.nodeid: _shared_fixture_module(item) for item in items}
+    part = f"{path}.{os.environ['PYTEST_XDIST_WORKER']}"
+    Path(part).write_text(json.dumps({k: v for k, v in groups.items() if v}), "utf-8")
+    os.replace(part, path)  # every worker writes the same groups; one complete file stays
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``-n N`` (``--dist load``): xdist's scope scheduling, a scope being a shared-fixture group or one test."""
+    if config.getoption("dist") != "load" or not os.environ.get(GROUPS_ENV):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        groups: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            # Called once the workers have collected, so their groups file is complete.
+            if self.groups is None:
+                text = Path(os.environ[GROUPS_ENV]).read_text("utf-8")
+                self.groups = json.loads(text) if text else {}
+            return self.groups.get(nodeid, nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(params=BACKENDS)
