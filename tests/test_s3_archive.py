@@ -323,12 +323,12 @@ def test_parse_reads_an_s3_archive_into_the_same_tables_as_a_local_one(
     spec_local, text_local = demo_spec(demo_server.base_url, tmp_path / "local")
     # The two crawls (seconds of retries and timeouts each) side by side: the local one as `shoal crawl`.
     (tmp_path / "local.toml").write_text(text_local)
-    local = _shoal("crawl", str(tmp_path / "local.toml"), "--no-progress", cwd=tmp_path)
+    local_crawl = _shoal("crawl", str(tmp_path / "local.toml"), "--no-progress", cwd=tmp_path)
     try:
         _crawl_in_process(spec_s3, text_s3)
     finally:
-        output, _ = local.communicate(timeout=180)
-    assert local.returncode == 0, output
+        output, _ = local_crawl.communicate(timeout=180)
+    assert local_crawl.returncode == 0, output
     assert list((tmp_path / "s3" / "staging").iterdir()) == []
     for every in (False, True):  # by reference (ranged GETs), and every capture (files scanned)
         outs = {}
