@@ -98,16 +98,25 @@ def _env() -> dict[str, str]:
     return {**os.environ, "COLUMNS": "160", "SHOAL_DEBUG": ""}
 
 
+def _watch(finished: Path, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``shoal status FINISHED --watch 0.2 ARGS`` started so that SIGINT stops it as Ctrl-C would.
+
+    A job started in the background by a non-interactive shell (CI, say) inherits
+    SIGINT ignored; Python then never raises KeyboardInterrupt, so the child
+    gets the default disposition back.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "shoal", "status", str(finished), "--watch", "0.2", *args],
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **{"env": _env(), "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen},
+    )
+
+
 @pytest.mark.slow
 def test_watch_without_a_terminal_prints_one_json_line_per_frame(finished: Path) -> None:
     """`status --watch N --json` in a pipe writes one JSON object per line, each a whole snapshot."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "status", str(finished), "--watch", "0.2", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    proc = _watch(finished, "--json")
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(3)]
@@ -125,13 +134,7 @@ def test_watch_without_a_terminal_prints_one_json_line_per_frame(finished: Path)
 @pytest.mark.slow
 def test_watch_without_a_terminal_prints_summary_lines(finished: Path) -> None:
     """`status --watch N` in a pipe writes one summary line per frame (no tables, no control codes)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "status", str(finished), "--watch", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-    )
+    proc = _watch(finished)
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(2)]
@@ -176,14 +179,7 @@ def test_watch_on_a_terminal_redraws_in_place(finished: Path) -> None:
     """On a terminal, `status --watch` moves the cursor back over the last frame instead of scrolling."""
     master, slave = pty.openpty()
     env = {**_env(), "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "60"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "status", str(finished), "--watch", "0.2"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        close_fds=True,
-    )
+    proc = _watch(finished, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
     os.close(slave)
     try:
         out = _read_pty(master, time.monotonic() + 60, want=3)
