@@ -285,6 +285,8 @@ def test_dashboard_command_serves_status_on_loopback(crawled: tuple[Spec, Path])
         stderr=subprocess.PIPE,
         text=True,
         cwd=spec_path.parent,
+        # Ctrl-C as at a terminal, even when these tests run as a background job (SIGINT ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
