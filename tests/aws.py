@@ -8,10 +8,11 @@ children; nothing leaves the loopback interface.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from shoal.testing import free_port
 
 __all__ = ["AWS_ENV", "MotoServer", "moto_server"]
 
@@ -46,18 +47,12 @@ class MotoServer:
         ).client(service, endpoint_url=self.endpoint_url)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def moto_server() -> Iterator[MotoServer]:
     """Start moto's threaded server on a free loopback port; stop it afterwards."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     saved = {k: os.environ.get(k) for k in AWS_ENV}

@@ -20,12 +20,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from shoal.testing import free_port
 
 __all__ = ["PgUnavailable", "PrivatePostgres", "find_pg_bin"]
 
@@ -58,12 +59,6 @@ def find_pg_bin() -> Path | None:
         if all((d / exe).is_file() for exe in ("initdb", "pg_ctl", "postgres")):
             return d
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivatePostgres:
@@ -184,7 +179,7 @@ class PrivatePostgres:
         first = self.port == 0
         for attempt in range(5):
             if first:
-                self.port = _free_port()
+                self.port = free_port()
             res = self._run(
                 [
                     "pg_ctl",

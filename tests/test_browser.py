@@ -30,7 +30,7 @@ from shoal.errors import BrowserError, ErrorClass, FetchError, PolicyRefusal, Sk
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
 from shoal.spec import Rule
-from tests.browser_site import SiteServer
+from tests.sites.browser import SiteServer
 
 try:
     from shoal.fetch.browser.doctor import check_browser

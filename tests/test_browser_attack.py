@@ -25,7 +25,7 @@ import pytest
 from shoal.exchange import FetchRequest, FetchResult
 from shoal.fetch.address import AddressPolicy
 from shoal.spec import Rule
-from tests.browser_site import Canary, SiteServer, other_site, runner, site
+from tests.sites.browser import Canary, SiteServer, other_site, runner, site
 
 try:
     from shoal.fetch.browser.fetcher import BrowserFetcher

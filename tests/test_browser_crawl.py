@@ -14,7 +14,7 @@ from shoal.crawl import run_async, run_loop, start_crawl
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls
 from shoal.spec import parse_spec
-from tests.browser_site import JsSite, js_board_spec, js_site
+from tests.sites.browser import JsSite, js_board_spec, js_site
 
 pytestmark = pytest.mark.browser
 

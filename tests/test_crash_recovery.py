@@ -34,8 +34,8 @@ from shoal.frontier.dialects import is_retryable, is_unavailable, make_engine
 from shoal.frontier.tables import events, hosts, urls, workers
 from shoal.urls import canonicalize
 from tests.conftest import missing
-from tests.graph_site import GraphSite
 from tests.pg_private import PgUnavailable, PrivatePostgres
+from tests.sites.graph import GraphSite
 
 SHOAL = [sys.executable, "-m", "shoal"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "250", "SHOAL_DEBUG": ""}

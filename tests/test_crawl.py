@@ -321,7 +321,7 @@ def test_max_pages_stops_the_crawl_and_skips_the_rest(demo_server: Any, tmp_path
 
 def test_refused_loopback_seed_says_which_setting_allows_it(tmp_path: Path) -> None:
     """A loopback seed refused by the default address policy ends skipped, and the log names allow_private."""
-    from tests.graph_site import GraphSite
+    from tests.sites.graph import GraphSite
 
     site = GraphSite(n=3).start()
     try:

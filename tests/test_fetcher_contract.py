@@ -20,7 +20,7 @@ from shoal.fetch.address import AddressPolicy
 from shoal.fetch.base import Fetcher
 from shoal.fetch.http import HttpFetcher
 from shoal.spec import Rule
-from tests.browser_site import SiteServer, other_site, runner, site
+from tests.sites.browser import SiteServer, other_site, runner, site
 
 __all__ = ["other_site", "runner", "site"]
 

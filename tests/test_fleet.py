@@ -27,7 +27,7 @@ from shoal.fleet.ec2 import db_parameter_name
 from shoal.fleet.local import BRIDGE, BRIDGE_IP, LocalProvider, netns_available
 from tests.aws import MotoServer, moto_server
 from tests.conftest import make_db, missing
-from tests.graph_site import GraphSite
+from tests.sites.graph import GraphSite
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """The hostile web: address policy, bombs, traps, slow and broken servers, robots.txt, secrets, politeness.
 
-Every test runs against :mod:`tests.hostile_site` on 127.0.0.1 (crawls with
+Every test runs against :mod:`tests.sites.hostile` on 127.0.0.1 (crawls with
 SQLite in ``tmp_path``); nothing is sent anywhere else. Addresses outside
 loopback appear only in pure policy checks or as targets the policy must
 refuse before any connection is opened.
@@ -39,7 +39,7 @@ from shoal.testing import wait_until
 from shoal.urls import HostScope
 from shoal.worker.links import LinkExtractor, Router
 from shoal.worker.markup import MAX_NESTING, MAX_OPTIONS, tame_html
-from tests.hostile_site import (
+from tests.sites.hostile import (
     BOARD_PAGES,
     BOARD_WINDOW,
     CODINGS,

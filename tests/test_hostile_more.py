@@ -1,7 +1,7 @@
 """More of the hostile web: address spellings, redirects and side doors to refused hosts, robots.txt abuse, protocol abuse.
 
 Every case is a real crawl (SQLite in ``tmp_path``) or a real fetch against
-:mod:`tests.hostile_site` on 127.0.0.1. The crawls allow ``127.0.0.1/32``
+:mod:`tests.sites.hostile` on 127.0.0.1. The crawls allow ``127.0.0.1/32``
 only, so 127.0.0.2 (where the site also listens, as a canary) stays refused:
 each address case asserts that the canary saw no request at all. No address
 outside loopback is ever connected to; the IPv6 forms used here are refused
@@ -26,7 +26,7 @@ from shoal.fetch.address import AddressPolicy
 from shoal.fetch.http import StaticResolver
 from shoal.frontier.tables import workers
 from shoal.urls import canonicalize
-from tests.hostile_site import GZIP2_BOMB_BYTES, HostileSite, gzip2_bomb, run_crawl, spec_text
+from tests.sites.hostile import GZIP2_BOMB_BYTES, HostileSite, gzip2_bomb, run_crawl, spec_text
 from tests.test_hostile import MIB, fetch, fetcher, outcome, rows_of, site, table
 
 __all__ = ["site"]  # the fixture, re-exported for pytest

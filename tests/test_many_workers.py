@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls, workers
-from tests.graph_site import GraphSite
+from tests.sites.graph import GraphSite
 from tests.test_status_truth import assert_status_is_true
 
 

@@ -2,7 +2,7 @@
 
 Unit tests run on constructed HTML; the end-to-end tests parse real WARC files
 of real crawls: the demo site (crawled once per session) and a small site
-whose layout changes half-way (tests/parse_site.py).
+whose layout changes half-way (tests/sites/parse.py).
 """
 
 from __future__ import annotations
@@ -928,7 +928,7 @@ class Layout:
 
     def spec(self, parse: str, name: str) -> Path:
         """Write a spec with this ``[parse]`` section (tables going to ``out/name``); returns its path."""
-        from tests.parse_site import spec_text
+        from tests.sites.parse import spec_text
 
         parse = parse.replace("{out}", (self.data / "out" / name).as_posix())
         path = self.data / f"{name}.toml"
@@ -939,7 +939,7 @@ class Layout:
 @pytest.fixture(scope="session")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
     """The site whose layout changes after post 6, crawled once with its notice image archived."""
-    from tests.parse_site import LayoutSite, spec_text
+    from tests.sites.parse import LayoutSite, spec_text
 
     data = tmp_path_factory.mktemp("layout")
     server = LayoutSite()
@@ -968,7 +968,7 @@ def test_required_field_missing_after_a_layout_change_fails_the_parse(layout: La
 
     from shoal.frontier.sql import SqlFrontier
     from shoal.frontier.tables import events
-    from tests.parse_site import OLD_LAYOUT, POSTS
+    from tests.sites.parse import OLD_LAYOUT, POSTS
 
     r = run_parse(
         layout.spec(LAYOUT_PARSE.replace("MAX", "0.2"), "strict"), processes=1, progress=False
@@ -1003,7 +1003,7 @@ def test_required_field_missing_after_a_layout_change_fails_the_parse(layout: La
 def test_ocr_of_an_archived_image_on_a_crawled_site(layout: Layout) -> None:
     """The image a rule archived during the crawl is found by canonical URL and read into the OCR column."""
     need_tesseract()
-    from tests.parse_site import IMAGE_POST
+    from tests.sites.parse import IMAGE_POST
 
     parse = """
 [parse]

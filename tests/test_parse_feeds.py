@@ -1,6 +1,6 @@
 """Tables from every content type a crawl archives, charsets that lie, the gate on empty tables, spec-relative functions.
 
-One real crawl of tests/parse_site.py's FeedSite on 127.0.0.1 (an RSS feed
+One real crawl of tests/sites/parse.py's FeedSite on 127.0.0.1 (an RSS feed
 declared EUC-KR whose bytes need CP949, an Atom feed, a JSON API answer, a
 UTF-8 page whose ``<meta charset>`` says gb2312, two board pages) is parsed
 with several ``[parse]`` sections.
@@ -26,7 +26,7 @@ from shoal.parse.extract import TableExtractor
 from shoal.parse.load import decode_body
 from shoal.parse.values import main_text
 from tests.parse_helpers import crawl, page_of
-from tests.parse_site import (
+from tests.sites.parse import (
     API_ITEMS,
     ATOM_ENTRIES,
     LIAR_TITLE,

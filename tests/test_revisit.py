@@ -40,7 +40,7 @@ from shoal.resubmit import spec_changes
 from shoal.spec import NotifySpec, Spec, parse_spec
 from shoal.urls import canonicalize
 from tests.conftest import make_db
-from tests.fresh_site import FreshSite
+from tests.sites.fresh import FreshSite
 from tests.test_notify import Hook
 
 # -- the pure policy -------------------------------------------------------------------------

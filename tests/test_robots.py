@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from shoal.errors import URLError
 from shoal.fetch.robots import MAX_ROBOTS_BYTES, Compat, Robots, RobotsCache, product_token
+from shoal.testing import refusing_port
 from tests.vectors import TESTDATA
 
 CTC = TESTDATA / "robotstxt-spec-test" / "ctc-flat.json"
@@ -224,14 +224,6 @@ def getter(
     return get
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 class Clock:
     """A clock the test moves by hand, for TTLs."""
 
@@ -324,12 +316,13 @@ def test_cache_unreachable_host_disallows_for_now() -> None:
     async def main() -> None:
         async with aiohttp.ClientSession() as session:
             cache = RobotsCache(getter(session), UA)
-            url = f"http://127.0.0.1:{free_port()}/page"
+            url = f"http://127.0.0.1:{port}/page"
             robots = await cache.robots(url)
             assert robots.temporary and robots.status is None
             assert not await cache.allowed(url)
 
-    asyncio.run(main())
+    with refusing_port() as port:
+        asyncio.run(main())
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,17 +35,11 @@ from shoal.exchange import FetchResult
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import warc_files
 from shoal.spec import Spec, parse_spec
+from shoal.testing import free_port
 from tests.conftest import missing
 from tests.test_crawl import _shoal, demo_spec, final_rows, outcome_sets, wait_for_done
 
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

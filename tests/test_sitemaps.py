@@ -17,7 +17,7 @@ from shoal.fetch.sitemaps import Entry, HostMap, read_listing
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls
 from shoal.spec import parse_spec
-from tests.fresh_site import FreshSite
+from tests.sites.fresh import FreshSite
 from tests.test_revisit import settled
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'

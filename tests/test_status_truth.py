@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls
-from tests.graph_site import GraphSite
+from tests.sites.graph import GraphSite
 from tests.test_crash_recovery import Fleet, graph_site, lease_holders, submit
 
 __all__ = ["assert_status_is_true", "graph_site"]

@@ -12,8 +12,8 @@ import pytest
 
 from shoal.spec import parse_spec
 from shoal.trial import TrialError, try_page
-from tests.browser_site import JsSite, js_board_spec, js_site
 from tests.parse_helpers import crawl, demo_spec
+from tests.sites.browser import JsSite, js_board_spec, js_site
 
 __all__ = ["js_site"]
 

@@ -26,7 +26,7 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from tests.conftest import missing
-from tests.hostile_site import HostileSite, spec_text, start_hostile_site
+from tests.sites.hostile import HostileSite, spec_text, start_hostile_site
 
 PAGES = 150
 

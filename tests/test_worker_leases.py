@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from shoal.frontier import SqlFrontier
 from shoal.frontier.tables import urls
 from tests.conftest import make_db
-from tests.graph_site import GraphSite
 from tests.pg_private import PrivatePostgres
+from tests.sites.graph import GraphSite
 from tests.test_crash_recovery import (
     Fleet,
     _private_pg,

@@ -17,7 +17,7 @@ from shoal.spec import LimitsSpec
 from shoal.urls import HostScope
 from shoal.worker.links import LinkExtractor, Router, page_print, url_shape
 from shoal.worker.markup import READ_LINKS_PER_CAP
-from tests.hostile_site import (
+from tests.sites.hostile import (
     BLOG_PAGES,
     FLOOD_LINKS,
     QUOTE_PAGES,

@@ -12,21 +12,25 @@ running (a slow page a client gave up on) so the loop closes clean, and ends the
 thread; stopping a site that is not running does nothing. A site is also a
 context manager (``with Site() as s:`` starts it unless it runs already).
 
-:func:`wait_until` waits for a state a site records from its own thread.
+:func:`wait_until` waits for a state a site records from its own thread;
+:func:`free_port` names a port to start a server on, :func:`refusing_port`
+holds one that refuses connections for as long as it is open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Self
 
 from aiohttp import web
 
-__all__ = ["ThreadedSite", "wait_until"]
+__all__ = ["ThreadedSite", "free_port", "refusing_port", "wait_until"]
 
 START_TIMEOUT = 30.0
 """Seconds :meth:`ThreadedSite.start` waits for the sockets (a broken machine, not a slow one)."""
@@ -113,3 +117,19 @@ def wait_until(what: str, predicate: Callable[[], object], timeout: float = 30.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server about to start there."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port on 127.0.0.1 bound and never listening: connections are refused, and no server
+    (another test's, in parallel) can take it until the block ends."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])

@@ -231,6 +231,7 @@ class HostileSite(ThreadedSite):
     raw_port: int = 0
     refused_port: int = 0
     _raw: asyncio.Server | None = None
+    _refusing: socket.socket | None = None
     _counts: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -284,9 +285,11 @@ class HostileSite(ThreadedSite):
     # -- running ---------------------------------------------------------------------------------
 
     async def _open(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.refused_port = s.getsockname()[1]
+        # Bound and never listening: a connection is refused, and while the site runs no other
+        # server (another test worker's, say) can take the port.
+        self._refusing = socket.socket()
+        self._refusing.bind(("127.0.0.1", 0))
+        self.refused_port = self._refusing.getsockname()[1]
         app = web.Application(middlewares=[self._record])
         self._routes(app)
         runner = await self._runner(app, shutdown_timeout=0.2, handler_cancellation=True)
@@ -301,6 +304,8 @@ class HostileSite(ThreadedSite):
     async def _close(self) -> None:
         if self._raw is not None:
             self._raw.close()
+        if self._refusing is not None:
+            self._refusing.close()
         await super()._close()
 
     def count(self, request: web.Request) -> int:
