@@ -141,7 +141,11 @@ def test_the_readme_layout_names_real_modules() -> None:
     block = readme.split("## Layout", 1)[1].split("```", 2)[1]
     named: set[str] = set()
     package = ""
-    for line in block.splitlines():
+    for line in block.strip("\n").splitlines()[
+        1:
+    ]:  # the src/shoal/ tree, up to the next top-level folder
+        if line and not line.startswith(" "):
+            break
         head = re.match(r"^  (\w+)/\s", line)
         if head:
             package = head.group(1)
