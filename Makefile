@@ -23,8 +23,9 @@ demo: setup
 	$(BIN)/shoal demo
 
 # Two pytest-xdist workers: many tests wait on politeness delays, leases and subprocesses, so two
-# share the two cores well (tests/conftest.py keeps a module's shared fixture on one worker).
-PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup
+# share the two cores well. tests/conftest.py schedules (xdist's default --dist load): a module's
+# shared fixture stays on one worker, slow tests go first.
+PYTEST := $(BIN)/python -m pytest -n 2
 
 test: setup
 	$(PYTEST)
